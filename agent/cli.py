@@ -1,0 +1,104 @@
+"""``corral-agent``: register, run, status.  argparse keeps the node's start-up small."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from agent import __version__
+from agent.errors import AgentError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral-agent", description="Corral node agent.")
+    parser.add_argument("--version", action="version", version=f"corral-agent {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    reg = sub.add_parser("register", help="register this node with an activation")
+    reg.add_argument("--url", required=True, help="server URL, https://HOST:PORT")
+    reg.add_argument("--id", required=True, dest="activation_id", help="activation id")
+    reg.add_argument("--code", required=True, dest="activation_code", help="activation code")
+    reg.add_argument("--ca-hash", required=True, help="sha256:HEX of the server's CA certificate")
+    reg.add_argument(
+        "--name", default="", help="node name (default: the activation's, else the hostname)"
+    )
+    reg.add_argument("--state-dir", type=Path, default=None)
+    reg.add_argument("--force", action="store_true", help="replace an existing registration")
+    reg.add_argument("--output", choices=["table", "json"], default="table")
+
+    run = sub.add_parser("run", help="run the agent daemon in the foreground")
+    run.add_argument("--state-dir", type=Path, default=None)
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+
+    status = sub.add_parser("status", help="show this node's registration and outbox")
+    status.add_argument("--state-dir", type=Path, default=None)
+    status.add_argument("--output", choices=["table", "json"], default="table")
+    return parser
+
+
+def _register(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.registration import RegisterRequest, register
+
+    config = load_config(args.state_dir)
+    reg = asyncio.run(
+        register(
+            config,
+            RegisterRequest(
+                url=args.url,
+                activation_id=args.activation_id,
+                activation_code=args.activation_code,
+                ca_hash=args.ca_hash,
+                name=args.name,
+                force=args.force,
+            ),
+        )
+    )
+    if args.output == "json":
+        print(json.dumps({"node_id": reg.node_id}))
+    else:
+        print(f"Registered as {reg.node_id} with {reg.url}")
+        print(f"Start the agent: corral-agent run --state-dir {config.state_dir}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent import daemon, logs
+    from agent.config import load_config
+
+    logs.configure(args.log_format, logging.DEBUG if args.debug else logging.INFO)
+    return daemon.run(load_config(args.state_dir))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from agent.config import load_config
+    from agent.status import collect
+
+    info = collect(load_config(args.state_dir))
+    if args.output == "json":
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(len(k) for k in info)
+        for key, value in info.items():
+            print(f"{key.replace('_', ' '):<{width}}  {value if value is not None else '-'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    handlers = {"register": _register, "run": _run, "status": _status}
+    try:
+        code = handlers[args.command](args)
+    except AgentError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.message}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

@@ -1,0 +1,106 @@
+"""The agent's typed configuration and the layout of its state dir.
+
+State dir (mode 0700)::
+
+    state.json      registration: node id, server URL, when, credential expiry
+    node.key        Ed25519 private key, base64 of the raw 32 bytes (mode 0600, never sent)
+    node.pem        the node certificate issued by the server's CA
+    ca.pem          the server's CA, pinned by hash at registration
+    outbox.db       durable outbox (SQLite): reports not yet acknowledged by the server
+    status.json     last successful contact, written by the running daemon
+    agent.toml      optional settings (see AgentConfig)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+CONFIG_FILE = "agent.toml"
+
+
+def default_state_dir() -> Path:
+    env = os.environ.get("CORRAL_AGENT_STATE_DIR")
+    if env:
+        return Path(env)
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "Corral" / "agent"
+    if sys.platform == "darwin":
+        if os.geteuid() == 0:
+            return Path("/Library/Application Support/Corral/agent")
+        return Path.home() / "Library" / "Application Support" / "Corral" / "agent"
+    if os.geteuid() == 0:
+        return Path("/var/lib/corral-agent")
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "corral-agent"
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state_dir: Path
+    transport: str = "https"
+    poll_wait_seconds: float = 20.0
+    heartbeat_interval_seconds: float = 300.0
+    backoff_base_seconds: float = 1.0
+    backoff_cap_seconds: float = 60.0
+    shutdown_budget_seconds: float = 8.0
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / "node.key"
+
+    @property
+    def next_key_file(self) -> Path:
+        return self.state_dir / "node.key.next"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.state_dir / "node.pem"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.state_dir / "ca.pem"
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.state_dir / "outbox.db"
+
+    @property
+    def status_file(self) -> Path:
+        return self.state_dir / "status.json"
+
+
+_NUMBERS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("float", float)}
+
+
+def load_config(state_dir: Path | None) -> AgentConfig:
+    state_dir = (state_dir or default_state_dir()).absolute()
+    path = state_dir / CONFIG_FILE
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except PermissionError:
+            raise ConfigError(f"cannot read {path}: permission denied") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+        for key, value in raw.items():
+            if key == "transport" and isinstance(value, str):
+                values[key] = value
+            elif key in _NUMBERS and isinstance(value, int | float) and not isinstance(value, bool):
+                if value <= 0:
+                    raise ConfigError(f"{path}: {key} must be positive")
+                values[key] = float(value)
+            else:
+                raise ConfigError(f"{path}: unknown setting or wrong type: {key}")
+    return AgentConfig(state_dir=state_dir, **values)

@@ -1,0 +1,234 @@
+"""``corral-agent run``: the daemon's lifecycle.
+
+Startup: load the registration, open the outbox, choose the transport.  Main loop, all inside
+one task group: the poller (long-poll, handle server messages, ack them), the sender (drain the
+outbox), the heartbeat, the credential renewer.  This module alone owns signals: the first
+SIGTERM/SIGINT stops polling and flushes the outbox within a bounded budget; a second one exits
+at once.  A revoked credential (node deregistered) ends the daemon with exit code 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from agent import __version__, wire
+from agent.backoff import Backoff
+from agent.config import AgentConfig
+from agent.credentials import Credentials
+from agent.errors import AgentError, CredentialRevoked, ServerRejected, TransportError
+from agent.outbox import Outbox
+from agent.state import Registration, load_registration, save_status
+from agent.transport import Transport
+from agent.transport import load as load_transport
+from agent.wire import Message
+
+log = logging.getLogger("corral.agent")
+
+RENEW_CHECK_SECONDS = 3600.0
+
+
+class Daemon:
+    def __init__(self, config: AgentConfig, registration: Registration) -> None:
+        self.config = config
+        self.registration = registration
+        self.node_id = registration.node_id
+        self.outbox = Outbox(config.outbox_file)
+        self.credentials = Credentials(config, registration)
+        self.transport: Transport = load_transport(config.transport)(config, self.credentials)
+        self.stopping = asyncio.Event()
+        self._seen: dict[str, float] = {}
+        self._last_contact: float | None = None
+        self._started = time.time()
+
+    # Loops ------------------------------------------------------------------------------
+    async def poll_loop(self) -> None:
+        backoff = self._backoff()
+        acks: list[str] = []
+        while True:
+            try:
+                messages = await self.transport.poll(acks, self.config.poll_wait_seconds)
+            except CredentialRevoked:
+                raise
+            except TransportError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "poll failed; retrying",
+                    extra={"error": exc.message, "retry_in": round(delay, 2)},
+                )
+                await asyncio.sleep(delay)
+                continue
+            acks = []
+            backoff.reset()
+            self._contact()
+            for message in messages:
+                await self.handle(message)
+                acks.append(message["id"])
+
+    async def handle(self, message: Message) -> None:
+        """Act on one server message; by return, whatever it asked for is durable."""
+        if message["id"] in self._seen:
+            return
+        self._seen[message["id"]] = time.time()
+        if len(self._seen) > 10_000:
+            for old in sorted(self._seen, key=self._seen.__getitem__)[:5_000]:
+                del self._seen[old]
+        if message["type"] == wire.MSG_PING:
+            await self.outbox.put(wire.make_message(wire.MSG_PONG, {"ping_id": message["id"]}))
+        else:
+            log.warning(
+                "ignoring unknown message type",
+                extra={"type": message["type"], "message_id": message["id"]},
+            )
+
+    async def send_loop(self) -> None:
+        backoff = self._backoff()
+        while True:
+            if not await self.flush_once():
+                await self.outbox.wait_for_new()
+                continue
+            backoff.reset()
+            if self.stopping.is_set():
+                return
+            await asyncio.sleep(0)
+
+    async def flush_once(self) -> bool:
+        """Send one batch; True if anything was sent.  Transport errors back off and retry."""
+        batch = await self.outbox.peek(wire.MAX_MESSAGES_PER_BATCH)
+        if not batch:
+            return False
+        backoff = self._backoff()
+        while True:
+            try:
+                acked = await self.transport.send(batch)
+                break
+            except CredentialRevoked:
+                raise
+            except ServerRejected as exc:
+                log.error(
+                    "server refused a batch; moved to the dead table",
+                    extra={"error": exc.message, "count": len(batch)},
+                )
+                await self.outbox.bury([m["id"] for m in batch], exc.message)
+                return True
+            except TransportError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "sending results failed; retrying",
+                    extra={"error": exc.message, "retry_in": round(delay, 2), "outbox": len(batch)},
+                )
+                await asyncio.sleep(delay)
+        await self.outbox.remove(acked)
+        self._contact()
+        return True
+
+    async def heartbeat_loop(self) -> None:
+        from agent import facts
+
+        while True:
+            body: dict[str, Any] = await asyncio.to_thread(facts.collect)
+            await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
+            await asyncio.sleep(self.config.heartbeat_interval_seconds)
+
+    async def renew_loop(self) -> None:
+        await self.credentials.recover_key()
+        while True:
+            if self.credentials.renewal_due(time.time()):
+                try:
+                    await self.credentials.renew()
+                except CredentialRevoked:
+                    raise
+                except TransportError as exc:
+                    log.warning(
+                        "credential renewal failed; will retry", extra={"error": exc.message}
+                    )
+            await asyncio.sleep(RENEW_CHECK_SECONDS)
+
+    # Lifecycle --------------------------------------------------------------------------
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.backoff_base_seconds, self.config.backoff_cap_seconds)
+
+    def _contact(self) -> None:
+        now = time.time()
+        if self._last_contact is None or now - self._last_contact > 5:
+            self._last_contact = now
+            save_status(
+                self.config,
+                {
+                    "pid": os.getpid(),
+                    "started_at": self._started,
+                    "last_contact": now,
+                    "agent_version": __version__,
+                },
+            )
+
+    def _on_signal(self) -> None:
+        if self.stopping.is_set():
+            log.warning("second signal: exiting at once")
+            os._exit(1)
+        log.info("stopping", extra={"node_id": self.node_id})
+        self.stopping.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        log.info(
+            "agent started",
+            extra={
+                "node_id": self.node_id,
+                "url": self.registration.url,
+                "transport": self.config.transport,
+                "outbox": self.outbox.depth(),
+            },
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                work = [
+                    tg.create_task(self.poll_loop(), name="poll"),
+                    tg.create_task(self.heartbeat_loop(), name="heartbeat"),
+                    tg.create_task(self.renew_loop(), name="renew"),
+                ]
+                sender = tg.create_task(self.send_loop(), name="send")
+                await self.stopping.wait()
+                for task in work:
+                    task.cancel()
+                sender.cancel()
+                tg.create_task(self._final_flush(), name="final-flush")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.transport.aclose()
+            await self.credentials.aclose()
+            self.outbox.close()
+        log.info("agent stopped", extra={"node_id": self.node_id})
+
+    async def _final_flush(self) -> None:
+        """Deliver what can be delivered within the shutdown budget; the rest stays on disk."""
+        with contextlib.suppress(TimeoutError, AgentError):
+            async with asyncio.timeout(self.config.shutdown_budget_seconds):
+                while await self.flush_once():
+                    pass
+
+
+def run(config: AgentConfig) -> int:
+    registration = load_registration(config)
+    try:
+        asyncio.run(Daemon(config, registration).run())
+    except* CredentialRevoked as group:
+        exc = group.exceptions[0]
+        assert isinstance(exc, CredentialRevoked)
+        log.error(
+            "the server revoked this node's credential; stopping", extra={"reason": exc.message}
+        )
+        raise CredentialRevoked(
+            f"{exc.message}: this node can no longer reach the server; register it again",
+            exc.status,
+            exc.code,
+        ) from None
+    return 0

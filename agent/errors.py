@@ -1,0 +1,54 @@
+"""The agent's exception tree.
+
+::
+
+    AgentError                       a one-line message for the user; exit code 1
+    ├── ConfigError                  bad/missing state dir, config or identity files
+    ├── NotRegistered                the state dir holds no registration
+    ├── AlreadyRegistered            register without --force on a registered state dir
+    ├── RegistrationError            the server refused the activation, CA hash mismatch, ...
+    └── TransportError               the server could not be reached or answered 5xx (retry)
+        └── ServerRejected           the server answered 4xx: retrying the same thing won't help
+            └── CredentialRevoked    node deregistered / credential expired: stop (exit 3)
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(AgentError):
+    pass
+
+
+class NotRegistered(AgentError):
+    pass
+
+
+class AlreadyRegistered(AgentError):
+    pass
+
+
+class RegistrationError(AgentError):
+    pass
+
+
+class TransportError(AgentError):
+    pass
+
+
+class ServerRejected(TransportError):
+    def __init__(self, message: str, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class CredentialRevoked(ServerRejected):
+    exit_code = 3

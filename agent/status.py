@@ -1,0 +1,30 @@
+"""``corral-agent status``: what this node's state dir says, without contacting the server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.outbox import read_depth
+from agent.state import load_registration, load_status
+
+
+def _iso(ts: object) -> str | None:
+    if not isinstance(ts, int | float):
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def collect(config: AgentConfig) -> dict[str, Any]:
+    reg = load_registration(config)
+    status = load_status(config)
+    return {
+        "node_id": reg.node_id,
+        "server_url": reg.url,
+        "registered_at": _iso(reg.registered_at),
+        "credential_expires_at": _iso(reg.credential_expires_at),
+        "last_contact": _iso(status.get("last_contact")),
+        "outbox_depth": read_depth(config.outbox_file) or 0,
+        "state_dir": str(config.state_dir),
+    }

@@ -1,0 +1,98 @@
+"""The wire contract: the one vocabulary the agent and the control plane share.
+
+JSON over HTTPS under ``/v1/``; agent routes live under ``/v1/agent/``.  Every message carries
+an id; delivery is at-least-once both ways and receivers are idempotent by id.
+
+Messages are plain JSON objects ``{"id", "type", "body", "created_at"}``.  Message *types* are
+listed here; their bodies are documented in docs/wire.md.  New work (run command, cancel,
+associations changed, start session, ...) adds a type here, never a new channel.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from typing import Any, Final, TypedDict
+
+API_PREFIX: Final = "/v1"
+AGENT_PREFIX: Final = "/v1/agent"
+
+# Agent routes.
+ROUTE_CA: Final = f"{AGENT_PREFIX}/ca"
+ROUTE_REGISTER: Final = f"{AGENT_PREFIX}/register"
+ROUTE_CHALLENGE: Final = f"{AGENT_PREFIX}/challenge"
+ROUTE_TOKEN: Final = f"{AGENT_PREFIX}/token"
+ROUTE_RENEW: Final = f"{AGENT_PREFIX}/renew"
+ROUTE_POLL: Final = f"{AGENT_PREFIX}/poll"
+ROUTE_MESSAGES: Final = f"{AGENT_PREFIX}/messages"
+
+# How long the server holds a poll open when nothing is waiting, and the agent's own limit.
+POLL_HOLD_SECONDS: Final = 20.0
+POLL_HOLD_MAX_SECONDS: Final = 30.0
+HEARTBEAT_INTERVAL_SECONDS: Final = 300.0
+# A node is Online while it is polling; after this long without contact it is ConnectionLost
+# (three missed long-polls).
+CONNECTION_LOST_AFTER_SECONDS: Final = 3 * POLL_HOLD_SECONDS + 10.0
+
+MAX_REQUEST_BYTES: Final = 1024 * 1024
+MAX_MESSAGES_PER_BATCH: Final = 100
+
+# Server -> agent message types.
+MSG_PING: Final = "ping"
+# Agent -> server message types.
+MSG_HEARTBEAT: Final = "heartbeat"
+MSG_PONG: Final = "pong"
+
+AGENT_TO_SERVER_TYPES: Final = frozenset({MSG_HEARTBEAT, MSG_PONG})
+SERVER_TO_AGENT_TYPES: Final = frozenset({MSG_PING})
+
+NODE_ID_RE: Final = re.compile(r"^mi-[0-9a-f]{17}$")
+MESSAGE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+# Signed-challenge domain separator: a signature made for a token can be used for nothing else.
+TOKEN_SIGNING_CONTEXT: Final = b"corral-node-token-v1"
+RENEW_SIGNING_CONTEXT: Final = b"corral-node-renew-v1"
+
+# Stable error codes that cross the wire (``{"error": {"code", "message"}}``).
+ERR_UNAUTHORIZED: Final = "unauthorized"
+ERR_NODE_DEREGISTERED: Final = "node_deregistered"
+ERR_TOKEN_EXPIRED: Final = "token_expired"
+ERR_ACTIVATION_INVALID: Final = "activation_invalid"
+ERR_CREDENTIAL_EXPIRED: Final = "credential_expired"
+
+
+class Message(TypedDict):
+    id: str
+    type: str
+    body: dict[str, Any]
+    created_at: float
+
+
+class HeartbeatBody(TypedDict):
+    agent_version: str
+    hostname: str
+    platform: str
+    platform_name: str
+    platform_version: str
+    ip_addresses: list[str]
+    boot_time: float
+
+
+def new_message_id() -> str:
+    """A sortable, unique message id: milliseconds since the epoch, then randomness."""
+    return f"{int(time.time() * 1000):013x}{secrets.token_hex(8)}"
+
+
+def make_message(msg_type: str, body: dict[str, Any]) -> Message:
+    return Message(id=new_message_id(), type=msg_type, body=body, created_at=time.time())
+
+
+def token_signing_payload(node_id: str, nonce: str, timestamp: int) -> bytes:
+    return b"\n".join(
+        [TOKEN_SIGNING_CONTEXT, node_id.encode(), nonce.encode(), str(timestamp).encode()]
+    )
+
+
+def renew_signing_payload(node_id: str, public_key_b64: str) -> bytes:
+    return b"\n".join([RENEW_SIGNING_CONTEXT, node_id.encode(), public_key_b64.encode()])

@@ -1,0 +1,63 @@
+"""/v1/nodes: managed nodes (operator)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from control_plane.api.deps import CP, OperatorDep
+
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+
+
+class TagBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tags: dict[StrictStr, StrictStr]
+
+
+class UntagBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keys: list[StrictStr] = Field(max_length=50)
+
+
+class PingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timeout_seconds: StrictFloat | StrictInt = 30
+
+
+@router.get("")
+async def list_nodes(
+    cp: CP,
+    _op: OperatorDep,
+    filter: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:
+    return {"nodes": await cp.nodes.list_all(filter or [])}
+
+
+@router.get("/{node_id}")
+async def show(node_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.nodes.get(node_id)
+
+
+@router.post("/{node_id}/tags")
+async def tag(node_id: str, body: TagBody, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.nodes.tag(node_id, dict(body.tags))
+
+
+@router.post("/{node_id}/untag")
+async def untag(node_id: str, body: UntagBody, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.nodes.untag(node_id, list(body.keys))
+
+
+@router.post("/{node_id}/ping")
+async def ping(
+    node_id: str, cp: CP, _op: OperatorDep, body: PingBody | None = None
+) -> dict[str, Any]:
+    return await cp.nodes.ping(node_id, float((body or PingBody()).timeout_seconds))
+
+
+@router.post("/{node_id}/deregister")
+async def deregister(node_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.nodes.deregister(node_id)

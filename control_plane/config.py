@@ -1,0 +1,141 @@
+"""The server's typed configuration, read from ``<data-dir>/config.toml``.
+
+One object per program (CONVENTIONS.md): everything the server reads from its config file is a
+field here with a type and a default; an unknown or mistyped key is a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from control_plane.errors import SetupError
+
+CONFIG_FILE = "config.toml"
+DEFAULT_LISTEN = "127.0.0.1:8443"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    listen: str = DEFAULT_LISTEN
+    hostnames: list[str] = field(default_factory=list)
+    database_url: str = ""
+    node_credential_days: int = 90
+    node_token_minutes: int = 15
+    max_request_bytes: int = 1024 * 1024
+    shutdown_grace_seconds: float = 10.0
+    poll_hold_seconds: float = 20.0
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "ca.pem"
+
+    @property
+    def ca_key_file(self) -> Path:
+        return self.data_dir / "ca.key"
+
+    @property
+    def cert_file(self) -> Path:
+        return self.data_dir / "server.pem"
+
+    @property
+    def key_file(self) -> Path:
+        return self.data_dir / "server.key"
+
+    @property
+    def secret_file(self) -> Path:
+        """HMAC key for node access tokens and registration challenges."""
+        return self.data_dir / "node_token.key"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "corral.db"
+
+    @property
+    def sync_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.db_path}"
+
+    @property
+    def async_database_url(self) -> str:
+        url = self.sync_database_url
+        if url.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+        if url.startswith("postgresql://"):
+            return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+        return url
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(ServerConfig) if f.name != "data_dir"}
+_TYPES: dict[str, tuple[type, ...]] = {
+    "listen": (str,),
+    "hostnames": (list,),
+    "database_url": (str,),
+    "node_credential_days": (int,),
+    "node_token_minutes": (int,),
+    "max_request_bytes": (int,),
+    "shutdown_grace_seconds": (int, float),
+    "poll_hold_seconds": (int, float),
+}
+
+
+def load_config(data_dir: Path) -> ServerConfig:
+    path = data_dir / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SetupError(
+            f"{path} not found: run 'corral-server init --data-dir {data_dir}' first"
+        ) from None
+    except PermissionError:
+        raise SetupError(f"cannot read {path}: permission denied") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SetupError(f"{path} is not valid TOML: {exc}") from None
+    server = raw.get("server", {})
+    if not isinstance(server, dict):
+        raise SetupError(f"{path}: [server] must be a table")
+    values: dict[str, Any] = {}
+    for key, value in server.items():
+        if key not in _FIELDS:
+            raise SetupError(f"{path}: unknown setting server.{key}")
+        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
+            raise SetupError(f"{path}: server.{key} has the wrong type")
+        values[key] = value
+    if not all(isinstance(h, str) for h in values.get("hostnames", [])):
+        raise SetupError(f"{path}: server.hostnames must be a list of strings")
+    return ServerConfig(data_dir=data_dir, **values)
+
+
+def config_to_toml(config: ServerConfig) -> dict[str, Any]:
+    server = {
+        name: getattr(config, name)
+        for name in _FIELDS
+        if getattr(config, name) != _FIELDS[name].default and name != "hostnames"
+    }
+    server["listen"] = config.listen
+    server["hostnames"] = list(config.hostnames)
+    return {"server": server}
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
+    host, sep, port_s = listen.rpartition(":")
+    if not sep or not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+        raise SetupError(f"invalid --listen {listen!r}: expected HOST:PORT or [IPv6]:PORT")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise SetupError(f"invalid --listen {listen!r}: unclosed '['")
+        host = host[1:-1]
+    elif ":" in host:
+        raise SetupError(f"invalid --listen {listen!r}: write IPv6 addresses as [ADDR]:PORT")
+    return host, int(port_s)
+
+
+def url_for(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::"):
+        shown = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    return f"https://{shown}:{port}"

@@ -1,0 +1,88 @@
+"""The control plane's exception tree.
+
+Every error that reaches an HTTP client maps to a stable code and status::
+
+    CorralError                      500 internal
+    ├── InvalidRequest               400 invalid_request
+    │   └── PayloadTooLarge          413 payload_too_large
+    ├── Unauthorized                 401 unauthorized
+    │   ├── TokenExpired             401 token_expired
+    │   ├── NodeDeregistered         401 node_deregistered
+    │   └── CredentialExpired        401 credential_expired
+    ├── Forbidden                    403 forbidden
+    │   └── ActivationInvalid        403 activation_invalid
+    ├── NotFound                     404 not_found
+    ├── Conflict                     409 conflict
+    ├── Timeout                      504 timeout
+    └── SetupError                   (no HTTP: data dir, config, certificates)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from agent import wire
+
+
+class CorralError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(CorralError):
+    status = 400
+    code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthorized(CorralError):
+    status = 401
+    code = wire.ERR_UNAUTHORIZED
+
+
+class TokenExpired(Unauthorized):
+    code = wire.ERR_TOKEN_EXPIRED
+
+
+class NodeDeregistered(Unauthorized):
+    code = wire.ERR_NODE_DEREGISTERED
+
+
+class CredentialExpired(Unauthorized):
+    code = wire.ERR_CREDENTIAL_EXPIRED
+
+
+class Forbidden(CorralError):
+    status = 403
+    code = "forbidden"
+
+
+class ActivationInvalid(Forbidden):
+    code = wire.ERR_ACTIVATION_INVALID
+
+
+class NotFound(CorralError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(CorralError):
+    status = 409
+    code = "conflict"
+
+
+class Timeout(CorralError):
+    status = 504
+    code = "timeout"
+
+
+class SetupError(CorralError):
+    """The server cannot start or a setup command cannot proceed (data dir, config, keys)."""

@@ -1,0 +1,1 @@
+"""CA and certificates, operator tokens, node access tokens."""

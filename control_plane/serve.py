@@ -1,0 +1,80 @@
+"""Running the server: uvicorn with the data dir's TLS certificate, and one owner of signals.
+
+Shutdown (SIGTERM or Ctrl-C): stop accepting, answer held long-polls at once, let in-flight
+requests finish within the grace period, then cancel what is left, flush, close the database
+and return normally (exit 0).  A second signal forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Generator
+
+import uvicorn
+
+from control_plane.api.app import create_app
+from control_plane.config import ServerConfig, parse_listen
+from control_plane.services.hub import ControlPlane
+from control_plane.store import migrate
+
+log = logging.getLogger("corral.server")
+
+
+class CorralServer(uvicorn.Server):
+    """uvicorn's server, but signals are ours: no re-raise after shutdown, exit code 0."""
+
+    def __init__(self, config: uvicorn.Config, cp: ControlPlane) -> None:
+        super().__init__(config)
+        self.cp = cp
+        self.on_shutdown: list[Callable[[], None]] = []
+
+    def request_shutdown(self) -> None:
+        if self.should_exit:
+            log.warning("second signal: forcing exit")
+            self.force_exit = True
+            return
+        log.info("shutting down")
+        self.should_exit = True
+        self.cp.begin_shutdown()
+        for hook in self.on_shutdown:
+            hook()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_shutdown)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+def build_server(config: ServerConfig, listen: str | None = None) -> CorralServer:
+    host, port = parse_listen(listen or config.listen)
+    cp = ControlPlane(config)
+    uv_config = uvicorn.Config(
+        create_app(cp),
+        host=host,
+        port=port,
+        ssl_certfile=str(config.cert_file),
+        ssl_keyfile=str(config.key_file),
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(config.shutdown_grace_seconds),
+        timeout_keep_alive=int(config.poll_hold_seconds) + 10,
+        backlog=4096,
+        lifespan="on",
+    )
+    return CorralServer(uv_config, cp)
+
+
+def run(config: ServerConfig, listen: str | None = None) -> None:
+    migrate.upgrade(config.sync_database_url)
+    server = build_server(config, listen)
+    asyncio.run(server.serve())

@@ -1,0 +1,139 @@
+"""``corral-server``: init, serve, migrate, dev."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from control_plane.errors import CorralError
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(path_type=Path), required=True, help="Server data directory."
+)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
+    """Corral control plane."""
+    from agent import logs
+
+    ctx.obj = {"debug": debug}
+    logs.configure(log_format, logging.DEBUG if debug else logging.INFO)
+
+
+@cli.command()
+@DATA_DIR
+@click.option(
+    "--hostname",
+    "hostnames",
+    multiple=True,
+    help="Name or address for the server certificate (repeatable).",
+)
+@click.option(
+    "--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT to serve on."
+)
+@click.option("--force", is_flag=True, help="Replace an existing server in DATA_DIR.")
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def init(data_dir: Path, hostnames: tuple[str, ...], listen: str, force: bool, output: str) -> None:
+    """Create the CA, server certificate, first admin token, config and database."""
+    from control_plane.datadir import init_data_dir
+
+    result = init_data_dir(data_dir, list(hostnames), force=force, listen=listen)
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "url": result.url,
+                    "admin_token": result.admin_token,
+                    "ca_hash": result.ca_hash,
+                    "ca_file": result.ca_file,
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(f"Initialized {data_dir.resolve()}")
+    click.echo(f"  URL:          {result.url}")
+    click.echo(f"  CA file:      {result.ca_file}")
+    click.echo(f"  CA hash:      {result.ca_hash}")
+    click.echo(f"  Admin token:  {result.admin_token}")
+    click.echo("The admin token is shown once; it is stored only as a hash.")
+    click.echo(f"Next: corral-server serve --data-dir {data_dir}")
+
+
+@cli.command()
+@DATA_DIR
+@click.option(
+    "--listen",
+    default=None,
+    help="HOST:PORT (default from config, 127.0.0.1:8443); IPv6 as [::1]:8443.",
+)
+def serve(data_dir: Path, listen: str | None) -> None:
+    """Run the server (migrates the database first)."""
+    from control_plane.config import load_config
+    from control_plane.serve import run
+
+    run(load_config(data_dir.resolve()), listen)
+
+
+@cli.command()
+@DATA_DIR
+def migrate(data_dir: Path) -> None:
+    """Bring the database schema up to date."""
+    from control_plane.config import load_config
+    from control_plane.store import migrate as store_migrate
+
+    config = load_config(data_dir.resolve())
+    store_migrate.upgrade(config.sync_database_url)
+    click.echo(f"database at revision {store_migrate.current_revision(config.sync_database_url)}")
+
+
+@cli.command()
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=Path(".corral-dev"), show_default=True
+)
+@click.option("--listen", default="127.0.0.1:8443", show_default=True)
+def dev(data_dir: Path, listen: str) -> None:
+    """Server + one local agent, in the foreground (like `vault server -dev`)."""
+    from control_plane.dev import run_dev
+
+    run_dev(data_dir.resolve(), listen)
+
+
+def main() -> None:
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted")
+    except CorralError as exc:
+        if debug:
+            raise
+        _fail(exc.message)
+    except OSError as exc:
+        if debug:
+            raise
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The domain: activation, registration, node presence, the agent channel.  No HTTP here."""

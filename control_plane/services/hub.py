@@ -1,0 +1,93 @@
+"""The control plane's services, wired together once per server process.
+
+``start()`` loads the in-memory presence from the database; ``run_background()`` owns the
+periodic work (flushing last-seen times, pruning processed message ids) until cancelled;
+``stop()`` wakes held polls, flushes, and closes the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from control_plane.config import ServerConfig
+from control_plane.security.ca import CertificateAuthority
+from control_plane.security.node_tokens import NodeTokenSigner
+from control_plane.services.activations import ActivationService
+from control_plane.services.channel import AgentChannel
+from control_plane.services.clock import Clock, system_clock
+from control_plane.services.nodes import NodeService
+from control_plane.services.operators import OperatorService
+from control_plane.services.presence import Presence
+from control_plane.services.registration import RegistrationService
+from control_plane.store import messages
+from control_plane.store import nodes as node_store
+from control_plane.store.db import Database
+
+log = logging.getLogger("corral.server")
+
+FLUSH_INTERVAL = 10.0
+PROCESSED_RETENTION = 7 * 24 * 3600.0
+
+
+class ControlPlane:
+    def __init__(self, config: ServerConfig, clock: Clock = system_clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.db = Database(config.async_database_url)
+        self.ca = CertificateAuthority.load(config.ca_file, config.ca_key_file)
+        self.ca_pem = self.ca.cert_pem
+        self.presence = Presence()
+        signer = NodeTokenSigner(_read_secret(config), config.node_token_minutes * 60.0)
+        self.channel = AgentChannel(self.db, self.presence, clock)
+        self.operators = OperatorService(self.db, clock)
+        self.activations = ActivationService(self.db, clock)
+        self.registration = RegistrationService(
+            self.db, self.ca, signer, self.presence, clock, config.node_credential_days
+        )
+        self.nodes = NodeService(self.db, self.presence, self.channel, clock)
+        self.ready = False
+
+    async def start(self) -> None:
+        async with self.db.read() as conn:
+            generations = await node_store.generations(conn)
+            pending = await messages.nodes_with_pending(conn)
+        self.presence.load(generations, pending)
+        self.ready = True
+        log.info("control plane started", extra={"nodes": len(generations)})
+
+    async def run_background(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            await self.flush()
+            async with self.db.transaction() as conn:
+                await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
+
+    async def flush(self) -> None:
+        dirty = self.presence.take_dirty()
+        if dirty:
+            async with self.db.transaction() as conn:
+                await node_store.update_last_seen(conn, dirty)
+
+    def begin_shutdown(self) -> None:
+        """Stop holding polls: every waiting agent gets an empty answer at once."""
+        self.ready = False
+        self.presence.shutting_down.set()
+        self.presence.wake_all()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.flush()
+        await self.db.close()
+
+
+def _read_secret(config: ServerConfig) -> bytes:
+    from control_plane.errors import SetupError
+
+    try:
+        key = config.secret_file.read_bytes()
+    except OSError as exc:
+        raise SetupError(f"cannot read {config.secret_file}: {exc.strerror}") from None
+    if len(key) < 32:
+        raise SetupError(f"{config.secret_file} is corrupted (too short)")
+    return key

@@ -1,0 +1,186 @@
+"""Managed nodes: listing, tags, heartbeats, ping and deregistration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent import wire
+from agent.wire import Message
+from control_plane.errors import InvalidRequest, NotFound, Timeout
+from control_plane.services.channel import AfterCommit, AgentChannel
+from control_plane.services.clock import Clock, rfc3339
+from control_plane.services.presence import Presence
+from control_plane.services.validation import MAX_TAGS, check_tag_key, check_tags
+from control_plane.store import messages
+from control_plane.store import nodes as store
+from control_plane.store.db import Database
+
+log = logging.getLogger("corral.nodes")
+
+MAX_PING_TIMEOUT = 300.0
+
+
+def parse_filters(filters: list[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for item in filters:
+        kind, _, rest = item.partition(":")
+        key, eq, value = rest.partition("=")
+        if kind != "tag" or not eq or not key:
+            raise InvalidRequest(f"unsupported filter {item!r}: expected tag:KEY=VALUE")
+        out.append((key, value))
+    return out
+
+
+class NodeService:
+    def __init__(
+        self, db: Database, presence: Presence, channel: AgentChannel, clock: Clock
+    ) -> None:
+        self._db = db
+        self._presence = presence
+        self._channel = channel
+        self._clock = clock
+        self._pings: dict[str, asyncio.Future[float]] = {}
+        channel.register_handler(wire.MSG_HEARTBEAT, self._on_heartbeat)
+        channel.register_handler(wire.MSG_PONG, self._on_pong)
+
+    def _view(self, row: dict[str, Any], tags: dict[str, str], now: float) -> dict[str, Any]:
+        deregistered = row["deregistered_at"] is not None
+        return {
+            "node_id": row["id"],
+            "name": row["name"],
+            "status": self._presence.status(row["id"], deregistered, row["last_seen"], now),
+            "platform": row["platform"],
+            "platform_name": row["platform_name"],
+            "platform_version": row["platform_version"],
+            "agent_version": row["agent_version"],
+            "hostname": row["hostname"],
+            "ip_addresses": row["ip_addresses"],
+            "tags": tags,
+            "activation_id": row["activation_id"],
+            "registered_at": rfc3339(row["registered_at"]),
+            "last_seen": rfc3339(self._presence.last_seen(row["id"], row["last_seen"])),
+            "boot_time": rfc3339(row["boot_time"]),
+            "deregistered_at": rfc3339(row["deregistered_at"]),
+        }
+
+    async def list_all(self, filters: list[str]) -> list[dict[str, Any]]:
+        tag_filters = parse_filters(filters)
+        async with self._db.read() as conn:
+            if tag_filters:
+                ids = await store.list_ids_with_tags(conn, tag_filters)
+                rows = await store.list_rows(conn, ids)
+            else:
+                rows = await store.list_rows(conn)
+            tags = await store.tags_for(conn, [r["id"] for r in rows])
+        now = self._clock()
+        return [self._view(r, tags[r["id"]], now) for r in rows]
+
+    async def get(self, node_id: str, conn: AsyncConnection | None = None) -> dict[str, Any]:
+        if conn is None:
+            async with self._db.read() as read:
+                return await self.get(node_id, read)
+        row = await store.get(conn, node_id)
+        if row is None:
+            raise NotFound(f"node {node_id} not found")
+        tags = await store.tags_for(conn, [node_id])
+        return self._view(row, tags[node_id], self._clock())
+
+    async def tag(self, node_id: str, tags: dict[str, Any]) -> dict[str, Any]:
+        if not tags:
+            raise InvalidRequest("give at least one tag")
+        async with self._db.transaction() as conn:
+            current = (await self.get(node_id, conn))["tags"]
+            new = check_tags(tags)
+            if len(set(current) | set(new)) > MAX_TAGS:
+                raise InvalidRequest(f"a node may have at most {MAX_TAGS} tags")
+            await store.set_tags(conn, node_id, new)
+            return await self.get(node_id, conn)
+
+    async def untag(self, node_id: str, keys: list[Any]) -> dict[str, Any]:
+        if not keys:
+            raise InvalidRequest("give at least one tag key")
+        clean = [check_tag_key(k) for k in keys]
+        async with self._db.transaction() as conn:
+            await self.get(node_id, conn)
+            await store.remove_tags(conn, node_id, clean)
+            return await self.get(node_id, conn)
+
+    async def deregister(self, node_id: str) -> dict[str, Any]:
+        async with self._db.transaction() as conn:
+            row = await store.get(conn, node_id)
+            if row is None:
+                raise NotFound(f"node {node_id} not found")
+            generation = row["generation"]
+            if row["deregistered_at"] is None:
+                generation += 1
+                await store.update(
+                    conn, node_id, deregistered_at=self._clock(), generation=generation
+                )
+                await messages.drop_for_node(conn, node_id)
+            view = await self.get(node_id, conn)
+        self._presence.deregister(node_id, generation)
+        log.info("node deregistered", extra={"node_id": node_id})
+        return view
+
+    async def ping(self, node_id: str, timeout_seconds: float) -> dict[str, Any]:
+        timeout = timeout_seconds
+        if not 0 < timeout <= MAX_PING_TIMEOUT:
+            raise InvalidRequest(f"timeout_seconds must be between 0 and {MAX_PING_TIMEOUT:g}")
+        node = await self.get(node_id)
+        if node["status"] == "Deregistered":
+            raise InvalidRequest(f"node {node_id} is deregistered")
+        message = wire.make_message(wire.MSG_PING, {})
+        waiter: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings[message["id"]] = waiter
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            await self._channel.send(node_id, message)
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            async with self._db.transaction() as conn:
+                await messages.acknowledge(conn, node_id, [message["id"]])
+            raise Timeout(f"node {node_id} did not answer within {timeout:g} s") from None
+        finally:
+            self._pings.pop(message["id"], None)
+        return {"node_id": node_id, "rtt_ms": round((loop.time() - start) * 1000, 3)}
+
+    async def _on_pong(self, conn: AsyncConnection, node_id: str, msg: Message) -> AfterCommit:
+        ping_id = msg["body"].get("ping_id")
+
+        def wake() -> None:
+            waiter = self._pings.get(str(ping_id))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(self._clock())
+
+        return wake
+
+    async def _on_heartbeat(self, conn: AsyncConnection, node_id: str, msg: Message) -> None:
+        body = msg["body"]
+
+        def text(key: str, limit: int) -> str:
+            value = body.get(key, "")
+            return value[:limit] if isinstance(value, str) else ""
+
+        addresses = body.get("ip_addresses", [])
+        if not isinstance(addresses, list):
+            addresses = []
+        boot = body.get("boot_time")
+        await store.update(
+            conn,
+            node_id,
+            agent_version=text("agent_version", 32),
+            hostname=text("hostname", 256),
+            platform=text("platform", 32),
+            platform_name=text("platform_name", 128),
+            platform_version=text("platform_version", 128),
+            ip_addresses=[a for a in addresses if isinstance(a, str) and len(a) <= 64][:64],
+            boot_time=float(boot) if isinstance(boot, int | float) else None,
+            last_seen=self._clock(),
+        )
+        return None
