@@ -31,6 +31,8 @@ from agent.wire import Message
 log = logging.getLogger("corral.agent")
 
 RENEW_CHECK_SECONDS = 3600.0
+# Answers that blame the batch itself: retrying it unchanged can never succeed.
+BATCH_FAULTS = frozenset({400, 413, 422})
 
 
 class Daemon:
@@ -110,6 +112,19 @@ class Daemon:
             except CredentialRevoked:
                 raise
             except ServerRejected as exc:
+                if exc.status not in BATCH_FAULTS:
+                    # Not the batch's fault (auth, not found, ...): keep it and retry.
+                    delay = backoff.next_delay()
+                    log.warning(
+                        "server refused results; retrying",
+                        extra={
+                            "error": exc.message,
+                            "status": exc.status,
+                            "retry_in": round(delay, 2),
+                        },
+                    )
+                    await asyncio.sleep(delay)
+                    continue
                 log.error(
                     "server refused a batch; moved to the dead table",
                     extra={"error": exc.message, "count": len(batch)},
