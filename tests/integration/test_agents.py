@@ -179,3 +179,25 @@ def test_run_keeps_retrying_while_the_server_is_unreachable(server: Server, make
     assert agent.proc is not None
     wait_for(lambda: agent.proc.stderr.count("retrying") >= 3, 30, "several retries")  # type: ignore[union-attr]
     assert agent.proc.alive()
+
+
+def test_agent_honours_https_proxy_and_no_proxy(server: Server, make_agent: Callable[..., Agent]) -> None:
+    from tests.integration.connect_proxy import ConnectProxy
+
+    proxy = ConnectProxy()
+    try:
+        via_proxy = make_agent("proxied")
+        assert via_proxy.register().returncode == 0
+        via_proxy.start(env={"HTTPS_PROXY": proxy.url, "NO_PROXY": ""})
+        wait_for(lambda: online(server, via_proxy), 30, "Online through the proxy")
+        assert f"127.0.0.1:{server.port}" in proxy.tunnels
+        via_proxy.stop()
+
+        before = len(proxy.tunnels)
+        direct = make_agent("direct")
+        assert direct.register().returncode == 0
+        direct.start(env={"HTTPS_PROXY": proxy.url, "NO_PROXY": "127.0.0.1"})
+        wait_for(lambda: online(server, direct), 30, "Online directly")
+        assert len(proxy.tunnels) == before
+    finally:
+        proxy.close()
