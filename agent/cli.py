@@ -101,4 +101,12 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # the entry point: no traceback reaches a user without --debug
+        if args.debug:
+            raise
+        print(
+            f"error: unexpected failure: {type(exc).__name__}: {exc} (run with --debug)",
+            file=sys.stderr,
+        )
+        code = 1
     sys.exit(code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -108,7 +109,8 @@ async def _run(
             start_new_session=True,
         )
         server.on_shutdown.append(lambda: _stop(agent))
-        _banner(url, hash_, token, config.ca_file, profile_path, data_dir)
+        node_id = json.loads((agent_dir / "state.json").read_text())["node_id"]
+        _banner(url, hash_, token, config.ca_file, profile_path, data_dir, node_id)
         await serving
     finally:
         if agent is not None and agent.returncode is None:
@@ -130,7 +132,9 @@ def _stop(agent: asyncio.subprocess.Process | None) -> None:
             agent.send_signal(signal.SIGTERM)
 
 
-def _banner(url: str, hash_: str, token: str, ca_file: Path, profile: Path, data_dir: Path) -> None:
+def _banner(
+    url: str, hash_: str, token: str, ca_file: Path, profile: Path, data_dir: Path, node_id: str
+) -> None:
     lines = [
         "",
         "Corral is running in dev mode (one server, one local agent). Ctrl-C stops both.",
@@ -141,10 +145,11 @@ def _banner(url: str, hash_: str, token: str, ca_file: Path, profile: Path, data
         f"  Admin token:  {token}",
         f"  Data:         {data_dir}",
         f"  CLI profile:  dev (saved in {profile})",
+        f"  Local node:   {node_id}",
         "",
         "Try, from another terminal:",
         "  corral nodes list",
-        "  corral nodes ping <node-id>",
+        f"  corral nodes ping {node_id}",
         "  corral activations create --limit 5 --tag team=web",
         "",
     ]

@@ -133,6 +133,10 @@ def main() -> None:
         _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # the entry point: no traceback reaches a user without --debug
+        if debug:
+            raise
+        _fail(f"unexpected failure: {type(exc).__name__}: {exc} (run with --debug for details)")
 
 
 if __name__ == "__main__":

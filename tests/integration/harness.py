@@ -39,23 +39,35 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )
 
 
 class Proc:
     """A long-running child with its output in files (no pipe can fill up)."""
 
-    def __init__(self, args: list[str], log_dir: Path, name: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, args: list[str], log_dir: Path, name: str, env: dict[str, str] | None = None
+    ) -> None:
         self.out_path = log_dir / f"{name}.out"
         self.err_path = log_dir / f"{name}.err"
         with self.out_path.open("ab") as out, self.err_path.open("ab") as err:
             self.popen = subprocess.Popen(
-                args, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                env={**os.environ, **(env or {})}, start_new_session=True,
+                args,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
             )
 
     @property
@@ -98,8 +110,16 @@ class Server:
         self.port = free_port()
         self.listen = f"127.0.0.1:{self.port}"
         self.url = f"https://127.0.0.1:{self.port}"
-        result = run(BIN / "corral-server", "init", "--data-dir", str(self.data_dir),
-                     "--listen", self.listen, "--output", "json")
+        result = run(
+            BIN / "corral-server",
+            "init",
+            "--data-dir",
+            str(self.data_dir),
+            "--listen",
+            self.listen,
+            "--output",
+            "json",
+        )
         assert result.returncode == 0, result.stderr
         info = json.loads(result.stdout)
         self.token: str = info["admin_token"]
@@ -111,8 +131,16 @@ class Server:
     def start(self) -> None:
         self.starts += 1
         self.proc = Proc(
-            [str(BIN / "corral-server"), "serve", "--data-dir", str(self.data_dir), "--listen", self.listen],
-            self.log_dir, f"server-{self.starts}",
+            [
+                str(BIN / "corral-server"),
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                self.listen,
+            ],
+            self.log_dir,
+            f"server-{self.starts}",
         )
         wait_for(self._ready, 30, "server /readyz")
 
@@ -133,7 +161,9 @@ class Server:
 
     def api(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, verify=self.tls(), timeout=60,
+            base_url=self.url,
+            verify=self.tls(),
+            timeout=60,
             headers={"authorization": f"Bearer {self.token}"},
         )
 
@@ -170,14 +200,25 @@ class Agent:
         lines = [f"{k} = {v}" for k, v in settings.items()]
         (self.state_dir / "agent.toml").write_text("\n".join(lines) + "\n")
 
-    def register(self, activation: dict[str, Any] | None = None, **kw: str) -> subprocess.CompletedProcess[str]:
+    def register(
+        self, activation: dict[str, Any] | None = None, **kw: str
+    ) -> subprocess.CompletedProcess[str]:
         activation = activation or self.server.activation()
         args = [
-            BIN / "corral-agent", "register", "--url", kw.get("url", self.server.url),
-            "--id", kw.get("id", activation["activation_id"]),
-            "--code", kw.get("code", activation["activation_code"]),
-            "--ca-hash", kw.get("ca_hash", self.server.ca_hash),
-            "--state-dir", str(self.state_dir), "--output", "json",
+            BIN / "corral-agent",
+            "register",
+            "--url",
+            kw.get("url", self.server.url),
+            "--id",
+            kw.get("id", activation["activation_id"]),
+            "--code",
+            kw.get("code", activation["activation_code"]),
+            "--ca-hash",
+            kw.get("ca_hash", self.server.ca_hash),
+            "--state-dir",
+            str(self.state_dir),
+            "--output",
+            "json",
         ]
         if "name" in kw:
             args += ["--name", kw["name"]]
@@ -191,12 +232,23 @@ class Agent:
     def start(self, env: dict[str, str] | None = None) -> None:
         self.runs += 1
         self.proc = Proc(
-            [str(BIN / "corral-agent"), "run", "--state-dir", str(self.state_dir), "--log-format", "json"],
-            self.log_dir, f"agent-{self.name}-{self.runs}", env=env,
+            [
+                str(BIN / "corral-agent"),
+                "run",
+                "--state-dir",
+                str(self.state_dir),
+                "--log-format",
+                "json",
+            ],
+            self.log_dir,
+            f"agent-{self.name}-{self.runs}",
+            env=env,
         )
 
     def status(self) -> dict[str, Any]:
-        result = run(BIN / "corral-agent", "status", "--state-dir", str(self.state_dir), "--output", "json")
+        result = run(
+            BIN / "corral-agent", "status", "--state-dir", str(self.state_dir), "--output", "json"
+        )
         assert result.returncode == 0, result.stderr
         info: dict[str, Any] = json.loads(result.stdout)
         return info

@@ -19,7 +19,9 @@ def online(server: Server, agent: Agent) -> bool:
     return node["status"] == "Online" and node["platform"] != ""
 
 
-def test_two_agents_register_and_appear_online(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_two_agents_register_and_appear_online(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     activation = server.activation(registration_limit=2, tags={"team": "web"}, name="webfarm")
     agents = [make_agent("one"), make_agent("two")]
     for agent in agents:
@@ -53,7 +55,9 @@ def test_two_agents_register_and_appear_online(server: Server, make_agent: Calla
     assert "registration limit" in third.stderr and "Traceback" not in third.stderr
 
 
-def test_outbox_survives_kill9_and_server_restart(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_outbox_survives_kill9_and_server_restart(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     agent = make_agent()
     assert agent.register().returncode == 0
     server.stop()
@@ -72,7 +76,9 @@ def test_outbox_survives_kill9_and_server_restart(server: Server, make_agent: Ca
     def stored() -> bool:
         with server.db() as db:
             placeholders = ",".join("?" * len(queued))
-            rows = db.execute(f"SELECT id FROM processed_messages WHERE id IN ({placeholders})", queued)
+            rows = db.execute(
+                f"SELECT id FROM processed_messages WHERE id IN ({placeholders})", queued
+            )
             return len(rows.fetchall()) == len(queued)
 
     wait_for(stored, 10, "queued messages stored by the server")
@@ -89,8 +95,12 @@ def test_agent_rides_out_a_server_restart(server: Server, make_agent: Callable[.
     wait_for(lambda: "retrying" in agent.proc.stderr, 20, "agent retrying")  # type: ignore[union-attr]
     server.start()
     with server.api() as api:
+
         def pong() -> bool:
-            return api.post(f"/v1/nodes/{agent.node_id}/ping", json={"timeout_seconds": 5}).status_code == 200
+            return (
+                api.post(f"/v1/nodes/{agent.node_id}/ping", json={"timeout_seconds": 5}).status_code
+                == 200
+            )
 
         wait_for(pong, 40, "ping answered after the restart")
     assert agent.proc.alive()
@@ -112,13 +122,21 @@ def test_deregistration_stops_the_agent(server: Server, make_agent: Callable[...
     agent.start()
     assert agent.proc.wait(timeout=20) == 3
     with server.api() as api:
-        assert api.post(f"/v1/nodes/{agent.node_id}/ping", json={"timeout_seconds": 1}).status_code == 400
+        assert (
+            api.post(f"/v1/nodes/{agent.node_id}/ping", json={"timeout_seconds": 1}).status_code
+            == 400
+        )
 
 
-def test_activation_expiry_and_deletion_are_enforced(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_activation_expiry_and_deletion_are_enforced(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     expired = server.activation()
     with server.db() as db:
-        db.execute("UPDATE activations SET expires_at = ? WHERE id = ?", (time.time() - 1, expired["activation_id"]))
+        db.execute(
+            "UPDATE activations SET expires_at = ? WHERE id = ?",
+            (time.time() - 1, expired["activation_id"]),
+        )
     result = make_agent("late").register(expired)
     assert result.returncode == 1 and "expired" in result.stderr
 
@@ -134,7 +152,9 @@ def test_activation_expiry_and_deletion_are_enforced(server: Server, make_agent:
     assert not (make_agent("wrong").state_dir / "state.json").exists()
 
 
-def test_registration_refuses_bad_ca_hash_url_and_twice(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_registration_refuses_bad_ca_hash_url_and_twice(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     agent = make_agent()
     result = agent.register(ca_hash="sha256:" + "0" * 64)
     assert result.returncode == 1
@@ -155,7 +175,9 @@ def test_registration_refuses_bad_ca_hash_url_and_twice(server: Server, make_age
     assert forced.returncode == 0 and agent.node_id != first
 
 
-def test_sigterm_stops_server_and_agent_cleanly(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_sigterm_stops_server_and_agent_cleanly(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     agent = make_agent()
     assert agent.register().returncode == 0
     agent.start()
@@ -171,7 +193,9 @@ def test_sigterm_stops_server_and_agent_cleanly(server: Server, make_agent: Call
     assert "Traceback" not in server.proc.stderr + agent.proc.stderr
 
 
-def test_run_keeps_retrying_while_the_server_is_unreachable(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_run_keeps_retrying_while_the_server_is_unreachable(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     agent = make_agent()
     assert agent.register().returncode == 0
     server.stop()
@@ -181,7 +205,9 @@ def test_run_keeps_retrying_while_the_server_is_unreachable(server: Server, make
     assert agent.proc.alive()
 
 
-def test_agent_honours_https_proxy_and_no_proxy(server: Server, make_agent: Callable[..., Agent]) -> None:
+def test_agent_honours_https_proxy_and_no_proxy(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
     from tests.integration.connect_proxy import ConnectProxy
 
     proxy = ConnectProxy()
