@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -52,13 +53,8 @@ class ConnectProxy:
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         while data := src.recv(65536):
             dst.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+    with contextlib.suppress(OSError):
+        dst.shutdown(socket.SHUT_WR)
