@@ -92,7 +92,7 @@ def init_data_dir(
     migrate.upgrade(config.sync_database_url)
     token = asyncio.run(_first_token(config))
     return InitResult(
-        url=url_for(host, port),
+        url=url_for(hostnames[0] if hostnames else host, port),
         admin_token=token,
         ca_hash=ca_hash(ca_pem),
         ca_file=str(config.ca_file),

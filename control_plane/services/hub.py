@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from control_plane.config import ServerConfig
 from control_plane.security.ca import CertificateAuthority
 from control_plane.security.node_tokens import NodeTokenSigner
@@ -59,9 +61,14 @@ class ControlPlane:
     async def run_background(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            await self.flush()
-            async with self.db.transaction() as conn:
-                await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
+            try:
+                await self.flush()
+                async with self.db.transaction() as conn:
+                    await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
+            except SQLAlchemyError as exc:
+                # A busy or briefly unavailable database: presence stays in memory and the
+                # next tick writes it.  Anything else is a bug and stops the server loudly.
+                log.warning("periodic flush failed; will retry", extra={"error": str(exc)[:200]})
 
     async def flush(self) -> None:
         dirty = self.presence.take_dirty()
