@@ -3,11 +3,9 @@ activation code, and keep the node id and certificate the server issues."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
-import ssl
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -83,12 +81,11 @@ async def fetch_pinned_ca(url: str, expected_hash: str) -> bytes:
             f"{url} did not serve a CA certificate (HTTP {response.status_code})"
         )
     try:
-        der = ssl.PEM_cert_to_DER_cert(response.text)
+        actual = wire.ca_pin(response.text)
     except ValueError:
         raise RegistrationError(
             f"{url} did not serve a PEM certificate at {wire.ROUTE_CA}"
         ) from None
-    actual = "sha256:" + hashlib.sha256(der).hexdigest()
     if actual != expected_hash:
         raise RegistrationError(
             f"CA hash mismatch: {url} presents {actual}, expected {expected_hash}; "

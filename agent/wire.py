@@ -10,8 +10,10 @@ associations changed, start session, ...) adds a type here, never a new channel.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
+import ssl
 import time
 from typing import Any, Final, TypedDict
 
@@ -86,6 +88,14 @@ def new_message_id() -> str:
 
 def make_message(msg_type: str, body: dict[str, Any]) -> Message:
     return Message(id=new_message_id(), type=msg_type, body=body, created_at=time.time())
+
+
+def ca_pin(pem: str) -> str:
+    """How a CA is pinned: ``sha256:`` + hex SHA-256 of the certificate's DER encoding.
+
+    Raises ValueError if ``pem`` is not one PEM certificate."""
+    der = ssl.PEM_cert_to_DER_cert(pem.strip())
+    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def token_signing_payload(node_id: str, nonce: str, timestamp: int) -> bytes:

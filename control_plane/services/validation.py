@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from control_plane.errors import InvalidRequest
 
 MAX_TAGS = 50
-_TAG_CHARS = re.compile(r"^[\w\s.:/=+\-@]*$")
+_TAG_CHARS = re.compile(r"[\w .:/=+\-@]*")
 _ALLOWED = "letters, digits, spaces and _ . : / = + - @"
 
 
@@ -17,7 +17,7 @@ def check_tag_key(key: object) -> str:
         raise InvalidRequest(f"tag key {key!r} must be 1 to 128 characters")
     if key.lower().startswith("aws:"):
         raise InvalidRequest(f"tag key {key!r} may not start with 'aws:'")
-    if not _TAG_CHARS.match(key):
+    if not _TAG_CHARS.fullmatch(key):
         raise InvalidRequest(f"tag key {key!r} may contain only {_ALLOWED}")
     return key
 
@@ -30,7 +30,7 @@ def check_tags(tags: Mapping[str, object], existing: int = 0) -> dict[str, str]:
             raise InvalidRequest(
                 f"tag value for {key!r} must be a string of at most 256 characters"
             )
-        if not _TAG_CHARS.match(value):
+        if not _TAG_CHARS.fullmatch(value):
             raise InvalidRequest(f"tag value for {key!r} may contain only {_ALLOWED}")
         out[key] = value
     if len(out) + existing > MAX_TAGS:

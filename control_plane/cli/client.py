@@ -1,0 +1,199 @@
+"""The HTTP client: the only module that imports httpx.
+
+Import it lazily (inside the command that needs it): httpx costs a good part of the startup
+budget.  Every failure leaves as an :mod:`errors` exception; httpx's never escape.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import sys
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+# httpx's own CLI (click + rich + pygments) is slow to import and never needed here.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+import httpx  # noqa: E402
+
+from control_plane import __version__  # noqa: E402
+from control_plane.cli.errors import (  # noqa: E402
+    ApiError,
+    BadResponse,
+    ConfigError,
+    ConnectionFailed,
+)
+
+if TYPE_CHECKING:
+    from control_plane.cli.profiles import Profile
+
+USER_AGENT = f"corral-cli/{__version__}"
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+def ssl_context(ca_file: str | None = None, *, ca_data: str | None = None) -> ssl.SSLContext:
+    """A context that trusts this one CA (a file, or PEM text) and nothing else."""
+    if not ca_file and not ca_data:
+        # create_default_context() would fall back to the system CAs: never do that.
+        raise ConfigError("no CA file: set CORRAL_CA_FILE or run `corral login`")
+    try:
+        return ssl.create_default_context(cafile=ca_file, cadata=ca_data)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"CA file {ca_file} not found: run `corral login` again or set CORRAL_CA_FILE"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        what = f"CA file {ca_file}" if ca_file else "the CA"
+        raise ConfigError(f"{what} is not a usable PEM certificate: {exc}") from None
+
+
+def describe(exc: httpx.HTTPError, timeout: float | None = None) -> str:
+    """A short reason for a transport failure: refused, TLS, timeout, DNS ..."""
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS verification failed: {cause.verify_message}"
+        cause = cause.__cause__ or cause.__context__
+    reason = _ERRNO_PREFIX.sub("", str(exc)) or type(exc).__name__
+    return reason
+
+
+class ApiClient:
+    """A synchronous JSON client for the control plane's operator API."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        ca_file: str | None = None,
+        ca_data: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        insecure: bool = False,
+    ) -> None:
+        """Trust only ``ca_file`` (or the PEM text ``ca_data``); ``insecure`` trusts anything.
+
+        ``transport`` replaces the network (tests); TLS is then the transport's business.
+        """
+        self.url = url.rstrip("/")
+        headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        verify: ssl.SSLContext | bool = False
+        if transport is None and not insecure and self.url.startswith("https:"):
+            if not ca_file and not ca_data:
+                raise ConfigError(
+                    f"no CA file to verify {self.url}: set CORRAL_CA_FILE or run `corral login`"
+                )
+            verify = ssl_context(ca_file, ca_data=ca_data)
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            verify=verify,
+            timeout=DEFAULT_TIMEOUT,
+            transport=transport,
+        )
+
+    @classmethod
+    def for_profile(
+        cls, profile: Profile, *, transport: httpx.BaseTransport | None = None
+    ) -> ApiClient:
+        return cls(profile.url, profile.token, ca_file=profile.ca_file, transport=transport)
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def get(self, path: str, *, params: Any = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, body: Any = None, *, timeout: float | None = None) -> Any:
+        return self.request("POST", path, body=body, timeout=timeout)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def get_list(self, path: str, key: str, *, params: Any = None) -> list[dict[str, Any]]:
+        """The list under ``key`` of a ``{key: [...]}`` answer."""
+        data = self.get(path, params=params)
+        rows = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise BadResponse(f"{self.url} answered GET {path} without a {key!r} list")
+        return rows
+
+    def get_text(self, path: str) -> str:
+        """A non-JSON GET (the CA certificate); errors are mapped like any other call."""
+        return self._send("GET", path).text
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """The decoded JSON body of a 2xx answer (None for an empty one)."""
+        response = self._send(method, path, params=params, body=body, timeout=timeout)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise BadResponse(
+                f"{self.url} answered {method} {path} with HTTP {response.status_code} "
+                "and a body that is not JSON; is this a Corral server?"
+            ) from None
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        body: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        request_timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
+        try:
+            response = self._http.request(
+                method, path, params=params, json=body, timeout=request_timeout
+            )
+        except httpx.HTTPError as exc:
+            limit = timeout if timeout is not None else DEFAULT_TIMEOUT.read
+            raise ConnectionFailed(self.url, describe(exc, limit)) from exc
+        if not response.is_success:
+            raise _api_error(response)
+        return response
+
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """``{"error": {"code", "message"}}`` if the server sent it, else the HTTP status."""
+    try:
+        error = response.json()["error"]
+        code, message = error["code"], error["message"]
+        if isinstance(code, str) and isinstance(message, str):
+            return ApiError(response.status_code, code, message)
+    except (ValueError, KeyError, TypeError):
+        pass
+    reason = response.reason_phrase or "error"
+    return ApiError(
+        response.status_code,
+        f"http_{response.status_code}",
+        f"HTTP {response.status_code} {reason}",
+    )

@@ -1,0 +1,140 @@
+"""``corral login``: pin the server's CA, check the token, save a profile."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.errors import ApiError, CaHashMismatch, LoginRefused
+from control_plane.cli.output import emit_message
+from control_plane.cli.profiles import DEFAULT_PROFILE, PROFILE_NAME_RE
+
+CA_ROUTE = "/v1/agent/ca"
+_CA_HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _url_callback(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise click.BadParameter(f"{value!r} is not a URL like https://corral.example:8443")
+    return value.strip().rstrip("/")
+
+
+def _ca_hash_callback(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    if value is None:
+        return None
+    normalized = value.strip().lower()
+    if not _CA_HASH_RE.match(normalized):
+        raise click.BadParameter("must be sha256: followed by 64 hex digits")
+    return normalized
+
+
+def _profile_callback(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    if value is not None and not PROFILE_NAME_RE.match(value):
+        raise click.BadParameter(
+            f"{value!r}: use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+@click.command()
+@click.option("--url", required=True, callback=_url_callback, help="The server's URL.")
+@click.option("--token", required=True, help="An operator token (crl_...); '-' reads stdin.")
+@click.option(
+    "--ca-hash",
+    callback=_ca_hash_callback,
+    metavar="sha256:HEX",
+    help="Fetch the server's CA and accept it only if its hash matches.",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False, resolve_path=True),
+    help="Trust this CA certificate (PEM) instead.",
+)
+@click.option(
+    "--profile",
+    "profile_name",
+    callback=_profile_callback,
+    help=f"Profile to save (default: the global --profile, else '{DEFAULT_PROFILE}').",
+)
+@output_option
+@pass_runtime
+def login(
+    rt: Runtime,
+    url: str,
+    token: str,
+    ca_hash: str | None,
+    ca_file: str | None,
+    profile_name: str | None,
+    output: str,
+) -> None:
+    """Log in to a server: pin its CA, check the token, save and select a profile."""
+    if (ca_hash is None) == (ca_file is None):
+        raise click.UsageError("give exactly one of --ca-hash and --ca-file")
+    if token == "-":
+        token = sys.stdin.readline().strip()
+    if not token:
+        raise click.BadParameter("the token is empty", param_hint="'--token'")
+    name = profile_name or rt.profile_name or DEFAULT_PROFILE
+    if not PROFILE_NAME_RE.match(name):
+        raise click.BadParameter(f"{name!r} is not a valid profile name", param_hint="'--profile'")
+    config = rt.config_path
+
+    ca_pem = _fetch_pinned_ca(rt, url, ca_hash) if ca_hash else None
+    _check_token(rt, url, token, ca_file=ca_file, ca_data=ca_pem)
+
+    from control_plane.cli.profiles import ca_path_for, save_profile, write_private
+
+    if ca_pem is not None:
+        saved_ca = ca_path_for(name, config)
+        write_private(saved_ca, ca_pem.encode())
+        ca_file = str(saved_ca.resolve())
+    assert ca_file is not None
+    path = save_profile(name, url=url, token=token, ca_file=ca_file, path=config)
+    emit_message(
+        f"Logged in to {url}; profile '{name}' saved in {path} and selected.",
+        {"profile": name, "url": url, "ca_file": ca_file, "config_file": str(Path(path))},
+        output,
+    )
+
+
+def _fetch_pinned_ca(rt: Runtime, url: str, expected: str) -> str:
+    """The CA PEM served at /v1/agent/ca (fetched without verification), if its hash matches."""
+    from control_plane.cli.client import ApiClient
+    from control_plane.cli.tls import ca_hash
+
+    with ApiClient(url, None, insecure=True, transport=rt.transport) as api:
+        pem = api.get_text(CA_ROUTE)
+    try:
+        actual = ca_hash(pem.encode())
+    except LoginRefused:
+        raise LoginRefused(f"{url}{CA_ROUTE} did not serve a PEM certificate") from None
+    if actual != expected:
+        raise CaHashMismatch(
+            f"CA hash mismatch: {url} serves a CA with {actual}, expected {expected}; "
+            "refusing to log in"
+        )
+    return pem
+
+
+def _check_token(
+    rt: Runtime, url: str, token: str, *, ca_file: str | None, ca_data: str | None
+) -> None:
+    from control_plane.cli.client import ApiClient
+
+    with ApiClient(url, token, ca_file=ca_file, ca_data=ca_data, transport=rt.transport) as api:
+        try:
+            api.get("/v1/nodes")
+        except ApiError as exc:
+            if exc.status in (401, 403):
+                raise LoginRefused(f"{url} refused the token: {exc.message}") from exc
+            raise

@@ -1,0 +1,141 @@
+"""The ``corral`` entry point: the root group, global options and the one error handler.
+
+Only click and this package's cheap modules are imported here; httpx, rich, json, tomllib
+and cryptography are imported inside the commands that use them, so ``corral --help``
+starts fast.
+
+Errors are handled once, in :meth:`CorralGroup.main` (which ``CliRunner`` also calls):
+
+* :class:`~control_plane.cli.errors.CliError` → ``error: <message>``, its exit code (1);
+* click usage errors → ``error: <message>`` on one line, exit 2;
+* anything else → :class:`~control_plane.cli.errors.InternalError`, one line, exit 1.
+
+``--debug`` adds the traceback (on stderr) before that line.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from control_plane import __version__
+from control_plane.cli.activations import activations
+from control_plane.cli.completion import COMPLETE_VAR, PROG_NAME, completion, install_callback
+from control_plane.cli.context import Runtime
+from control_plane.cli.errors import CliError, InternalError, one_line
+from control_plane.cli.login import login
+from control_plane.cli.nodes import nodes
+
+
+def _error(message: str) -> None:
+    click.echo(f"error: {one_line(message)}", err=True)
+
+
+class CorralGroup(click.Group):
+    """A click group whose ``main`` turns every failure into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            runtime = ctx.find_object(Runtime)
+            if runtime is not None and runtime.debug:
+                traceback.print_exc(file=sys.stderr)
+            if isinstance(exc, CliError):
+                raise
+            raise InternalError(
+                f"unexpected {type(exc).__name__}: {exc} (run `corral --debug ...` for details)"
+            ) from exc
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        code = self._run(args, prog_name or PROG_NAME, complete_var or COMPLETE_VAR, extra)
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+    def _run(
+        self, args: Sequence[str] | None, prog_name: str, complete_var: str, extra: Any
+    ) -> int:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except CliError as exc:
+            _error(exc.message)
+            return exc.exit_code
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            return exc.exit_code
+        except click.UsageError as exc:
+            hint = ""
+            bad_value = isinstance(exc, click.BadParameter) and not isinstance(
+                exc, click.MissingParameter
+            )
+            if exc.ctx is not None and not bad_value:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            _error(exc.format_message() + hint)
+            return exc.exit_code
+        except click.ClickException as exc:
+            _error(exc.format_message())
+            return exc.exit_code
+        except click.Abort:
+            _error("aborted")
+            return 1
+        except Exception as exc:  # raised while parsing, before invoke() could wrap it
+            _error(f"unexpected {type(exc).__name__}: {exc}")
+            return 1
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+
+
+@click.group(
+    name=PROG_NAME,
+    cls=CorralGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--profile",
+    "profile_name",
+    metavar="NAME",
+    help="Profile to use (default: the current one, set by `corral login`).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option(
+    "--install-completion",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=install_callback,
+    help="Install shell completion for your $SHELL (bash, zsh or fish) and exit.",
+)
+@click.version_option(__version__, "--version", prog_name=PROG_NAME)
+@click.pass_context
+def cli(ctx: click.Context, profile_name: str | None, debug: bool) -> None:
+    """Operate a Corral control plane: activations and managed nodes.
+
+    Start with `corral login --url URL --token TOKEN --ca-hash sha256:HEX`.
+    CORRAL_URL, CORRAL_TOKEN and CORRAL_CA_FILE override the profile's fields.
+    """
+    runtime = ctx.ensure_object(Runtime)
+    runtime.profile_name = profile_name
+    runtime.debug = debug
+
+
+cli.add_command(login)
+cli.add_command(activations)
+cli.add_command(nodes)
+cli.add_command(completion)
+
+
+def main() -> None:
+    cli.main(prog_name=PROG_NAME)

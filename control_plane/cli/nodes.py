@@ -1,0 +1,142 @@
+"""``corral nodes``: list, show, tag, untag, ping and deregister managed nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+import click
+
+from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.errors import BadResponse
+from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
+from control_plane.cli.params import (
+    check_tag_key,
+    check_tag_value,
+    tag_keys_callback,
+    tags_callback,
+)
+
+FIELDS = (
+    "node_id", "name", "status", "platform", "platform_version", "agent_version", "hostname",
+    "ip_addresses", "tags", "registered_at", "last_seen", "activation_id",
+)  # fmt: skip
+COLUMNS: list[Column] = [
+    field("node_id"),
+    field("name"),
+    field("status"),
+    field("platform"),
+    field("platform_version"),
+    field("agent_version"),
+    ("ip", lambda n: (n.get("ip_addresses") or [None])[0]),
+    field("last_seen"),
+]
+
+
+def _path(node_id: str, action: str = "") -> str:
+    return f"/v1/nodes/{quote(node_id, safe='')}" + (f"/{action}" if action else "")
+
+
+def _filters_callback(
+    _ctx: click.Context, _param: click.Parameter, value: Sequence[str]
+) -> list[str]:
+    for item in value:
+        kind, _, pair = item.partition(":")
+        key, sep, tag_value = pair.partition("=")
+        if kind != "tag" or not sep:
+            raise click.BadParameter(f"filter {item!r} must be tag:KEY=VALUE")
+        check_tag_key(key)
+        check_tag_value(key, tag_value)
+    return list(value)
+
+
+@click.group()
+def nodes() -> None:
+    """Managed nodes."""
+
+
+@nodes.command("list")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    callback=_filters_callback,
+    metavar="tag:KEY=VALUE",
+    help="Only nodes with this tag (repeatable: all must match).",
+)
+@output_option
+@pass_runtime
+def list_(rt: Runtime, filters: list[str], output: str) -> None:
+    """List nodes."""
+    params = {"filter": filters} if filters else None
+    with rt.client() as api:
+        rows = api.get_list("/v1/nodes", "nodes", params=params)
+    emit_list(rows, COLUMNS, output)
+
+
+@nodes.command()
+@click.argument("node_id")
+@output_option
+@pass_runtime
+def show(rt: Runtime, node_id: str, output: str) -> None:
+    """Show one node."""
+    with rt.client() as api:
+        node = api.get(_path(node_id))
+    emit_object(node, output, FIELDS)
+
+
+@nodes.command()
+@click.argument("node_id")
+@click.argument("tags", nargs=-1, required=True, callback=tags_callback, metavar="KEY=VALUE...")
+@output_option
+@pass_runtime
+def tag(rt: Runtime, node_id: str, tags: dict[str, str], output: str) -> None:
+    """Add or replace tags on a node."""
+    with rt.client() as api:
+        node = api.post(_path(node_id, "tags"), {"tags": tags})
+    emit_object(node, output, FIELDS)
+
+
+@nodes.command()
+@click.argument("node_id")
+@click.argument("keys", nargs=-1, required=True, callback=tag_keys_callback, metavar="KEY...")
+@output_option
+@pass_runtime
+def untag(rt: Runtime, node_id: str, keys: list[str], output: str) -> None:
+    """Remove tags from a node."""
+    with rt.client() as api:
+        node = api.post(_path(node_id, "untag"), {"keys": keys})
+    emit_object(node, output, FIELDS)
+
+
+@nodes.command()
+@click.argument("node_id")
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, 300),
+    default=30,
+    show_default=True,
+    help="Seconds to wait for the pong.",
+)
+@output_option
+@pass_runtime
+def ping(rt: Runtime, node_id: str, timeout: int, output: str) -> None:
+    """Ask a node to answer, and time the round trip."""
+    with rt.client() as api:
+        # The server waits up to `timeout` for the node; give the HTTP call room beyond it.
+        pong = api.post(_path(node_id, "ping"), {"timeout_seconds": timeout}, timeout=timeout + 15)
+    if not isinstance(pong, dict) or not isinstance(pong.get("rtt_ms"), int | float):
+        raise BadResponse(f"{api.url} answered the ping without an rtt_ms: {pong!r}")
+    who = pong.get("node_id", node_id)
+    emit_message(f"pong from {who} in {pong['rtt_ms']:.1f} ms", pong, output)
+
+
+@nodes.command()
+@click.argument("node_id")
+@output_option
+@pass_runtime
+def deregister(rt: Runtime, node_id: str, output: str) -> None:
+    """Deregister a node: its credentials stop working at once."""
+    with rt.client() as api:
+        node = api.post(_path(node_id, "deregister"))
+    emit_object(node, output, FIELDS)
