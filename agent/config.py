@@ -14,6 +14,7 @@ State dir (mode 0700)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import tomllib
@@ -98,7 +99,7 @@ def load_config(state_dir: Path | None) -> AgentConfig:
             if key == "transport" and isinstance(value, str):
                 values[key] = value
             elif key in _NUMBERS and isinstance(value, int | float) and not isinstance(value, bool):
-                if value <= 0:
+                if not (math.isfinite(value) and value > 0):
                     raise ConfigError(f"{path}: {key} must be positive")
                 values[key] = float(value)
             else:

@@ -44,9 +44,13 @@ def normalize_url(url: str) -> str:
     if parsed.scheme != "https" or not parsed.hostname:
         raise RegistrationError(f"malformed URL {url!r}: expected https://HOST[:PORT]")
     try:
-        parsed.port  # noqa: B018 - raises ValueError on a bad port
+        port = parsed.port
     except ValueError:
-        raise RegistrationError(f"malformed URL {url!r}: bad port") from None
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise RegistrationError(f"malformed URL {url!r}: bad port")
+    if parsed.username is not None or parsed.password is not None:
+        raise RegistrationError(f"malformed URL {url!r}: credentials do not belong in the URL")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise RegistrationError(f"malformed URL {url!r}: give only https://HOST[:PORT]")
     return f"https://{parsed.netloc}"

@@ -7,6 +7,7 @@ field here with a type and a default; an unknown or mistyped key is a one-line e
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,11 @@ def load_config(data_dir: Path) -> ServerConfig:
         raise SetupError(f"cannot read {path}: permission denied") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SetupError(f"{path} is not valid TOML: {exc}") from None
+    unknown = set(raw) - {"server"}
+    if unknown:
+        raise SetupError(
+            f"{path}: unknown setting {sorted(unknown)[0]} (settings go under [server])"
+        )
     server = raw.get("server", {})
     if not isinstance(server, dict):
         raise SetupError(f"{path}: [server] must be a table")
@@ -103,9 +109,13 @@ def load_config(data_dir: Path) -> ServerConfig:
             raise SetupError(f"{path}: unknown setting server.{key}")
         if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
             raise SetupError(f"{path}: server.{key} has the wrong type")
+        if isinstance(value, int | float) and not (math.isfinite(value) and value > 0):
+            raise SetupError(f"{path}: server.{key} must be a positive number")
         values[key] = value
-    if not all(isinstance(h, str) for h in values.get("hostnames", [])):
-        raise SetupError(f"{path}: server.hostnames must be a list of strings")
+    if not all(isinstance(h, str) and h for h in values.get("hostnames", [])):
+        raise SetupError(f"{path}: server.hostnames must be a list of names")
+    if "listen" in values:
+        parse_listen(values["listen"])
     return ServerConfig(data_dir=data_dir, **values)
 
 
@@ -129,6 +139,8 @@ def parse_listen(listen: str) -> tuple[str, int]:
         if not host.endswith("]"):
             raise SetupError(f"invalid --listen {listen!r}: unclosed '['")
         host = host[1:-1]
+        if not host:
+            raise SetupError(f"invalid --listen {listen!r}: empty address")
     elif ":" in host:
         raise SetupError(f"invalid --listen {listen!r}: write IPv6 addresses as [ADDR]:PORT")
     return host, int(port_s)

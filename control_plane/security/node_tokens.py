@@ -60,7 +60,8 @@ class NodeTokenSigner:
         if not sealed.startswith(prefix) or sealed.count(".") != prefix.count(".") + 1:
             raise Unauthorized("malformed credential")
         body, _, mac = sealed.rpartition(".")
-        if not hmac.compare_digest(mac, self._sign(body.encode())):
+        # Bytes, not str: compare_digest refuses non-ASCII strings with a TypeError.
+        if not hmac.compare_digest(mac.encode(), self._sign(body.encode()).encode()):
             raise Unauthorized("credential signature does not verify")
         try:
             claims = json.loads(_unb64(body.removeprefix(prefix)))

@@ -79,11 +79,12 @@ node_inbox = sa.Table(
 )
 
 # Ids of agent -> server messages already stored: the server is idempotent by message id.
+# Keyed per node: one node cannot shadow another's message by reusing its id.
 processed_messages = sa.Table(
     "processed_messages",
     metadata,
+    sa.Column("node_id", sa.String(20), primary_key=True),
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("node_id", sa.String(20), nullable=False),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False, index=True),
 )

@@ -80,8 +80,8 @@ def upgrade() -> None:
     op.create_index("ix_node_inbox_node_id", "node_inbox", ["node_id"])
     op.create_table(
         "processed_messages",
+        sa.Column("node_id", sa.String(20), primary_key=True),
         sa.Column("id", sa.String(64), primary_key=True),
-        sa.Column("node_id", sa.String(20), nullable=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("received_at", sa.Float, nullable=False),
     )
