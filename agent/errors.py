@@ -7,6 +7,7 @@
     ├── NotRegistered                the state dir holds no registration
     ├── AlreadyRegistered            register without --force on a registered state dir
     ├── RegistrationError            the server refused the activation, CA hash mismatch, ...
+    ├── DocumentError                a document or its parameters are invalid (names the path)
     └── TransportError               the server could not be reached or answered 5xx (retry)
         └── ServerRejected           the server answered 4xx: retrying the same thing won't help
             └── CredentialRevoked    node deregistered / credential expired: stop (exit 3)
@@ -37,6 +38,16 @@ class AlreadyRegistered(AgentError):
 
 class RegistrationError(AgentError):
     pass
+
+
+class DocumentError(AgentError):
+    """A document, a parameter value or a step input is invalid.  ``path`` names where, in
+    the form ``mainSteps[1].inputs.runCommand``; the message starts with it."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.reason = message
 
 
 class TransportError(AgentError):

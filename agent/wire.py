@@ -42,12 +42,98 @@ MAX_MESSAGES_PER_BATCH: Final = 100
 
 # Server -> agent message types.
 MSG_PING: Final = "ping"
+MSG_RUN_COMMAND: Final = "run_command"
+MSG_CANCEL_COMMAND: Final = "cancel_command"
 # Agent -> server message types.
 MSG_HEARTBEAT: Final = "heartbeat"
 MSG_PONG: Final = "pong"
+MSG_INVOCATION_UPDATE: Final = "invocation_update"
+MSG_OUTPUT_UPLOADED: Final = "output_uploaded"
 
-AGENT_TO_SERVER_TYPES: Final = frozenset({MSG_HEARTBEAT, MSG_PONG})
-SERVER_TO_AGENT_TYPES: Final = frozenset({MSG_PING})
+AGENT_TO_SERVER_TYPES: Final = frozenset(
+    {MSG_HEARTBEAT, MSG_PONG, MSG_INVOCATION_UPDATE, MSG_OUTPUT_UPLOADED}
+)
+SERVER_TO_AGENT_TYPES: Final = frozenset({MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND})
+
+# Run Command ------------------------------------------------------------------------------
+# Output kept in the command record per step (as SSM), and the full output per step kept in
+# the server's blob store (uploaded with PUT ROUTE_OUTPUT/{command_id}/{step_index}/{stream}).
+STDOUT_RECORD_CHARS: Final = 24_000
+STDERR_RECORD_CHARS: Final = 8_000
+OUTPUT_BLOB_MAX_BYTES: Final = 16 * 1024 * 1024
+MAX_DOCUMENT_BYTES: Final = 64 * 1024
+ROUTE_OUTPUT: Final = f"{AGENT_PREFIX}/output"
+
+# Invocation (per node) statuses, as SSM's Status; details as SSM's StatusDetails.
+ST_PENDING: Final = "Pending"
+ST_IN_PROGRESS: Final = "InProgress"
+ST_DELAYED: Final = "Delayed"
+ST_SUCCESS: Final = "Success"
+ST_FAILED: Final = "Failed"
+ST_CANCELLED: Final = "Cancelled"
+ST_TIMED_OUT: Final = "TimedOut"
+ST_UNDELIVERABLE: Final = "Undeliverable"
+ST_SKIPPED: Final = "Skipped"  # steps only
+TERMINAL_STATUSES: Final = frozenset(
+    {ST_SUCCESS, ST_FAILED, ST_CANCELLED, ST_TIMED_OUT, ST_UNDELIVERABLE}
+)
+DETAIL_DELIVERY_TIMED_OUT: Final = "DeliveryTimedOut"
+DETAIL_EXECUTION_TIMED_OUT: Final = "ExecutionTimedOut"
+DETAIL_TERMINATED: Final = "Terminated"
+DETAIL_INTERRUPTED: Final = "Interrupted"
+
+
+class RunCommandBody(TypedDict):
+    """``run_command``: run one document on this node.  At-least-once: the agent journals
+    ``command_id`` before starting and never starts the same command twice."""
+
+    command_id: str
+    document_name: str
+    document_version: str
+    document: dict[str, Any]  # the parsed document content (JSON object)
+    parameters: dict[str, Any]  # validated by the server, defaults applied
+    execution_timeout_seconds: int
+
+
+class CancelCommandBody(TypedDict):
+    command_id: str
+
+
+class StepResult(TypedDict, total=False):
+    name: str
+    action: str
+    status: str  # Success | Failed | Cancelled | TimedOut | Skipped | InProgress
+    status_details: str
+    response_code: int | None
+    started_at: float | None
+    ended_at: float | None
+    stdout: str  # at most STDOUT_RECORD_CHARS
+    stderr: str  # at most STDERR_RECORD_CHARS
+    stdout_bytes: int  # full size written by the step (the blob holds up to 16 MiB)
+    stderr_bytes: int
+
+
+class InvocationUpdateBody(TypedDict, total=False):
+    """``invocation_update``: the node's status for one command.  Sent when it starts
+    (InProgress) and when it ends (a terminal status, with every step's result)."""
+
+    command_id: str
+    status: str
+    status_details: str
+    response_code: int | None
+    started_at: float | None
+    ended_at: float | None
+    steps: list[StepResult]
+
+
+class OutputUploadedBody(TypedDict):
+    """``output_uploaded``: the full output of a step is in the blob store."""
+
+    command_id: str
+    step_index: int
+    stream: str  # stdout | stderr
+    size: int
+    sha256: str
 
 NODE_ID_RE: Final = re.compile(r"^mi-[0-9a-f]{17}$")
 MESSAGE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
