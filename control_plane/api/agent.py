@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
@@ -89,3 +89,14 @@ async def poll(body: PollBody, cp: CP, node: NodeDep) -> dict[str, Any]:
 @router.post(wire.ROUTE_MESSAGES)
 async def messages(body: MessagesBody, cp: CP, node: NodeDep) -> dict[str, Any]:
     return {"acked": await cp.channel.receive(node.node_id, body.messages)}
+
+
+@router.put(wire.ROUTE_OUTPUT + "/{command_id}/{step_index}/{stream}")
+async def upload_output(
+    command_id: str, step_index: int, stream: str, request: Request, cp: CP, node: NodeDep
+) -> dict[str, Any]:
+    """A step's full output (at most 16 MiB), from the node that ran it; idempotent."""
+    await cp.commands.invocation(command_id, node.node_id)  # 404 unless it targets this node
+    path = cp.blobs.path(command_id, node.node_id, step_index, stream)
+    size, digest = await cp.blobs.write(path, request.stream())
+    return {"size": size, "sha256": digest}

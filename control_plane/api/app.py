@@ -11,8 +11,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
-from agent import __version__
-from control_plane.api import activations, agent, errors, health, nodes
+from agent import __version__, wire
+from control_plane.api import (
+    activations,
+    agent,
+    commands,
+    documents,
+    errors,
+    events,
+    groups,
+    health,
+    nodes,
+    webhooks,
+)
 from control_plane.api.limits import BodyLimitMiddleware
 from control_plane.services.hub import ControlPlane
 
@@ -41,8 +52,9 @@ def create_app(cp: ControlPlane) -> FastAPI:
     )
     app.state.control_plane = cp
     errors.install(app)
-    for module in (health, activations, nodes, agent):
+    for module in (health, activations, nodes, agent, commands, groups, webhooks, events):
         app.include_router(module.router)
+    app.include_router(documents.router)
 
     @app.middleware("http")
     async def request_log(
@@ -72,5 +84,9 @@ def create_app(cp: ControlPlane) -> FastAPI:
         )
         return response
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=cp.config.max_request_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=cp.config.max_request_bytes,
+        streamed={wire.ROUTE_OUTPUT + "/": wire.OUTPUT_BLOB_MAX_BYTES},
+    )
     return app

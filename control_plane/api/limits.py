@@ -17,25 +17,35 @@ def error_body(code: str, message: str) -> bytes:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, streamed: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Path prefixes whose routes stream the body themselves and enforce their own
+        # (larger) limit: checked against Content-Length here, never buffered.
+        self.streamed = streamed or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        streamed = False
+        for prefix, prefix_limit in self.streamed.items():
+            if scope.get("path", "").startswith(prefix):
+                limit, streamed = prefix_limit, True
         declared: int | None = None
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
-                    declared = self.max_bytes + 1
-        if declared is not None:
+                    declared = limit + 1
+        if declared is not None or streamed:
             # The HTTP server enforces the declared length; nothing longer can arrive.
-            if declared > self.max_bytes:
-                await self._reject(send)
+            if declared is not None and declared > limit:
+                await self._reject(send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -48,8 +58,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
-                await self._reject(send)
+            if size > limit:
+                await self._reject(send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -57,10 +67,8 @@ class BodyLimitMiddleware:
         body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, _replay([body], receive), send)
 
-    async def _reject(self, send: Send) -> None:
-        body = error_body(
-            "payload_too_large", f"request body is larger than {self.max_bytes} bytes"
-        )
+    async def _reject(self, send: Send, limit: int) -> None:
+        body = error_body("payload_too_large", f"request body is larger than {limit} bytes")
         headers: list[Any] = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import ssl
 import sys
+from collections.abc import Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,19 @@ class ApiClient:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise BadResponse(f"{self.url} answered GET {path} without a {key!r} list")
         return rows
+
+    def stream(self, path: str, *, params: Any = None) -> Iterator[bytes]:
+        """A GET whose body is read in chunks as it arrives (output blobs, event streams)."""
+        try:
+            with self._http.stream(
+                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise _api_error(response)
+                yield from response.iter_bytes()
+        except httpx.HTTPError as exc:
+            raise ConnectionFailed(self.url, describe(exc, None)) from exc
 
     def get_text(self, path: str) -> str:
         """A non-JSON GET (the CA certificate); errors are mapped like any other call."""

@@ -24,11 +24,16 @@ import click
 
 from control_plane import __version__
 from control_plane.cli.activations import activations
+from control_plane.cli.commands import commands
 from control_plane.cli.completion import COMPLETE_VAR, PROG_NAME, completion, install_callback
 from control_plane.cli.context import Runtime
+from control_plane.cli.documents import documents
 from control_plane.cli.errors import CliError, InternalError, one_line
+from control_plane.cli.groups import groups
 from control_plane.cli.login import login
 from control_plane.cli.nodes import nodes
+from control_plane.cli.run import run
+from control_plane.cli.webhooks import webhooks
 
 
 def _error(message: str) -> None:
@@ -134,7 +139,12 @@ def cli(ctx: click.Context, profile_name: str | None, debug: bool) -> None:
 cli.add_command(login)
 cli.add_command(activations)
 cli.add_command(nodes)
+cli.add_command(documents)
 cli.add_command(completion)
+cli.add_command(run)
+cli.add_command(commands)
+cli.add_command(groups)
+cli.add_command(webhooks)
 
 
 def main() -> None:

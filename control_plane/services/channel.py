@@ -30,6 +30,10 @@ log = logging.getLogger("corral.channel")
 AfterCommit = Callable[[], None]
 Handler = Callable[[AsyncConnection, str, Message], Awaitable[AfterCommit | None]]
 
+# An expander turns a compact inbox body into what the agent receives (e.g. a run_command
+# stored once per command, not once per node).
+Expander = Callable[[dict[str, Any], AsyncConnection], Awaitable[dict[str, Any]]]
+
 MAX_DELIVERY_BATCH = 50
 
 
@@ -39,11 +43,17 @@ class AgentChannel:
         self._presence = presence
         self._clock = clock
         self._handlers: dict[str, Handler] = {}
+        self._expanders: dict[str, Expander] = {}
 
     def register_handler(self, msg_type: str, handler: Handler) -> None:
         if msg_type not in wire.AGENT_TO_SERVER_TYPES:
             raise ValueError(f"{msg_type} is not an agent -> server message type")
         self._handlers[msg_type] = handler
+
+    def register_expander(self, msg_type: str, expander: Expander) -> None:
+        if msg_type not in wire.SERVER_TO_AGENT_TYPES:
+            raise ValueError(f"{msg_type} is not a server -> agent message type")
+        self._expanders[msg_type] = expander
 
     async def send(
         self, node_id: str, message: Message, conn: AsyncConnection | None = None
@@ -75,6 +85,10 @@ class AgentChannel:
                 if self._presence.has_pending(node_id):
                     async with self._db.read() as conn:
                         pending = await store.pending(conn, node_id, MAX_DELIVERY_BATCH)
+                        for message in pending:
+                            expander = self._expanders.get(message["type"])
+                            if expander is not None:
+                                message["body"] = await expander(message["body"], conn)
                     if pending:
                         return pending
                     self._presence.clear_pending(node_id)

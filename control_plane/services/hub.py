@@ -1,7 +1,8 @@
 """The control plane's services, wired together once per server process.
 
-``start()`` loads the in-memory presence from the database; ``run_background()`` owns the
-periodic work (flushing last-seen times, pruning processed message ids) until cancelled;
+``start()`` loads the in-memory presence and active commands from the database;
+``run_background()`` owns the periodic work (the dispatcher, webhook deliveries, flushing
+last-seen times, pruning processed message ids) until cancelled;
 ``stop()`` wakes held polls, flushes, and closes the database.
 """
 
@@ -12,16 +13,24 @@ import logging
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from agent import wire
 from control_plane.config import ServerConfig
 from control_plane.security.ca import CertificateAuthority
 from control_plane.security.node_tokens import NodeTokenSigner
 from control_plane.services.activations import ActivationService
+from control_plane.services.blobs import BlobStore
 from control_plane.services.channel import AgentChannel
 from control_plane.services.clock import Clock, system_clock
+from control_plane.services.commands import CommandService
+from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.documents import DocumentService
+from control_plane.services.events import EventBus
+from control_plane.services.groups import GroupService
 from control_plane.services.nodes import NodeService
 from control_plane.services.operators import OperatorService
 from control_plane.services.presence import Presence
 from control_plane.services.registration import RegistrationService
+from control_plane.services.webhooks import WebhookService
 from control_plane.store import messages
 from control_plane.store import nodes as node_store
 from control_plane.store.db import Database
@@ -48,6 +57,16 @@ class ControlPlane:
             self.db, self.ca, signer, self.presence, clock, config.node_credential_days
         )
         self.nodes = NodeService(self.db, self.presence, self.channel, clock)
+        self.documents = DocumentService(self.db, clock)
+        self.events = EventBus()
+        self.blobs = BlobStore(config.data_dir / "blobs")
+        self.dispatcher = Dispatcher(self.db, self.presence, self.events, clock)
+        self.channel.register_expander(wire.MSG_RUN_COMMAND, self.dispatcher.expand)
+        self.commands = CommandService(
+            self.db, self.documents, self.dispatcher, self.channel, clock
+        )
+        self.groups = GroupService(self.db, clock)
+        self.webhooks = WebhookService(self.db, self.events, clock)
         self.ready = False
 
     async def start(self) -> None:
@@ -55,10 +74,18 @@ class ControlPlane:
             generations = await node_store.generations(conn)
             pending = await messages.nodes_with_pending(conn)
         self.presence.load(generations, pending)
+        await self.dispatcher.load()
         self.ready = True
         log.info("control plane started", extra={"nodes": len(generations)})
 
     async def run_background(self) -> None:
+        """Every periodic task of the server, owned by one task group."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._housekeeping(), name="housekeeping")
+            tg.create_task(self.dispatcher.run(), name="dispatcher")
+            tg.create_task(self.webhooks.run(), name="webhooks")
+
+    async def _housekeeping(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
             try:

@@ -88,3 +88,126 @@ processed_messages = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("received_at", sa.Float, nullable=False, index=True),
 )
+
+# Run Command ------------------------------------------------------------------------------
+commands = sa.Table(
+    "commands",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("document_name", sa.String(128), nullable=False),
+    sa.Column("document_version", sa.String(32), nullable=False),
+    sa.Column("document_sha256", sa.String(64), nullable=False),
+    sa.Column("document_content", sa.JSON, nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("comment", sa.String(100), nullable=False, server_default=""),
+    sa.Column("max_concurrency", sa.String(8), nullable=False),
+    sa.Column("max_errors", sa.String(8), nullable=False),
+    sa.Column("execution_timeout", sa.Integer, nullable=False),
+    sa.Column("delivery_timeout", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("status_details", sa.String(32), nullable=False),
+    sa.Column("target_count", sa.Integer, nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False, index=True),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.Column("cancel_requested_at", sa.Float, nullable=True),
+)
+
+invocations = sa.Table(
+    "invocations",
+    metadata,
+    sa.Column(
+        "command_id",
+        sa.String(40),
+        sa.ForeignKey("commands.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("node_id", sa.String(20), primary_key=True),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("status_details", sa.String(32), nullable=False),
+    sa.Column("response_code", sa.Integer, nullable=True),
+    sa.Column("message_id", sa.String(64), nullable=True),
+    sa.Column("sent_at", sa.Float, nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("ended_at", sa.Float, nullable=True),
+    sa.Column("steps", sa.JSON, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_invocations_node_id", "node_id"),
+)
+
+node_groups = sa.Table(
+    "node_groups",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("description", sa.String(256), nullable=False, server_default=""),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("events", sa.String(128), nullable=False),
+    sa.Column("secret", sa.String(256), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Webhook deliveries wait here until the receiver answers 2xx (retried with backoff).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "webhook_id",
+        sa.String(40),
+        sa.ForeignKey("webhooks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("event", sa.JSON, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Float, nullable=False, index=True),
+    sa.Column("last_error", sa.String(256), nullable=True),
+)
+
+# Documents ---------------------------------------------------------------------------------
+# User documents only: the built-ins (owner "corral") come from agent.documents, not from here.
+# ``last_version`` is the highest number ever given, so a deleted version's number is never
+# reused; ``latest_version`` is the highest that still exists.
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("default_version", sa.Integer, nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("last_version", sa.Integer, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# A version is immutable: ``content`` is the text as uploaded, ``parsed`` the same content as
+# JSON (what the agent gets), ``sha256`` the document's hash.
+document_versions = sa.Table(
+    "document_versions",
+    metadata,
+    sa.Column(
+        "name",
+        sa.String(128),
+        sa.ForeignKey("documents.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("version_name", sa.String(128), nullable=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("schema_version", sa.String(16), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("format", sa.String(8), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("parsed", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("name", "version_name", name="uq_document_versions_version_name"),
+)

@@ -1,0 +1,89 @@
+"""/v1/commands: Run Command (operator)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from agent import wire
+from control_plane.api.deps import CP, OperatorDep
+from control_plane.errors import NotFound
+
+router = APIRouter(prefix="/v1/commands", tags=["commands"])
+
+
+class SendCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    targets: list[StrictStr] = Field(min_length=1, max_length=1000)
+    document: StrictStr = Field("AWS-RunShellScript", max_length=128)
+    document_version: StrictStr | None = Field(None, max_length=64)
+    parameters: dict[StrictStr, Any] = Field(default_factory=dict)
+    max_concurrency: StrictStr = Field("50", max_length=8)
+    max_errors: StrictStr = Field("0", max_length=8)
+    timeout_seconds: StrictInt = 3600
+    delivery_timeout_seconds: StrictInt = 600
+    comment: StrictStr = Field("", max_length=100)
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node_ids: list[StrictStr] | None = Field(None, max_length=1000)
+
+
+@router.post("", status_code=201)
+async def send(body: SendCommand, cp: CP, op: OperatorDep) -> dict[str, Any]:
+    return await cp.commands.send(requested_by=op.name, **body.model_dump())
+
+
+@router.get("")
+async def list_commands(
+    cp: CP,
+    _op: OperatorDep,
+    status: Annotated[str | None, Query(max_length=32)] = None,
+    node: Annotated[str | None, Query(max_length=32)] = None,
+) -> dict[str, Any]:
+    return {"commands": await cp.commands.list_all(status, node)}
+
+
+@router.get("/{command_id}")
+async def show(command_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.commands.get(command_id)
+
+
+@router.post("/{command_id}/cancel")
+async def cancel(
+    command_id: str, cp: CP, _op: OperatorDep, body: CancelBody | None = None
+) -> dict[str, Any]:
+    return await cp.commands.cancel(command_id, (body.node_ids if body else None))
+
+
+@router.get("/{command_id}/invocations/{node_id}/output", response_model=None)
+async def output(
+    command_id: str,
+    node_id: str,
+    cp: CP,
+    _op: OperatorDep,
+    step: Annotated[str | None, Query(max_length=128)] = None,
+    stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
+) -> Response:
+    """The step's full output from the blob store, else the (capped) record."""
+    inv = await cp.commands.invocation(command_id, node_id)
+    steps = inv["steps"]
+    if not steps:
+        return PlainTextResponse("")
+    if step is None:
+        index = len(steps) - 1 if len(steps) == 1 else None
+        chosen = [(i, s) for i, s in enumerate(steps) if s.get("status") != wire.ST_SKIPPED]
+        index = chosen[-1][0] if index is None and chosen else (index or 0)
+    else:
+        matches = [i for i, s in enumerate(steps) if s.get("name") == step]
+        if not matches:
+            raise NotFound(f"no step {step!r} in command {command_id} on {node_id}")
+        index = matches[0]
+    blob = cp.blobs.path(command_id, node_id, index, stream)
+    if blob.exists():
+        return StreamingResponse(cp.blobs.read_chunks(blob), media_type="text/plain; charset=utf-8")
+    return PlainTextResponse(str(steps[index].get(stream, "")))

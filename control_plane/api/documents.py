@@ -1,0 +1,78 @@
+"""/v1/documents: the document store (operator)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from control_plane.api.deps import CP, OperatorDep
+
+router = APIRouter(prefix="/v1/documents", tags=["documents"])
+
+
+class CreateDocument(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr
+    content: StrictStr
+    format: Literal["json", "yaml"] | None = None
+    version_name: StrictStr | None = None
+    tags: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+
+class NewVersion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    content: StrictStr
+    format: Literal["json", "yaml"] | None = None
+    version_name: StrictStr | None = None
+
+
+class DefaultVersion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: StrictStr | StrictInt
+
+
+@router.post("", status_code=201)
+async def create(body: CreateDocument, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.documents.create(**body.model_dump())
+
+
+@router.get("")
+async def list_documents(
+    cp: CP, _op: OperatorDep, owner: Annotated[str | None, Query()] = None
+) -> dict[str, Any]:
+    return {"documents": await cp.documents.list_all(owner)}
+
+
+@router.get("/{name}")
+async def show(
+    name: str,
+    cp: CP,
+    _op: OperatorDep,
+    version: Annotated[str | None, Query()] = None,
+    content: Annotated[bool, Query()] = False,
+) -> dict[str, Any]:
+    return await cp.documents.get(name, version, content=content)
+
+
+@router.post("/{name}/versions", status_code=201)
+async def update(name: str, body: NewVersion, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.documents.update(name=name, **body.model_dump())
+
+
+@router.get("/{name}/versions")
+async def versions(name: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.documents.versions(name)
+
+
+@router.put("/{name}/default")
+async def set_default(name: str, body: DefaultVersion, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.documents.set_default(name, str(body.version))
+
+
+@router.delete("/{name}")
+async def delete(
+    name: str, cp: CP, _op: OperatorDep, version: Annotated[str | None, Query()] = None
+) -> dict[str, Any]:
+    return await cp.documents.delete(name, version)

@@ -1,0 +1,40 @@
+"""/v1/groups: named target queries (operator)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from control_plane.api.deps import CP, OperatorDep
+
+router = APIRouter(prefix="/v1/groups", tags=["groups"])
+
+
+class CreateGroup(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr = Field(max_length=128)
+    targets: list[StrictStr] = Field(min_length=1, max_length=50)
+    description: StrictStr = Field("", max_length=256)
+
+
+@router.post("", status_code=201)
+async def create(body: CreateGroup, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.groups.create(body.name, list(body.targets), body.description)
+
+
+@router.get("")
+async def list_groups(cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return {"groups": await cp.groups.list_all()}
+
+
+@router.get("/{name}")
+async def show(name: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    return await cp.groups.get(name)
+
+
+@router.delete("/{name}")
+async def delete(name: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+    await cp.groups.delete(name)
+    return {"deleted": name}

@@ -1,0 +1,118 @@
+"""``corral commands``: list, show, output, cancel and watch commands."""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import quote
+
+import click
+
+from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
+from control_plane.cli.run import print_result
+
+LIST_COLUMNS: list[Column] = [
+    field("command_id"), field("document_name"), field("status"), field("status_details"),
+    field("target_count"), field("created_at"),
+]  # fmt: skip
+TERMINAL = {"Success", "Failed", "Cancelled", "TimedOut"}
+
+
+@click.group()
+def commands() -> None:
+    """Commands sent with `corral run`."""
+
+
+@commands.command("list")
+@click.option("--status", default=None, help="Only commands with this status.")
+@click.option("--node", default=None, help="Only commands that targeted this node.")
+@output_option
+@pass_runtime
+def list_(rt: Runtime, status: str | None, node: str | None, output: str) -> None:
+    """List recent commands, newest first."""
+    params = {k: v for k, v in (("status", status), ("node", node)) if v}
+    with rt.client() as api:
+        rows = api.get_list("/v1/commands", "commands", params=params or None)
+    emit_list(rows, LIST_COLUMNS, output)
+
+
+@commands.command()
+@click.argument("command_id")
+@output_option
+@pass_runtime
+def show(rt: Runtime, command_id: str, output: str) -> None:
+    """A command and its status on every node, with step results."""
+    with rt.client() as api:
+        result = api.get(f"/v1/commands/{quote(command_id, safe='')}")
+    print_result(result, output)
+    if output == "table":
+        for inv in result.get("invocations", []):
+            for step in inv.get("steps", []):
+                click.echo(
+                    f"  {inv['node_id']} {step.get('name')}: {step.get('status')} "
+                    f"code={step.get('response_code')} {step.get('status_details') or ''}".rstrip()
+                )
+
+
+@commands.command()
+@click.argument("command_id")
+@click.option("--node", required=True, help="The node whose output to show.")
+@click.option("--step", default=None, help="Step name (default: the last step that ran).")
+@click.option("--stderr", is_flag=True, help="Show standard error instead of output.")
+@pass_runtime
+def output(rt: Runtime, command_id: str, node: str, step: str | None, stderr: bool) -> None:
+    """Stream a step's full output (up to 16 MiB)."""
+    params = {"stream": "stderr" if stderr else "stdout"}
+    if step:
+        params["step"] = step
+    path = f"/v1/commands/{quote(command_id, safe='')}/invocations/{quote(node, safe='')}/output"
+    with rt.client() as api:
+        for chunk in api.stream(path, params=params):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.flush()
+
+
+@commands.command()
+@click.argument("command_id")
+@click.option("--node", "nodes", multiple=True, help="Cancel only on this node (repeatable).")
+@output_option
+@pass_runtime
+def cancel(rt: Runtime, command_id: str, nodes: tuple[str, ...], output: str) -> None:
+    """Stop a command: running processes are killed (whole process group)."""
+    body = {"node_ids": list(nodes)} if nodes else {}
+    with rt.client() as api:
+        result = api.post(f"/v1/commands/{quote(command_id, safe='')}/cancel", body)
+    emit_message(result["message"], result, output)
+
+
+@commands.command()
+@click.argument("command_id")
+@pass_runtime
+def watch(rt: Runtime, command_id: str) -> None:
+    """Print status changes as they happen, until the command finishes."""
+    import json
+
+    with rt.client() as api:
+        current = api.get(f"/v1/commands/{quote(command_id, safe='')}")
+        click.echo(f"{command_id}: {current['status']} ({current['status_details']})")
+        if current.get("completed_at"):
+            return
+        buffer = b""
+        for chunk in api.stream("/v1/events", params={"command_id": command_id}):
+            buffer += chunk
+            while b"\n\n" in buffer:
+                frame, buffer = buffer.split(b"\n\n", 1)
+                data = [
+                    line[5:].strip() for line in frame.split(b"\n") if line.startswith(b"data:")
+                ]
+                if not data:
+                    continue
+                event = json.loads(b"".join(data))
+                who = event.get("node_id", "command")
+                status = f"{event['status']} ({event['status_details']})"
+                click.echo(f"{event.get('time', 0):.3f} {who}: {status}")
+                if event["type"] == "command.status_changed" and event["status"] in TERMINAL:
+                    return
+
+
+__all__ = ["commands", "emit_object"]

@@ -1,0 +1,173 @@
+"""``corral run``: send a document (or a shell command) to nodes, like ``aws ssm send-command``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.errors import CliError
+from control_plane.cli.output import Column, emit_list, emit_object, field
+
+WAIT_POLL_SECONDS = 0.25
+INVOCATION_COLUMNS: list[Column] = [
+    field("node_id"), field("status"), field("status_details"), field("response_code"),
+    field("started_at"), field("ended_at"),
+]  # fmt: skip
+
+
+class CommandFailed(CliError):
+    """The command ran but did not succeed everywhere (exit 1 after printing the results)."""
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """``name=value`` pairs; a name given several times becomes a list."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{pair!r} must be NAME=VALUE", param_hint="--param")
+        if name in params:
+            previous = params[name]
+            params[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            params[name] = value
+    return params
+
+
+def _rate(value: str, name: str, allow_zero: bool) -> str:
+    number = value[:-1] if value.endswith("%") else value
+    if (
+        not number.isdigit()
+        or (int(number) == 0 and not allow_zero)
+        or (value.endswith("%") and int(number) > 100)
+    ):
+        raise click.BadParameter(f"{value!r} must be a number or a percentage", param_hint=name)
+    return value
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option(
+    "--targets",
+    "targets",
+    multiple=True,
+    metavar="SPEC",
+    help="tag:KEY=V1,V2 | tag-key:KEY | group:NAME | all | a node id (repeatable).",
+)
+@click.option("--node", "nodes", multiple=True, metavar="ID", help="A node id (repeatable).")
+@click.option("--document", default=None, metavar="NAME[:VERSION]", help="The document to run.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A document parameter (repeatable).",
+)
+@click.option("--max-concurrency", default="50", show_default=True, help="Nodes at once: N or N%.")
+@click.option(
+    "--max-errors", default="0", show_default=True, help="Errors before stopping: N or N%."
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(5, 172800),
+    default=3600,
+    show_default=True,
+    help="Execution timeout (s).",
+)
+@click.option(
+    "--delivery-timeout",
+    type=click.IntRange(30, 2592000),
+    default=600,
+    show_default=True,
+    help="Seconds to reach a node.",
+)
+@click.option("--comment", default="", help="Up to 100 characters.")
+@click.option(
+    "--wait", is_flag=True, help="Wait until every node finished; exit 1 unless all succeeded."
+)
+@click.argument("command", nargs=-1, metavar="[-- COMMAND ...]")
+@output_option
+@pass_runtime
+def run(
+    rt: Runtime,
+    targets: tuple[str, ...],
+    nodes: tuple[str, ...],
+    document: str | None,
+    params: tuple[str, ...],
+    max_concurrency: str,
+    max_errors: str,
+    timeout: int,
+    delivery_timeout: int,
+    comment: str,
+    wait: bool,
+    command: tuple[str, ...],
+    output: str,
+) -> None:
+    """Run a document on nodes; `corral run --targets all -- uptime` runs a shell command."""
+    specs = [*targets, *nodes]
+    if not specs:
+        raise click.UsageError("give --targets SPEC or --node ID")
+    if bool(document) == bool(command):
+        raise click.UsageError("give either --document NAME or -- COMMAND, not both or neither")
+    if command and params:
+        raise click.UsageError("--param goes with --document; after -- comes the shell command")
+    _rate(max_concurrency, "--max-concurrency", allow_zero=False)
+    _rate(max_errors, "--max-errors", allow_zero=True)
+    if len(comment) > 100:
+        raise click.BadParameter("at most 100 characters", param_hint="--comment")
+    name, version = ("AWS-RunShellScript", None) if command else _split_document(document or "")
+    parameters = {"commands": [" ".join(command)]} if command else parse_params(params)
+    body = {
+        "targets": specs,
+        "document": name,
+        "document_version": version,
+        "parameters": parameters,
+        "max_concurrency": max_concurrency,
+        "max_errors": max_errors,
+        "timeout_seconds": timeout,
+        "delivery_timeout_seconds": delivery_timeout,
+        "comment": comment,
+    }
+    with rt.client() as api:
+        sent = api.post("/v1/commands", body)
+        if not wait:
+            emit_object(
+                sent,
+                output,
+                ("command_id", "document_name", "document_version", "status", "target_count"),
+            )
+            return
+        result = wait_for_command(api, sent["command_id"])
+    print_result(result, output)
+    if result["status"] != "Success":
+        raise CommandFailed(
+            f"command {result['command_id']} ended {result['status']} ({result['status_details']})"
+        )
+
+
+def _split_document(spec: str) -> tuple[str, str | None]:
+    name, _, version = spec.partition(":")
+    return name, version or None
+
+
+def wait_for_command(api: Any, command_id: str) -> dict[str, Any]:
+    while True:
+        result: dict[str, Any] = api.get(f"/v1/commands/{command_id}")
+        if result.get("completed_at"):
+            return result
+        time.sleep(WAIT_POLL_SECONDS)
+
+
+def print_result(result: dict[str, Any], output: str) -> None:
+    if output == "json":
+        emit_object(result, output)
+        return
+    click.echo(
+        f"command {result['command_id']}: {result['status']} ({result['status_details']}), "
+        f"{result.get('completed_count', 0)}/{result['target_count']} done, "
+        f"{result.get('error_count', 0)} errors"
+    )
+    emit_list(result.get("invocations", []), INVOCATION_COLUMNS, output)

@@ -1,0 +1,288 @@
+"""Run Command: send a document to many nodes, follow it, cancel it, read its output.
+
+Sending validates everything first (document, parameters, targets, rate values): a command
+that cannot run is refused whole and nothing is stored.  The dispatcher does the fan-out.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent import wire
+from agent.documents import resolve_parameters, ssm_references
+from agent.errors import DocumentError
+from agent.wire import Message
+from control_plane.errors import InvalidRequest, NotFound
+from control_plane.services.channel import AfterCommit, AgentChannel
+from control_plane.services.clock import Clock, rfc3339
+from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.documents import DocumentService
+from control_plane.services.nesting import embed_nested_documents
+from control_plane.services.rate import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_ERRORS,
+    check_max_concurrency,
+    check_max_errors,
+)
+from control_plane.services.targets import check_specs, resolve
+from control_plane.services.validation import check_text
+from control_plane.store import commands as store
+from control_plane.store.db import Database
+
+log = logging.getLogger("corral.commands")
+
+EXECUTION_TIMEOUT = (5, 172_800)
+DELIVERY_TIMEOUT = (30, 2_592_000)
+MAX_LIST = 500
+
+
+def command_view(
+    row: dict[str, Any], invocations: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "command_id": row["id"],
+        "document_name": row["document_name"],
+        "document_version": row["document_version"],
+        "parameters": row["parameters"],
+        "targets": row["targets"],
+        "comment": row["comment"],
+        "max_concurrency": row["max_concurrency"],
+        "max_errors": row["max_errors"],
+        "timeout_seconds": row["execution_timeout"],
+        "delivery_timeout_seconds": row["delivery_timeout"],
+        "status": row["status"],
+        "status_details": row["status_details"],
+        "target_count": row["target_count"],
+        "requested_by": row["requested_by"],
+        "created_at": rfc3339(row["created_at"]),
+        "completed_at": rfc3339(row["completed_at"]),
+    }
+    if invocations is not None:
+        view["completed_count"] = sum(
+            1 for i in invocations if i["status"] in wire.TERMINAL_STATUSES
+        )
+        view["error_count"] = sum(
+            1
+            for i in invocations
+            if i["status"] == wire.ST_FAILED
+            or i["status_details"] == wire.DETAIL_EXECUTION_TIMED_OUT
+        )
+        view["delivery_timed_out_count"] = sum(
+            1 for i in invocations if i["status_details"] == wire.DETAIL_DELIVERY_TIMED_OUT
+        )
+        view["invocations"] = [invocation_view(i) for i in invocations]
+    return view
+
+
+def invocation_view(inv: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "node_id": inv["node_id"],
+        "status": inv["status"],
+        "status_details": inv["status_details"],
+        "response_code": inv["response_code"],
+        "started_at": rfc3339(inv["started_at"]),
+        "ended_at": rfc3339(inv["ended_at"]),
+        "steps": inv["steps"],
+    }
+
+
+def _check_range(name: str, value: int, bounds: tuple[int, int]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not bounds[0] <= value <= bounds[1]:
+        raise InvalidRequest(f"{name} must be {bounds[0]} to {bounds[1]} seconds")
+    return value
+
+
+class CommandService:
+    def __init__(
+        self,
+        db: Database,
+        documents: DocumentService,
+        dispatcher: Dispatcher,
+        channel: AgentChannel,
+        clock: Clock,
+    ) -> None:
+        self._db = db
+        self._documents = documents
+        self._dispatcher = dispatcher
+        self._clock = clock
+        channel.register_handler(wire.MSG_INVOCATION_UPDATE, self._on_update)
+        channel.register_handler(wire.MSG_OUTPUT_UPLOADED, self._on_output)
+
+    async def send(
+        self,
+        *,
+        requested_by: str,
+        targets: list[Any],
+        document: str,
+        document_version: str | None,
+        parameters: dict[str, Any],
+        max_concurrency: str = DEFAULT_MAX_CONCURRENCY,
+        max_errors: str = DEFAULT_MAX_ERRORS,
+        timeout_seconds: int = 3600,
+        delivery_timeout_seconds: int = 600,
+        comment: str = "",
+    ) -> dict[str, Any]:
+        specs = check_specs(targets)
+        check_max_concurrency(max_concurrency)
+        check_max_errors(max_errors)
+        _check_range("timeout", timeout_seconds, EXECUTION_TIMEOUT)
+        _check_range("delivery timeout", delivery_timeout_seconds, DELIVERY_TIMEOUT)
+        check_text("comment", comment, 100)
+        resolved = await self._documents.resolve(document, document_version)
+        try:
+            values = resolve_parameters(resolved.document, parameters)
+        except DocumentError as exc:
+            raise InvalidRequest(exc.message) from None
+        refs = ssm_references(resolved.document, values)
+        if refs:
+            raise InvalidRequest(
+                f"{refs[0]}: Parameter Store references need Parameter Store, which this server "
+                "does not have yet"
+            )
+        content = await embed_nested_documents(self._documents, resolved.document, values)
+        now = self._clock()
+        row: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "document_name": resolved.name,
+            "document_version": resolved.version,
+            "document_sha256": resolved.sha256,
+            "document_content": content,
+            "parameters": values,
+            "targets": specs,
+            "comment": comment,
+            "max_concurrency": max_concurrency,
+            "max_errors": max_errors,
+            "execution_timeout": timeout_seconds,
+            "delivery_timeout": delivery_timeout_seconds,
+            "status": wire.ST_PENDING,
+            "status_details": wire.ST_PENDING,
+            "requested_by": requested_by,
+            "created_at": now,
+            "completed_at": None,
+            "cancel_requested_at": None,
+        }
+        async with self._db.transaction() as conn:
+            node_ids = await resolve(conn, specs)
+            if not node_ids:
+                raise InvalidRequest(f"the targets {' '.join(specs)} match no registered node")
+            row["target_count"] = len(node_ids)
+            await store.insert(conn, row, node_ids, now)
+        self._dispatcher.submit(row, node_ids)
+        log.info(
+            "command sent",
+            extra={
+                "command_id": row["id"],
+                "document": resolved.name,
+                "targets": len(node_ids),
+                "requested_by": requested_by,
+            },
+        )
+        return await self.get(row["id"])
+
+    async def get(self, command_id: str) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            row = await store.get(conn, command_id)
+            if row is None:
+                raise NotFound(f"command {command_id} not found")
+            invocations = await store.invocations_of(conn, command_id)
+        return command_view(row, invocations)
+
+    async def list_all(self, status: str | None, node_id: str | None) -> list[dict[str, Any]]:
+        async with self._db.read() as conn:
+            rows = await store.list_commands(conn, status, node_id, MAX_LIST)
+        return [command_view(r) for r in rows]
+
+    async def invocation(self, command_id: str, node_id: str) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            inv = await store.invocation(conn, command_id, node_id)
+        if inv is None:
+            raise NotFound(f"command {command_id} has no invocation on {node_id}")
+        return inv
+
+    async def cancel(self, command_id: str, node_ids: list[str] | None) -> dict[str, Any]:
+        command = await self.get(command_id)
+        if node_ids:
+            known = {i["node_id"] for i in command["invocations"]}
+            unknown = [n for n in node_ids if n not in known]
+            if unknown:
+                raise InvalidRequest(f"command {command_id} does not target {unknown[0]}")
+        if command["completed_at"] is not None or not self._dispatcher.is_active(command_id):
+            return {
+                "command_id": command_id,
+                "cancelled": False,
+                "message": f"command already finished ({command['status']}); nothing to cancel",
+            }
+        if not node_ids:
+            async with self._db.transaction() as conn:
+                await store.update_command(conn, command_id, cancel_requested_at=self._clock())
+        self._dispatcher.cancel(command_id, node_ids or None)
+        return {"command_id": command_id, "cancelled": True, "message": "cancellation requested"}
+
+    # Agent reports -------------------------------------------------------------------------
+    async def _on_update(
+        self, conn: AsyncConnection, node_id: str, msg: Message
+    ) -> AfterCommit | None:
+        body = msg["body"]
+        command_id = str(body.get("command_id", ""))
+        status = str(body.get("status", ""))
+        if status not in wire.TERMINAL_STATUSES | {wire.ST_IN_PROGRESS}:
+            raise InvalidRequest(f"invocation_update: unknown status {status!r}")
+        inv = await store.invocation(conn, command_id, node_id)
+        if inv is None or inv["status"] in wire.TERMINAL_STATUSES:
+            return None  # not ours, or already final: a late or repeated report
+        details = str(body.get("status_details") or status)[:32]
+        values: dict[str, Any] = {
+            "status": status,
+            "status_details": details,
+            "updated_at": self._clock(),
+        }
+        for key in ("response_code", "started_at", "ended_at"):
+            value = body.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values[key] = int(value) if key == "response_code" else float(value)
+        steps = body.get("steps")
+        if isinstance(steps, list):
+            values["steps"] = [_clean_step(s) for s in steps[:100] if isinstance(s, dict)]
+        if status == wire.ST_IN_PROGRESS and "started_at" not in values:
+            values["started_at"] = self._clock()
+        await store.update_invocations(conn, command_id, {node_id: values})
+
+        def after() -> None:
+            self._dispatcher.agent_reported(command_id, node_id, status, details)
+
+        return after
+
+    async def _on_output(self, conn: AsyncConnection, node_id: str, msg: Message) -> None:
+        """The blob was stored by the upload itself; nothing more to record."""
+        return None
+
+
+def _clean_step(step: dict[str, Any]) -> dict[str, Any]:
+    def text(key: str, limit: int) -> str:
+        value = step.get(key, "")
+        return value[:limit] if isinstance(value, str) else ""
+
+    def number(key: str) -> float | None:
+        value = step.get(key)
+        return (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+
+    code = step.get("response_code")
+    return {
+        "name": text("name", 128),
+        "action": text("action", 64),
+        "status": text("status", 32),
+        "status_details": text("status_details", 256),
+        "response_code": code if isinstance(code, int) and not isinstance(code, bool) else None,
+        "started_at": rfc3339(number("started_at")),
+        "ended_at": rfc3339(number("ended_at")),
+        "stdout": text("stdout", wire.STDOUT_RECORD_CHARS),
+        "stderr": text("stderr", wire.STDERR_RECORD_CHARS),
+        "stdout_bytes": int(number("stdout_bytes") or 0),
+        "stderr_bytes": int(number("stderr_bytes") or 0),
+    }

@@ -1,0 +1,309 @@
+"""The command dispatcher: one task that owns every active command's fan-out state.
+
+Agent reports are stored by the channel handler (so an acknowledged result is durable) and
+then queued here; the loop applies them, starts the next nodes, enforces delivery timeouts and
+cancellations, and writes each round's decisions in one transaction.  At start-up the state is
+rebuilt from the database, so a server restart mid-fan-out loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agent import wire
+from control_plane.services.clock import Clock
+from control_plane.services.command_state import Change, CommandState
+from control_plane.services.events import EventBus
+from control_plane.services.presence import Presence
+from control_plane.services.rate import concurrency_limit, error_threshold
+from control_plane.store import commands as store
+from control_plane.store import messages
+from control_plane.store.db import Database
+
+log = logging.getLogger("corral.dispatch")
+
+TICK_SECONDS = 1.0
+EXPIRY_GRACE_SECONDS = 300.0
+
+
+@dataclass
+class Round:
+    """One command's decisions in one loop round, persisted together."""
+
+    changes: list[Change] = field(default_factory=list)
+    sends: list[str] = field(default_factory=list)
+    cancels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Active:
+    state: CommandState
+    row: dict[str, Any]
+    message_ids: dict[str, str] = field(default_factory=dict)  # node -> run_command message id
+    cancel_nodes: set[str] = field(default_factory=set)
+    cancel_all: bool = False
+
+
+class Dispatcher:
+    def __init__(self, db: Database, presence: Presence, events: EventBus, clock: Clock) -> None:
+        self._db = db
+        self._presence = presence
+        self._events = events
+        self._clock = clock
+        self._active: dict[str, Active] = {}
+        self._updates: deque[tuple[str, str, str, str]] = deque()
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._bodies: dict[str, wire.RunCommandBody] = {}
+
+    # Start-up ------------------------------------------------------------------------------
+    async def load(self) -> None:
+        async with self._db.read() as conn:
+            for command_id in await store.active_ids(conn):
+                await self._load_one(conn, command_id)
+        self._dirty.update(self._active)
+
+    async def _load_one(self, conn: AsyncConnection, command_id: str) -> None:
+        row = await store.get(conn, command_id)
+        if row is None:
+            return
+        invocations = await store.invocations_of(conn, command_id)
+        state = self._new_state(row)
+        active = Active(state=state, row=row, cancel_all=row["cancel_requested_at"] is not None)
+        state.cancelled = active.cancel_all
+        for inv in invocations:
+            node, status = inv["node_id"], inv["status"]
+            state.statuses[node] = (status, inv["status_details"])
+            if status in wire.TERMINAL_STATUSES:
+                state.completed += 1
+                if inv["started_at"] is not None or inv["sent_at"] is not None:
+                    state.started += 1
+                    state.acknowledged += 1 if inv["started_at"] is not None else 0
+                if (
+                    inv["status_details"]
+                    in ("Failed", wire.DETAIL_EXECUTION_TIMED_OUT, wire.DETAIL_INTERRUPTED)
+                    or status == wire.ST_FAILED
+                ):
+                    state.errors += 1
+                if inv["status_details"] == wire.DETAIL_DELIVERY_TIMED_OUT:
+                    state.delivery_timeouts += 1
+            elif inv["sent_at"] is None:
+                state.pending.append(node)
+            else:
+                state.started += 1
+                if inv["started_at"] is not None:
+                    state.acknowledged += 1
+                    state.running.add(node)
+                else:
+                    state.sent.add(node)
+                    if inv["message_id"]:
+                        active.message_ids[node] = inv["message_id"]
+        self._active[command_id] = active
+
+    @staticmethod
+    def _new_state(row: dict[str, Any]) -> CommandState:
+        targets = row["target_count"]
+        return CommandState(
+            command_id=row["id"],
+            target_count=targets,
+            concurrency=concurrency_limit(row["max_concurrency"], targets),
+            error_threshold=error_threshold(row["max_errors"], targets),
+        )
+
+    # Inputs (from other services) ------------------------------------------------------------
+    def submit(self, row: dict[str, Any], node_ids: list[str]) -> None:
+        state = self._new_state(row)
+        state.pending.extend(node_ids)
+        for node in node_ids:
+            state.statuses[node] = (wire.ST_PENDING, wire.ST_PENDING)
+        self._active[row["id"]] = Active(state=state, row=row)
+        self._kick(row["id"])
+
+    def agent_reported(self, command_id: str, node_id: str, status: str, details: str) -> None:
+        self._updates.append((command_id, node_id, status, details))
+        self._kick(command_id)
+
+    def cancel(self, command_id: str, node_ids: list[str] | None) -> bool:
+        """False if the command is not active (finished or unknown)."""
+        active = self._active.get(command_id)
+        if active is None:
+            return False
+        if node_ids is None:
+            active.cancel_all = True
+        else:
+            active.cancel_nodes.update(node_ids)
+        self._kick(command_id)
+        return True
+
+    def is_active(self, command_id: str) -> bool:
+        return command_id in self._active
+
+    def _kick(self, command_id: str) -> None:
+        self._dirty.add(command_id)
+        self._wake.set()
+
+    async def expand(self, body: dict[str, Any], conn: AsyncConnection) -> dict[str, Any]:
+        """The full run_command body for an inbox entry that holds only the command id."""
+        command_id = str(body.get("command_id"))
+        full = self._bodies.get(command_id)
+        if full is None:
+            row = await store.get(conn, command_id)
+            if row is None:
+                return body
+            full = wire.RunCommandBody(
+                command_id=command_id,
+                document_name=row["document_name"],
+                document_version=row["document_version"],
+                document=row["document_content"],
+                parameters=row["parameters"],
+                execution_timeout_seconds=row["execution_timeout"],
+            )
+            if command_id in self._active:
+                self._bodies[command_id] = full
+        return dict(full)
+
+    # The loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(TICK_SECONDS):
+                    await self._wake.wait()
+            except TimeoutError:
+                self._dirty.update(self._active)  # timers: delivery deadlines, Delayed, expiry
+            self._wake.clear()
+            await self.round()
+
+    async def round(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        updates, self._updates = self._updates, deque()
+        now = self._clock()
+        plan: dict[str, Round] = {}
+        for command_id, node_id, status, details in updates:
+            active = self._active.get(command_id)
+            if active is None:
+                continue
+            change = active.state.agent_update(node_id, status, details)
+            if change is not None:
+                change.stored = True  # the channel handler wrote it with the agent's report
+                plan.setdefault(command_id, Round()).changes.append(change)
+        for command_id in dirty:
+            active = self._active.get(command_id)
+            if active is not None:
+                self._decide(active, now, plan.setdefault(command_id, Round()))
+        if not plan:
+            return
+        events: list[dict[str, Any]] = []
+        finished: list[str] = []
+        async with self._db.transaction() as conn:
+            for command_id, decided in plan.items():
+                active = self._active[command_id]
+                await self._persist(conn, active, decided, now, events)
+                if active.state.done:
+                    finished.append(command_id)
+            await self._events.record(conn, events, now)
+        for decided in plan.values():
+            for node_id in decided.sends + decided.cancels:
+                self._presence.notify(node_id)
+        for command_id in finished:
+            self._active.pop(command_id, None)
+            self._bodies.pop(command_id, None)
+        self._events.publish(events)
+
+    def _decide(self, active: Active, now: float, decided: Round) -> None:
+        state, row = active.state, active.row
+        changes = decided.changes
+        if active.cancel_all and not state.cancelled:
+            state.cancelled = True
+            active.cancel_nodes.update(state.sent | state.running)
+        for node_id in sorted(active.cancel_nodes):
+            if node_id in state.pending:
+                state.pending.remove(node_id)
+                changes.append(state._set(node_id, wire.ST_CANCELLED, wire.ST_CANCELLED))
+            elif node_id in state.sent or node_id in state.running:
+                decided.cancels.append(node_id)
+        active.cancel_nodes.clear()
+        changes.extend(state.stop_pending())
+        deadline = row["created_at"] + row["delivery_timeout"]
+        if now >= deadline + row["execution_timeout"] + EXPIRY_GRACE_SECONDS:
+            changes.extend(state.expire())
+        elif now >= deadline:
+            changes.extend(state.delivery_timed_out())
+        for node_id in state.next_to_send():
+            node = self._presence.get(node_id)
+            if node is None or node.deregistered:
+                changes.append(state.undeliverable(node_id))
+                continue
+            decided.sends.append(node_id)
+            online = self._presence.status(node_id, False, None, now) == "Online"
+            changes.append(state.mark_sent(node_id, delayed=not online))
+        for node_id in sorted(state.sent):
+            current = state.statuses[node_id][0]
+            online = self._presence.status(node_id, False, None, now) == "Online"
+            if current == wire.ST_DELAYED and online:
+                changes.append(state.mark_sent(node_id, delayed=False))
+            elif current == wire.ST_IN_PROGRESS and not online:
+                changes.append(state.mark_sent(node_id, delayed=True))
+
+    async def _persist(
+        self,
+        conn: AsyncConnection,
+        active: Active,
+        decided: Round,
+        now: float,
+        events: list[dict[str, Any]],
+    ) -> None:
+        state, row = active.state, active.row
+        command_id = row["id"]
+        updates: dict[str, dict[str, Any]] = {}
+        for node_id in decided.cancels:
+            message = wire.make_message(wire.MSG_CANCEL_COMMAND, {"command_id": command_id})
+            await messages.enqueue(conn, node_id, message)
+        for node_id in decided.sends:
+            message = wire.make_message(wire.MSG_RUN_COMMAND, {"command_id": command_id})
+            await messages.enqueue(conn, node_id, message)
+            active.message_ids[node_id] = message["id"]
+            updates[node_id] = {"sent_at": now, "message_id": message["id"], "updated_at": now}
+        for change in decided.changes:
+            node_id = change.node_id
+            if not change.stored:
+                columns = updates.setdefault(node_id, {"updated_at": now})
+                columns.update(status=change.status, status_details=change.details)
+                if (
+                    change.details == wire.DETAIL_DELIVERY_TIMED_OUT
+                    and node_id in active.message_ids
+                ):
+                    await messages.acknowledge(conn, node_id, [active.message_ids.pop(node_id)])
+            events.append(
+                {
+                    "type": "command.invocation_status_changed",
+                    "command_id": command_id,
+                    "node_id": node_id,
+                    "status": change.status,
+                    "status_details": change.details,
+                    "time": now,
+                }
+            )
+        await store.update_invocations(conn, command_id, updates)
+        status, details = state.overall()
+        if (status, details) != (row["status"], row["status_details"]) or state.done:
+            values: dict[str, Any] = {"status": status, "status_details": details}
+            if state.done and row.get("completed_at") is None:
+                values["completed_at"] = now
+            await store.update_command(conn, command_id, **values)
+            if (status, details) != (row["status"], row["status_details"]):
+                events.append(
+                    {
+                        "type": "command.status_changed",
+                        "command_id": command_id,
+                        "status": status,
+                        "status_details": details,
+                        "time": now,
+                    }
+                )
+            row.update(values)

@@ -1,0 +1,102 @@
+"""Commands and their per-node invocations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from control_plane.store.schema import commands, invocations
+
+
+async def insert(
+    conn: AsyncConnection, row: dict[str, Any], node_ids: list[str], now: float
+) -> None:
+    await conn.execute(commands.insert().values(**row))
+    await conn.execute(
+        invocations.insert(),
+        [
+            {
+                "command_id": row["id"],
+                "node_id": node_id,
+                "seq": seq,
+                "status": "Pending",
+                "status_details": "Pending",
+                "steps": [],
+                "updated_at": now,
+            }
+            for seq, node_id in enumerate(node_ids)
+        ],
+    )
+
+
+async def get(conn: AsyncConnection, command_id: str) -> dict[str, Any] | None:
+    row = (
+        (await conn.execute(sa.select(commands).where(commands.c.id == command_id)))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+async def list_commands(
+    conn: AsyncConnection, status: str | None, node_id: str | None, limit: int
+) -> list[dict[str, Any]]:
+    query = sa.select(commands).order_by(commands.c.created_at.desc()).limit(limit)
+    if status:
+        query = query.where(commands.c.status == status)
+    if node_id:
+        query = query.where(
+            sa.exists().where(
+                invocations.c.command_id == commands.c.id, invocations.c.node_id == node_id
+            )
+        )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def active_ids(conn: AsyncConnection) -> list[str]:
+    query = (
+        sa.select(commands.c.id)
+        .where(commands.c.completed_at.is_(None))
+        .order_by(commands.c.created_at)
+    )
+    return list((await conn.execute(query)).scalars())
+
+
+async def invocations_of(conn: AsyncConnection, command_id: str) -> list[dict[str, Any]]:
+    query = (
+        sa.select(invocations)
+        .where(invocations.c.command_id == command_id)
+        .order_by(invocations.c.seq)
+    )
+    return [dict(r) for r in (await conn.execute(query)).mappings()]
+
+
+async def invocation(conn: AsyncConnection, command_id: str, node_id: str) -> dict[str, Any] | None:
+    query = sa.select(invocations).where(
+        invocations.c.command_id == command_id, invocations.c.node_id == node_id
+    )
+    row = (await conn.execute(query)).mappings().first()
+    return dict(row) if row else None
+
+
+async def update_invocations(
+    conn: AsyncConnection, command_id: str, changes: dict[str, dict[str, Any]]
+) -> None:
+    """Apply per-node column changes; rows are grouped by identical change sets."""
+    groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
+    for node_id, values in changes.items():
+        key = tuple(sorted((k, repr(v)) for k, v in values.items()))
+        groups.setdefault(key, []).append(node_id)
+    for node_ids in groups.values():
+        values = changes[node_ids[0]]
+        await conn.execute(
+            invocations.update()
+            .where(invocations.c.command_id == command_id, invocations.c.node_id.in_(node_ids))
+            .values(**values)
+        )
+
+
+async def update_command(conn: AsyncConnection, command_id: str, **values: Any) -> None:
+    await conn.execute(commands.update().where(commands.c.id == command_id).values(**values))
