@@ -5,7 +5,6 @@ are JSON files in builtin/, parsed once."""
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
 from agent.documents._loader import parse_document
 from agent.documents._model import Document
@@ -13,6 +12,8 @@ from agent.documents._model import Document
 
 @functools.cache
 def _load() -> tuple[tuple[str, Document], ...]:
+    from importlib import resources
+
     folder = resources.files("agent.documents").joinpath("builtin")
     found = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
