@@ -11,8 +11,8 @@ from tests.integration.harness import Agent, Server
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path)
-    srv.start()
     try:
+        srv.start()  # a start that fails half-way still gets stopped below
         yield srv
     finally:
         srv.stop()
