@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from agent import __version__, wire
 from control_plane.api import (
@@ -25,6 +23,7 @@ from control_plane.api import (
     webhooks,
 )
 from control_plane.api.limits import BodyLimitMiddleware
+from control_plane.api.request_log import RequestLogMiddleware
 from control_plane.services.hub import ControlPlane
 
 log = logging.getLogger("corral.api")
@@ -56,34 +55,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         app.include_router(module.router)
     app.include_router(documents.router)
 
-    @app.middleware("http")
-    async def request_log(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex[:16]
-        start = time.perf_counter()
-        response = await call_next(request)
-        response.headers["x-request-id"] = request_id
-        path = request.url.path
-        level = (
-            logging.DEBUG
-            if path.startswith("/v1/agent/") or path in ("/healthz", "/readyz")
-            else logging.INFO
-        )
-        log.log(
-            level,
-            "request",
-            extra={
-                "request_id": request_id,
-                "method": request.method,
-                "path": path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                "identity": getattr(request.state, "identity", None),
-            },
-        )
-        return response
-
+    app.add_middleware(RequestLogMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=cp.config.max_request_bytes,

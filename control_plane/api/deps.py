@@ -12,7 +12,7 @@ from control_plane.services.hub import ControlPlane
 from control_plane.services.operators import Operator
 
 
-def control_plane(request: Request) -> ControlPlane:
+async def control_plane(request: Request) -> ControlPlane:
     cp: ControlPlane = request.app.state.control_plane
     return cp
 

@@ -100,7 +100,7 @@ class RegistrationService:
                 "hostname": hostname,
                 "ip_addresses": [],
                 "registered_at": now,
-                "last_seen": now,
+                "last_seen": None,  # Online only once its agent polls
             }
             await nodes.insert(conn, row, dict(activation["tags"]))
         self._presence.add(node_id, 1)

@@ -22,6 +22,14 @@ import httpx
 BIN = Path(sys.executable).parent
 
 
+def _die_with_parent() -> None:
+    """In the child: be killed if the test process dies (Linux), so nothing outlives a run."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,6 +76,7 @@ class Proc:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})},
                 start_new_session=True,
+                preexec_fn=_die_with_parent,  # the tests start children from the main thread
             )
 
     @property
