@@ -1,0 +1,370 @@
+"""Simulated agents: real HTTPS long-polls, many per process, speaking the agent wire protocol.
+
+Registration (``register_nodes``, run by the orchestrating process): activations of up to 1000
+registrations each, then ``POST /v1/agent/register`` with a freshly generated Ed25519 key per
+node.  The private key is handed to a worker process, which buys a node access token with it
+(``/v1/agent/challenge`` + ``/v1/agent/token``, signing ``agent.wire.token_signing_payload``)
+and runs the agent loop: poll -> if a ping arrives, POST a pong message -> ack the ping in the
+next poll.
+
+A worker is ``python bench/_simagent.py worker --url ... --ca-file ...``.  It reads one JSON
+command per line on stdin and answers each with one JSON line on stdout:
+
+    {"cmd": "add", "nodes": [[node_id, key_b64], ...]}
+        -> {"connected": N, "failed": [node_id, ...], "seconds": S} once every new agent has
+           answered one immediate poll (it holds a valid token and a working connection)
+    {"cmd": "stats"}  -> {"agents", "connected", "polls", "pongs", "errors", "last_error", "cpu"}
+    {"cmd": "stop"} (or end of input) -> the agents stop; the worker exits
+
+Agents share connections: one ``httpx.AsyncClient`` per ``--agents-per-client`` agents (20 by
+default), with a connection pool just large enough for all their held polls.  Not more agents
+per client: httpcore's pool walks every connection of the pool (and, for each idle one, every
+connection again) on each request and each response, so with 100 agents per client the worker
+spends its CPU in ``_assign_requests_to_connections`` and connecting stalls near 1000 agents per
+process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import random
+import ssl
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+from agent import wire
+
+ACTIVATION_LIMIT = 1000
+TOKEN_REFRESH_MARGIN = 60.0
+
+
+# Registration ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SimNode:
+    node_id: str
+    key_b64: str  # raw 32-byte Ed25519 private key, base64
+
+
+def _raw_private(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+
+def _raw_public(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+async def register_nodes(
+    url: str,
+    ca_file: str,
+    admin_token: str,
+    count: int,
+    concurrency: int = 16,
+    first_index: int = 0,
+) -> list[SimNode]:
+    """Register ``count`` nodes through as many activations as their limit requires."""
+    tls = ssl.create_default_context(cafile=ca_file)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, verify=tls, timeout=60, limits=limits) as client:
+        slots: list[tuple[str, str]] = []
+        remaining = count
+        while remaining > 0:
+            limit = min(remaining, ACTIVATION_LIMIT)
+            response = await client.post(
+                "/v1/activations",
+                json={"registration_limit": limit, "expires_in_seconds": 3600, "tags": {}},
+                headers={"authorization": f"Bearer {admin_token}"},
+            )
+            if response.status_code != 201:
+                raise RuntimeError(f"activation failed: {response.status_code} {response.text}")
+            act = response.json()
+            slots += [(act["activation_id"], act["activation_code"])] * limit
+            remaining -= limit
+
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(index: int, activation_id: str, code: str) -> SimNode:
+            key = ed25519.Ed25519PrivateKey.generate()
+            body = {
+                "activation_id": activation_id,
+                "activation_code": code,
+                "public_key": base64.b64encode(_raw_public(key)).decode(),
+                "name": f"sim-{index:05d}",
+                "hostname": f"sim-{index:05d}.bench",
+            }
+            async with gate:
+                response = await client.post(wire.ROUTE_REGISTER, json=body)
+            if response.status_code != 201:
+                raise RuntimeError(f"register failed: {response.status_code} {response.text}")
+            return SimNode(response.json()["node_id"], base64.b64encode(_raw_private(key)).decode())
+
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(one(first_index + i, a, c)) for i, (a, c) in enumerate(slots)]
+        return [t.result() for t in tasks]
+
+
+# The simulated agent -------------------------------------------------------------------------
+@dataclass
+class Stats:
+    agents: int = 0
+    connected: int = 0
+    polls: int = 0
+    pongs: int = 0
+    errors: int = 0
+    last_error: str = ""
+    error_kinds: dict[str, int] = field(default_factory=dict)
+
+    def error(self, what: str, exc: BaseException | str) -> None:
+        self.errors += 1
+        kind = exc if isinstance(exc, str) else type(exc).__name__
+        key = f"{what}: {kind}"
+        self.error_kinds[key] = self.error_kinds.get(key, 0) + 1
+        self.last_error = f"{key} {exc}"[:300]
+
+
+class Rejected(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text[:200]}")
+        self.status = status
+
+
+class SimAgent:
+    def __init__(self, node: SimNode, client: httpx.AsyncClient, stats: Stats) -> None:
+        self.node_id = node.node_id
+        self._key = ed25519.Ed25519PrivateKey.from_private_bytes(base64.b64decode(node.key_b64))
+        self._client = client
+        self._stats = stats
+        self._token = ""
+        self._expires = 0.0
+
+    async def _post(self, path: str, body: dict[str, Any], auth: bool = True) -> Any:
+        for attempt in (1, 2):
+            headers = {}
+            if auth:
+                if not self._token or self._expires - time.time() < TOKEN_REFRESH_MARGIN:
+                    await self._fetch_token()
+                headers["authorization"] = f"Bearer {self._token}"
+            response = await self._client.post(path, json=body, headers=headers)
+            if response.status_code == 401 and auth and attempt == 1:
+                self._token = ""
+                continue
+            if not response.is_success:
+                raise Rejected(response.status_code, response.text)
+            return response.json()
+        raise AssertionError("unreachable")
+
+    async def _fetch_token(self) -> None:
+        challenge = await self._post(wire.ROUTE_CHALLENGE, {"node_id": self.node_id}, auth=False)
+        nonce = str(challenge["nonce"])
+        stamp = int(time.time())
+        signature = self._key.sign(wire.token_signing_payload(self.node_id, nonce, stamp))
+        answer = await self._post(
+            wire.ROUTE_TOKEN,
+            {
+                "node_id": self.node_id,
+                "nonce": nonce,
+                "timestamp": stamp,
+                "signature": base64.b64encode(signature).decode(),
+            },
+            auth=False,
+        )
+        self._token, self._expires = str(answer["token"]), float(answer["expires_at"])
+
+    async def connect(self) -> None:
+        """Buy a token and answer one immediate poll: proof of a working, authorized link."""
+        await self._post(wire.ROUTE_POLL, {"acks": [], "wait_seconds": 0})
+
+    async def run(self, wait: float) -> None:
+        acks: list[str] = []
+        backoff = 1.0
+        while True:
+            try:
+                answer = await self._post(wire.ROUTE_POLL, {"acks": acks, "wait_seconds": wait})
+            except (httpx.HTTPError, Rejected) as exc:
+                self._stats.error("poll", exc)
+                await asyncio.sleep(random.uniform(0, backoff))  # full jitter
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
+            self._stats.polls += 1
+            acks = []
+            for message in answer.get("messages", []):
+                if message.get("type") == wire.MSG_PING:
+                    await self._pong(message["id"])
+                acks.append(message["id"])
+
+    async def _pong(self, ping_id: str) -> None:
+        pong = wire.make_message(wire.MSG_PONG, {"ping_id": ping_id})
+        for _ in range(3):
+            try:
+                await self._post(wire.ROUTE_MESSAGES, {"messages": [pong]})
+                self._stats.pongs += 1
+                return
+            except (httpx.HTTPError, Rejected) as exc:
+                self._stats.error("pong", exc)
+                await asyncio.sleep(0.5)
+
+
+# The worker process --------------------------------------------------------------------------
+class Worker:
+    def __init__(self, url: str, ca_file: str, per_client: int, wait: float, ramp: int) -> None:
+        self._url = url
+        self._tls = ssl.create_default_context(cafile=ca_file)
+        self._per_client = per_client
+        self._wait = wait
+        self._gate = asyncio.Semaphore(ramp)
+        self._clients: list[tuple[httpx.AsyncClient, int]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats = Stats()
+
+    def _client(self) -> httpx.AsyncClient:
+        """The newest client while it has room, else a new one."""
+        if self._clients and self._clients[-1][1] < self._per_client:
+            client, used = self._clients[-1]
+            self._clients[-1] = (client, used + 1)
+            return client
+        # An agent makes one request at a time, so a connection per agent (and a spare) holds
+        # every poll.  No more: httpcore's pool scans every connection on every request, and
+        # idle surplus connections make that scan quadratic.
+        # Keep-alive expiry below the server's (poll hold + 10 s) so no request is sent on a
+        # connection the server is closing.
+        pool = self._per_client + 2
+        client = httpx.AsyncClient(
+            base_url=self._url,
+            verify=self._tls,
+            timeout=httpx.Timeout(15.0, read=self._wait + 15.0, pool=self._wait + 15.0),
+            limits=httpx.Limits(
+                max_connections=pool, max_keepalive_connections=pool, keepalive_expiry=25.0
+            ),
+        )
+        self._clients.append((client, 1))
+        return client
+
+    async def add(self, tg: asyncio.TaskGroup, nodes: list[SimNode]) -> dict[str, Any]:
+        start = time.monotonic()
+
+        async def start_one(node: SimNode) -> bool:
+            agent = SimAgent(node, self._client(), self.stats)
+            self.stats.agents += 1
+            async with self._gate:
+                for attempt in range(5):
+                    try:
+                        await agent.connect()
+                        break
+                    except (httpx.HTTPError, Rejected) as exc:
+                        self.stats.error("connect", exc)
+                        await asyncio.sleep(random.uniform(0, 2**attempt))
+                else:
+                    return False
+            self.stats.connected += 1
+            task = tg.create_task(agent.run(self._wait), name=f"agent-{node.node_id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return True
+
+        async def progress() -> None:
+            while True:
+                await asyncio.sleep(10)
+                s = self.stats
+                print(
+                    f"worker: {s.connected}/{s.agents} connected, {s.polls} polls, "
+                    f"{s.errors} errors "
+                    f"({s.last_error or '-'})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        reporter = asyncio.create_task(progress())
+        try:
+            results = await asyncio.gather(*(start_one(n) for n in nodes))
+        finally:
+            reporter.cancel()
+        failed = [n.node_id for n, ok in zip(nodes, results, strict=True) if not ok]
+        return {
+            "connected": len(nodes) - len(failed),
+            "failed": failed,
+            "seconds": round(time.monotonic() - start, 2),
+        }
+
+    def report(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "agents": s.agents,
+            "connected": s.connected,
+            "polls": s.polls,
+            "pongs": s.pongs,
+            "errors": s.errors,
+            "error_kinds": s.error_kinds,
+            "last_error": s.last_error,
+            "cpu": time.process_time(),
+        }
+
+    def cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        for client, _ in self._clients:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+
+async def worker_main(args: argparse.Namespace) -> None:
+    worker = Worker(args.url, args.ca_file, args.agents_per_client, args.wait, args.ramp)
+
+    def reply(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                line = await asyncio.to_thread(sys.stdin.readline)
+                if not line:
+                    break
+                command = json.loads(line)
+                if command["cmd"] == "add":
+                    nodes = [SimNode(n, k) for n, k in command["nodes"]]
+                    reply(await worker.add(tg, nodes))
+                elif command["cmd"] == "stats":
+                    reply(worker.report())
+                elif command["cmd"] == "stop":
+                    break
+            worker.cancel_all()
+    finally:
+        await worker.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Simulated Corral agents (a bench worker).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="run simulated agents, driven by JSON lines on stdin")
+    w.add_argument("--url", required=True)
+    w.add_argument("--ca-file", required=True)
+    w.add_argument("--agents-per-client", type=int, default=20)
+    w.add_argument("--wait", type=float, default=wire.POLL_HOLD_SECONDS)
+    w.add_argument("--ramp", type=int, default=50, help="agents connecting at once")
+    args = parser.parse_args()
+    from _common import raise_open_file_limit
+
+    raise_open_file_limit(1 << 20)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(worker_main(args))
+
+
+if __name__ == "__main__":
+    main()

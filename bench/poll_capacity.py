@@ -1,0 +1,477 @@
+"""Long-poll capacity of one server on SQLite: N simulated agents connected, then pings.
+
+For each N in ``--nodes`` (default 100,1000,5000), growing one fleet: register the new nodes
+(activations of <= 1000, ``POST /v1/agent/register`` with fresh Ed25519 keys), hand them to
+``--procs`` worker processes of simulated agents (bench/_simagent.py: real HTTPS long-polls via
+httpx, one client per ~100 agents), wait until every one has answered a poll and
+``GET /v1/nodes`` shows N Online, then
+
+* hold idle for ``--hold`` seconds, sampling the server's RSS and CPU (and the workers' CPU,
+  to see whether the client side is the bottleneck);
+* send ``--pings`` pings to random nodes through ``POST /v1/nodes/{id}/ping``, half one after
+  the other, half in bursts of ``--ping-concurrency``: the client's wall time and the server's
+  ``rtt_ms`` (ping queued -> pong stored), p50 and p99.
+
+Growing stops at the first N the machine cannot carry (agents fail to connect, nodes not
+Online, pings fail, ping p99 over ``--give-up-p99``, not enough open files).
+
+Budget (brief): 1000 connected nodes with ping p99 < 1 s on a 2-core machine.  ARCHITECTURE.md
+asks 10,000 connected nodes per replica.
+
+    .venv/bin/python bench/poll_capacity.py [--nodes 100,1000,5000] [--procs 1] [--hold 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import ssl
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from _common import (
+    BenchError,
+    Server,
+    alive,
+    code_under_test,
+    install_signal_handlers,
+    mb,
+    median,
+    percentile,
+    print_table,
+    raise_open_file_limit,
+    running_server,
+    tree_cpu_seconds,
+    tree_rss,
+    verdict,
+    workdir,
+)
+from _simagent import SimNode, register_nodes
+
+HERE = Path(__file__).resolve().parent
+BUDGET_NODES = 1000
+BUDGET_P99_SECONDS = 1.0
+FD_HEADROOM = 1.2
+
+
+# Worker processes --------------------------------------------------------------------------
+class WorkerProc:
+    """One bench/_simagent.py worker: JSON commands on stdin, one JSON answer per line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.ps = psutil.Process(proc.pid)
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def start(cls, server: Server, index: int, args: argparse.Namespace) -> WorkerProc:
+        log = (Path(args.log_dir) / f"worker-{index}.err").open("ab")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(HERE / "_simagent.py"),
+                "worker",
+                "--url",
+                server.url,
+                "--ca-file",
+                server.ca_file,
+                "--agents-per-client",
+                str(args.agents_per_client),
+                "--ramp",
+                str(args.ramp),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return cls(proc, f"worker-{index}")
+
+    async def call(self, command: dict[str, Any], within: float) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        async with self._lock:
+            self.proc.stdin.write(json.dumps(command).encode() + b"\n")
+            await self.proc.stdin.drain()
+            try:
+                async with asyncio.timeout(within):
+                    line = await self.proc.stdout.readline()
+            except TimeoutError:
+                raise BenchError(
+                    f"{self.name} did not answer {command['cmd']!r} within {within:g} s"
+                ) from None
+        if not line:
+            raise BenchError(f"{self.name} exited (code {self.proc.returncode}); see its log")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def cpu_seconds(self) -> float:
+        return tree_cpu_seconds(self.ps)
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write(b'{"cmd": "stop"}\n')
+                self.proc.stdin.close()
+            try:
+                async with asyncio.timeout(15):
+                    await self.proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, 9)
+                await self.proc.wait()
+
+
+# One step -----------------------------------------------------------------------------------
+@dataclass
+class StepResult:
+    nodes: int
+    register_seconds: float = 0.0
+    connect_seconds: float = 0.0
+    connected: int = 0
+    online: int = 0
+    hold_seconds: float = 0.0
+    server_rss: list[int] = field(default_factory=list)
+    server_cpu_percent: float = 0.0
+    client_cpu_percent: float = 0.0
+    polls_per_second: float = 0.0
+    server_cpu_ms_per_poll: float = 0.0
+    server_base_rss: int = 0
+    client_errors: int = 0
+    ping_wall_ms: list[float] = field(default_factory=list)
+    ping_rtt_ms: list[float] = field(default_factory=list)
+    ping_failures: list[str] = field(default_factory=list)
+    problem: str = ""
+
+    @property
+    def p99_wall_seconds(self) -> float:
+        return percentile(self.ping_wall_ms, 99) / 1000 if self.ping_wall_ms else float("inf")
+
+
+class Fleet:
+    def __init__(self, server: Server, args: argparse.Namespace) -> None:
+        self.server = server
+        self.args = args
+        self.workers: list[WorkerProc] = []
+        self.nodes: list[SimNode] = []
+        self.live: list[str] = []  # node ids whose agent answered a poll
+        self.api = httpx.AsyncClient(
+            base_url=server.url,
+            verify=ssl.create_default_context(cafile=server.ca_file),
+            timeout=120,
+            headers={"authorization": f"Bearer {server.token}"},
+            limits=httpx.Limits(max_connections=args.ping_concurrency + 4),
+        )
+        self.server_ps = server.psutil_process()
+        self.server_base_rss = tree_rss(self.server_ps)
+
+    async def start(self) -> None:
+        self.workers = [
+            await WorkerProc.start(self.server, i, self.args) for i in range(self.args.procs)
+        ]
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(w.stop() for w in self.workers), return_exceptions=True)
+        await self.api.aclose()
+
+    async def worker_stats(self) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(w.call({"cmd": "stats"}, 30) for w in self.workers)))
+
+    async def grow(self, target: int, result: StepResult) -> None:
+        need = target - len(self.nodes)
+        start = time.monotonic()
+        new = await register_nodes(
+            self.server.url,
+            self.server.ca_file,
+            self.server.token,
+            need,
+            first_index=len(self.nodes),
+        )
+        result.register_seconds = time.monotonic() - start
+        self.nodes += new
+        shares: list[list[SimNode]] = [
+            new[i :: len(self.workers)] for i in range(len(self.workers))
+        ]
+        start = time.monotonic()
+        timeout = max(120.0, need / 4)
+        answers = await asyncio.gather(
+            *(
+                w.call({"cmd": "add", "nodes": [[n.node_id, n.key_b64] for n in share]}, timeout)
+                for w, share in zip(self.workers, shares, strict=True)
+            )
+        )
+        result.connect_seconds = time.monotonic() - start
+        failed = {node_id for a in answers for node_id in a["failed"]}
+        self.live += [n.node_id for n in new if n.node_id not in failed]
+        result.connected = len(self.live)
+
+    async def count_online(self) -> int:
+        response = await self.api.get("/v1/nodes")
+        response.raise_for_status()
+        mine = set(self.live)
+        return sum(
+            1 for n in response.json()["nodes"] if n["node_id"] in mine and n["status"] == "Online"
+        )
+
+    async def hold(self, seconds: float, result: StepResult) -> None:
+        before = await self.worker_stats()
+        server_cpu0 = tree_cpu_seconds(self.server_ps)
+        client_cpu0 = sum(w.cpu_seconds() for w in self.workers)
+        t0 = time.monotonic()
+        end = t0 + seconds
+        while time.monotonic() < end:
+            result.server_rss.append(tree_rss(self.server_ps))
+            await asyncio.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        result.server_rss.append(tree_rss(self.server_ps))
+        wall = time.monotonic() - t0
+        result.hold_seconds = wall
+        server_cpu = tree_cpu_seconds(self.server_ps) - server_cpu0
+        result.server_cpu_percent = 100 * server_cpu / wall
+        client_cpu = sum(w.cpu_seconds() for w in self.workers) - client_cpu0
+        result.client_cpu_percent = 100 * client_cpu / wall
+        after = await self.worker_stats()
+        polls = sum(a["polls"] for a in after) - sum(b["polls"] for b in before)
+        result.polls_per_second = polls / wall
+        result.server_cpu_ms_per_poll = 1000 * server_cpu / polls if polls else float("nan")
+
+    async def ping_one(self, node_id: str, result: StepResult) -> None:
+        start = time.perf_counter()
+        try:
+            response = await self.api.post(
+                f"/v1/nodes/{node_id}/ping", json={"timeout_seconds": self.args.ping_timeout}
+            )
+        except httpx.HTTPError as exc:
+            result.ping_failures.append(f"{type(exc).__name__}: {exc}")
+            return
+        wall_ms = (time.perf_counter() - start) * 1000
+        if response.status_code != 200:
+            result.ping_failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
+            return
+        result.ping_wall_ms.append(wall_ms)
+        result.ping_rtt_ms.append(float(response.json()["rtt_ms"]))
+
+    async def pings(self, count: int, concurrency: int, result: StepResult) -> None:
+        targets = [random.choice(self.live) for _ in range(count)]
+        sequential, burst = targets[: count // 2], targets[count // 2 :]
+        for node_id in sequential:
+            await self.ping_one(node_id, result)
+        for i in range(0, len(burst), concurrency):
+            async with asyncio.TaskGroup() as tg:
+                for node_id in burst[i : i + concurrency]:
+                    tg.create_task(self.ping_one(node_id, result))
+
+
+async def run_step(fleet: Fleet, target: int, args: argparse.Namespace) -> StepResult:
+    result = StepResult(nodes=target, server_base_rss=fleet.server_base_rss)
+    try:
+        await measure_step(fleet, target, args, result)
+    except (BenchError, httpx.HTTPError) as exc:
+        result.problem = str(exc) or type(exc).__name__
+        if not alive(fleet.server_ps):
+            result.problem = f"the server died ({result.problem}); see its log (--keep)"
+    return result
+
+
+async def measure_step(
+    fleet: Fleet, target: int, args: argparse.Namespace, result: StepResult
+) -> None:
+    print(f"[{target}] registering {target - len(fleet.nodes)} nodes ...", file=sys.stderr)
+    await fleet.grow(target, result)
+    print(
+        f"[{target}] registered in {result.register_seconds:.1f} s; "
+        f"{result.connected} agents polling after {result.connect_seconds:.1f} s",
+        file=sys.stderr,
+    )
+    if result.connected < target:
+        result.problem = f"only {result.connected} of {target} agents could connect"
+        return
+    deadline = time.monotonic() + 60
+    while True:
+        result.online = await fleet.count_online()
+        if result.online >= target or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(1)
+    if result.online < target:
+        result.problem = f"only {result.online} of {target} nodes Online"
+        return
+    print(f"[{target}] all Online; holding idle {args.hold:g} s ...", file=sys.stderr)
+    await fleet.hold(args.hold, result)
+    print(f"[{target}] pinging {args.pings} times ...", file=sys.stderr)
+    await fleet.pings(args.pings, args.ping_concurrency, result)
+    stats = await fleet.worker_stats()
+    result.client_errors = sum(s["errors"] for s in stats)
+    if result.client_errors:
+        kinds: dict[str, int] = {}
+        for s in stats:
+            for kind, n in s["error_kinds"].items():
+                kinds[kind] = kinds.get(kind, 0) + n
+        print(f"[{target}] client-side errors so far: {kinds}", file=sys.stderr)
+    if result.ping_failures:
+        result.problem = f"{len(result.ping_failures)} pings failed: {result.ping_failures[0]}"
+    elif result.p99_wall_seconds > args.give_up_p99:
+        result.problem = f"ping p99 {result.p99_wall_seconds:.2f} s > {args.give_up_p99:g} s"
+    result.online = await fleet.count_online()
+
+
+async def bench(server: Server, args: argparse.Namespace, results: list[StepResult]) -> None:
+    """Grow the fleet step by step; each finished step is appended to ``results``."""
+    fleet = Fleet(server, args)
+    try:
+        await fleet.start()
+        async with asyncio.timeout(args.max_seconds):
+            for target in args.nodes:
+                if target <= len(fleet.nodes):
+                    continue
+                if target * FD_HEADROOM > args.fd_limit:
+                    results.append(
+                        StepResult(target, problem=f"open-file limit {args.fd_limit} too low")
+                    )
+                    break
+                step = await run_step(fleet, target, args)
+                results.append(step)
+                if step.problem:
+                    print(f"[{target}] stopping: {step.problem}", file=sys.stderr)
+                    break
+    except TimeoutError:
+        print(f"stopped after --max-seconds {args.max_seconds:g}", file=sys.stderr)
+    finally:
+        await fleet.aclose()
+
+
+def report(results: list[StepResult], args: argparse.Namespace) -> None:
+    def ms(values: list[float], pct: float) -> str:
+        return f"{percentile(values, pct):.0f}" if values else "-"
+
+    rows: list[list[object]] = []
+    prev_nodes, prev_rss = 0, float(results[0].server_base_rss) if results else 0.0
+    for r in results:
+        # Server memory each added node costs: RSS growth since the previous step (or since
+        # the server started, for the first step) over the nodes added.
+        kb_per_node = "-"
+        if r.server_rss:
+            rss = median(r.server_rss)
+            kb_per_node = f"{(rss - prev_rss) / 1024 / (r.nodes - prev_nodes):.0f}"
+            prev_nodes, prev_rss = r.nodes, rss
+        ms_per_poll = r.server_cpu_ms_per_poll
+        rows.append(
+            [
+                r.nodes,
+                f"{r.register_seconds:.1f}",
+                f"{r.connect_seconds:.1f}",
+                f"{r.connected}/{r.online}",
+                mb(median(r.server_rss)) if r.server_rss else "-",
+                mb(max(r.server_rss)) if r.server_rss else "-",
+                kb_per_node,
+                f"{r.server_cpu_percent:.1f}" if r.hold_seconds else "-",
+                f"{r.client_cpu_percent:.1f}" if r.hold_seconds else "-",
+                f"{r.polls_per_second:.0f}" if r.hold_seconds else "-",
+                f"{ms_per_poll:.1f}" if r.hold_seconds and not math.isnan(ms_per_poll) else "-",
+                ms(r.ping_wall_ms, 50),
+                ms(r.ping_wall_ms, 99),
+                ms(r.ping_rtt_ms, 50),
+                ms(r.ping_rtt_ms, 99),
+                f"{len(r.ping_wall_ms)}/{len(r.ping_wall_ms) + len(r.ping_failures)}",
+                r.client_errors,
+            ]
+        )
+    print_table(
+        f"Long-poll capacity, one server on SQLite, {os.cpu_count()} CPUs, {args.procs} client "
+        f"process(es); idle hold {args.hold:g} s; {args.pings} pings per step "
+        f"(half sequential, half in bursts of {args.ping_concurrency})",
+        [
+            "nodes",
+            "register s",
+            "connect s",
+            "polling/Online",
+            "srv RSS med MB",
+            "srv RSS max MB",
+            "srv KB/added node",
+            "srv CPU %",
+            "client CPU %",
+            "polls/s",
+            "srv CPU ms/poll",
+            "ping p50 ms",
+            "ping p99 ms",
+            "rtt p50 ms",
+            "rtt p99 ms",
+            "pings ok",
+            "client errs",
+        ],
+        rows,
+    )
+    for r in results:
+        if r.problem:
+            print(f"stopped growing at {r.nodes} nodes: {r.problem}")
+    at_budget = [r for r in results if r.nodes == BUDGET_NODES]
+    if at_budget:
+        r = at_budget[0]
+        ok = not r.problem and r.p99_wall_seconds < BUDGET_P99_SECONDS
+        print(
+            f"budget: {BUDGET_NODES} connected nodes with ping p99 < {BUDGET_P99_SECONDS:g} s: "
+            f"{verdict(ok)} (p99 {r.p99_wall_seconds * 1000:.0f} ms)"
+        )
+    else:
+        print(f"budget: {BUDGET_NODES} nodes not measured (add it to --nodes)")
+    print("(CPU % is of one core, averaged over the idle hold; 1 MB = 1048576 bytes)")
+    print(f"code measured: {code_under_test()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description="How many simulated agents one server carries on long-polls; ping latency."
+    )
+    parser.add_argument(
+        "--nodes",
+        type=lambda s: sorted(int(x) for x in s.split(",")),
+        default=[100, 1000, 5000],
+        help="fleet sizes to reach, comma-separated (100,1000,5000)",
+    )
+    parser.add_argument("--procs", type=int, default=1, help="simulated-agent processes (1)")
+    parser.add_argument(
+        "--agents-per-client",
+        type=int,
+        default=20,
+        help="agents sharing one httpx client (20; see bench/_simagent.py for why not 100)",
+    )
+    parser.add_argument("--ramp", type=int, default=50, help="agents connecting at once, per proc")
+    parser.add_argument("--hold", type=float, default=30.0, help="idle hold per step, s (30)")
+    parser.add_argument("--pings", type=int, default=60, help="pings per step (60)")
+    parser.add_argument("--ping-concurrency", type=int, default=10, help="burst size (10)")
+    parser.add_argument("--ping-timeout", type=float, default=30.0, help="per ping, s (30)")
+    parser.add_argument(
+        "--give-up-p99", type=float, default=5.0, help="stop growing past this ping p99, s (5)"
+    )
+    parser.add_argument("--max-seconds", type=float, default=1800.0, help="overall limit (1800)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs, database)")
+    args = parser.parse_args()
+    install_signal_handlers()
+
+    args.fd_limit = raise_open_file_limit(1 << 20)  # inherited by the server and the workers
+    results: list[StepResult] = []
+    try:
+        with workdir("poll", args.keep) as root, running_server(root) as server:
+            args.log_dir = str(root)
+            asyncio.run(bench(server, args, results))
+    finally:
+        if results:  # also what was measured before an error or a signal
+            report(results, args)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
