@@ -49,13 +49,22 @@ def test_renewal_rotates_the_key_and_recovers_from_a_crash(
     async def old_key_refused() -> None:
         creds = Credentials(config, load_registration(config))
         try:
-            creds._key = NodeKey(
-                __import__("nacl.signing", fromlist=["SigningKey"]).SigningKey(
-                    base64.b64decode(old_key)
-                )
+            old = NodeKey(SigningKey(base64.b64decode(old_key)))
+            challenge = await creds.client.post(
+                wire.ROUTE_CHALLENGE, json={"node_id": creds.node_id}
             )
-            with pytest.raises(ServerRejected):
-                await creds.token()
+            nonce, stamp = challenge.json()["nonce"], int(time.time())
+            signature = old.sign_b64(wire.token_signing_payload(creds.node_id, nonce, stamp))
+            answer = await creds.client.post(
+                wire.ROUTE_TOKEN,
+                json={
+                    "node_id": creds.node_id,
+                    "nonce": nonce,
+                    "timestamp": stamp,
+                    "signature": signature,
+                },
+            )
+            assert answer.status_code == 401
         finally:
             await creds.aclose()
 
