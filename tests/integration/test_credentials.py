@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Callable
 
 import pytest
+from nacl.signing import SigningKey
 
 from agent import wire
 from agent.config import load_config
