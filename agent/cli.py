@@ -1,16 +1,23 @@
-"""``corral-agent``: register, run, status.  argparse keeps the node's start-up small."""
+"""``corral-agent``: register, run, status, run-document.  argparse keeps the node's start-up
+small, and nothing heavy is imported before ``run`` has forked its fork server."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import gc
 import json
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent import __version__
 from agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from agent.config import AgentConfig
+    from agent.execution.launcher import Launcher
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,10 +45,43 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show this node's registration and outbox")
     status.add_argument("--state-dir", type=Path, default=None)
     status.add_argument("--output", choices=["table", "json"], default="table")
+
+    doc = sub.add_parser(
+        "run-document",
+        help="run a document on this node now, without a server, and print each step's result",
+    )
+    doc.add_argument("file", type=Path, help="the document (JSON or YAML)")
+    doc.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a parameter value; repeat a name for a StringList",
+    )
+    doc.add_argument("--output", choices=["table", "json"], default="table")
+    doc.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=3600,
+        metavar="SECONDS",
+        help="execution timeout of the whole document (default 3600)",
+    )
     return parser
 
 
+def _seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
 def _register(args: argparse.Namespace) -> int:
+    import asyncio
+
     from agent.config import load_config
     from agent.registration import RegisterRequest, register
 
@@ -68,11 +108,48 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from agent import daemon, logs
     from agent.config import load_config
 
+    config = load_config(args.state_dir)
+    launcher = _launcher(config)  # forks the fork server: before asyncio and any thread
+    from agent import daemon, logs
+
     logs.configure(args.log_format, logging.DEBUG if args.debug else logging.INFO)
-    return daemon.run(load_config(args.state_dir))
+    try:
+        return daemon.run(config, launcher)
+    finally:
+        if launcher.forkserver is not None:
+            launcher.forkserver.close()
+
+
+def _launcher(config: AgentConfig) -> Launcher:
+    """How this agent starts document workers.  The modules imported before the fork are
+    shared with the fork server copy-on-write; the worker's own (engine, plugins, documents)
+    are imported by the fork server alone."""
+    import agent.wire  # noqa: F401 - shared by both processes
+    from agent.execution.forkserver import ForkServer, ForkServerError
+    from agent.execution.launcher import Launcher
+    from agent.execution.settings import worker_settings
+
+    settings = worker_settings(config)
+    forkserver = None
+    if config.fork_server and hasattr(os, "fork"):
+        # What exists now is shared with the fork server; frozen objects are never touched
+        # by the agent's garbage collector, so their pages stay shared (not copied).
+        gc.freeze()
+        try:
+            forkserver = ForkServer.start()
+        except (OSError, ForkServerError) as exc:
+            print(
+                f"warning: no fork server ({exc}); workers start as new processes", file=sys.stderr
+            )
+    return Launcher(settings, forkserver)
+
+
+def _run_document(args: argparse.Namespace) -> int:
+    from agent.execution import local
+
+    return local.main(args.file, args.param, args.output, args.timeout)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -91,7 +168,12 @@ def _status(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    handlers = {"register": _register, "run": _run, "status": _status}
+    handlers = {
+        "register": _register,
+        "run": _run,
+        "status": _status,
+        "run-document": _run_document,
+    }
     try:
         code = handlers[args.command](args)
     except AgentError as exc:

@@ -9,6 +9,7 @@ State dir (mode 0700)::
     outbox.db       durable outbox (SQLite): reports not yet acknowledged by the server
     status.json     last successful contact, written by the running daemon
     agent.toml      optional settings (see AgentConfig)
+    commands/       the Run Command journal, one directory per command (agent/execution/)
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "corral-agent"
 
 
+def default_reboot_command() -> tuple[str, ...]:
+    if sys.platform == "win32":
+        return ("shutdown", "/r", "/t", "0")
+    return ("shutdown", "-r", "now")
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     state_dir: Path
@@ -51,6 +58,13 @@ class AgentConfig:
     backoff_base_seconds: float = 1.0
     backoff_cap_seconds: float = 60.0
     shutdown_budget_seconds: float = 8.0
+    # Run Command: a script's reboot exit code (194 / 3010) runs this, then the step again.
+    reboots_enabled: bool = True
+    reboot_command: tuple[str, ...] = dataclasses.field(default_factory=default_reboot_command)
+    # SIGTERM to a stopped step's process group, then SIGKILL after this long.
+    kill_grace_seconds: float = 5.0
+    # Fork document workers from a pre-started fork server (POSIX); false: a new interpreter.
+    fork_server: bool = True
 
     @property
     def state_file(self) -> Path:
@@ -80,8 +94,13 @@ class AgentConfig:
     def status_file(self) -> Path:
         return self.state_dir / "status.json"
 
+    @property
+    def commands_dir(self) -> Path:
+        return self.state_dir / "commands"
+
 
 _NUMBERS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("float", float)}
+_BOOLS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("bool", bool)}
 
 
 def load_config(state_dir: Path | None) -> AgentConfig:
@@ -102,6 +121,16 @@ def load_config(state_dir: Path | None) -> AgentConfig:
                 if not (math.isfinite(value) and value > 0):
                     raise ConfigError(f"{path}: {key} must be positive")
                 values[key] = float(value)
+            elif key in _BOOLS and isinstance(value, bool):
+                values[key] = value
+            elif key == "reboot_command":
+                if not (
+                    isinstance(value, list)
+                    and value
+                    and all(isinstance(v, str) and v for v in value)
+                ):
+                    raise ConfigError(f"{path}: reboot_command must be a list of strings")
+                values[key] = tuple(value)
             else:
                 raise ConfigError(f"{path}: unknown setting or wrong type: {key}")
     return AgentConfig(state_dir=state_dir, **values)

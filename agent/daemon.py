@@ -2,9 +2,11 @@
 
 Startup: load the registration, open the outbox, choose the transport.  Main loop, all inside
 one task group: the poller (long-poll, handle server messages, ack them), the sender (drain the
-outbox), the heartbeat, the credential renewer.  This module alone owns signals: the first
-SIGTERM/SIGINT stops polling and flushes the outbox within a bounded budget; a second one exits
-at once.  A revoked credential (node deregistered) ends the daemon with exit code 3.
+outbox), the heartbeat, the credential renewer, and the command executor (Run Command: its
+workers run outside the agent and outlive it; see agent/execution/).  This module alone owns
+signals: the first SIGTERM/SIGINT stops polling and flushes the outbox within a bounded budget;
+a second one exits at once.  A revoked credential (node deregistered) ends the daemon with
+exit code 3.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from agent.backoff import Backoff
 from agent.config import AgentConfig
 from agent.credentials import Credentials
 from agent.errors import AgentError, CredentialRevoked, ServerRejected, TransportError
+from agent.execution.executor import Executor, RebootSettings
+from agent.execution.journal import Journal
+from agent.execution.launcher import Launcher
+from agent.execution.settings import worker_settings
 from agent.outbox import Outbox
 from agent.state import Registration, load_registration, save_status
 from agent.transport import Transport
@@ -36,13 +42,29 @@ BATCH_FAULTS = frozenset({400, 413, 422})
 
 
 class Daemon:
-    def __init__(self, config: AgentConfig, registration: Registration) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        registration: Registration,
+        launcher: Launcher | None = None,
+    ) -> None:
         self.config = config
         self.registration = registration
         self.node_id = registration.node_id
         self.outbox = Outbox(config.outbox_file)
         self.credentials = Credentials(config, registration)
         self.transport: Transport = load_transport(config.transport)(config, self.credentials)
+        self.executor = Executor(
+            journal=Journal(config.commands_dir),
+            outbox=self.outbox,
+            transport=self.transport,
+            launcher=launcher or Launcher(worker_settings(config)),
+            node_id=self.node_id,
+            reboot=RebootSettings(
+                config.reboots_enabled, config.reboot_command, config.shutdown_budget_seconds
+            ),
+            backoff=self._backoff,
+        )
         self.stopping = asyncio.Event()
         self._seen: dict[str, float] = {}
         self._last_contact: float | None = None
@@ -82,6 +104,10 @@ class Daemon:
                 del self._seen[old]
         if message["type"] == wire.MSG_PING:
             await self.outbox.put(wire.make_message(wire.MSG_PONG, {"ping_id": message["id"]}))
+        elif message["type"] == wire.MSG_RUN_COMMAND:
+            await self.executor.accept(message)
+        elif message["type"] == wire.MSG_CANCEL_COMMAND:
+            await self.executor.cancel(message["body"])
         else:
             log.warning(
                 "ignoring unknown message type",
@@ -208,6 +234,7 @@ class Daemon:
                     tg.create_task(self.poll_loop(), name="poll"),
                     tg.create_task(self.heartbeat_loop(), name="heartbeat"),
                     tg.create_task(self.renew_loop(), name="renew"),
+                    tg.create_task(self.executor.run(), name="commands"),
                 ]
                 sender = tg.create_task(self.send_loop(), name="send")
                 await self.stopping.wait()
@@ -231,10 +258,10 @@ class Daemon:
                     pass
 
 
-def run(config: AgentConfig) -> int:
+def run(config: AgentConfig, launcher: Launcher | None = None) -> int:
     registration = load_registration(config)
     try:
-        asyncio.run(Daemon(config, registration).run())
+        asyncio.run(Daemon(config, registration, launcher).run())
     except* CredentialRevoked as group:
         exc = group.exceptions[0]
         assert isinstance(exc, CredentialRevoked)

@@ -87,6 +87,11 @@ class Outbox:
                 self._conn.execute("DELETE FROM outbox WHERE id = ?", (msg_id,))
             self._conn.execute("COMMIT")
 
+    def _contains(self, msg_id: str) -> bool:
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM outbox WHERE id = ?", (msg_id,)).fetchone()
+        return row is not None
+
     def depth(self) -> int:
         with self._lock:
             row = self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()
@@ -113,6 +118,10 @@ class Outbox:
     async def bury(self, ids: list[str], reason: str) -> None:
         if ids:
             await asyncio.to_thread(self._bury, ids, reason)
+
+    async def contains(self, msg_id: str) -> bool:
+        """Whether the message is still waiting to be delivered."""
+        return await asyncio.to_thread(self._contains, msg_id)
 
     async def wait_for_new(self) -> None:
         await self._new.wait()

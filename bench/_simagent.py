@@ -5,7 +5,11 @@ registrations each, then ``POST /v1/agent/register`` with a freshly generated Ed
 node.  The private key is handed to a worker process, which buys a node access token with it
 (``/v1/agent/challenge`` + ``/v1/agent/token``, signing ``agent.wire.token_signing_payload``)
 and runs the agent loop: poll -> if a ping arrives, POST a pong message -> ack the ping in the
-next poll.
+next poll.  A ``run_command`` is "run" without any process: the agent POSTs an
+``invocation_update`` InProgress (``started_at``), then one Success with the result of
+``echo hi`` (response code 0, stdout ``hi``; one step per step of the document, named as the
+real agent names them), then acks the message in its next poll.  A command id already run is
+not run again (delivery is at-least-once); ``cancel_command`` is only acked.
 
 A worker is ``python bench/_simagent.py worker --url ... --ca-file ...``.  It reads one JSON
 command per line on stdin and answers each with one JSON line on stdout:
@@ -13,7 +17,8 @@ command per line on stdin and answers each with one JSON line on stdout:
     {"cmd": "add", "nodes": [[node_id, key_b64], ...]}
         -> {"connected": N, "failed": [node_id, ...], "seconds": S} once every new agent has
            answered one immediate poll (it holds a valid token and a working connection)
-    {"cmd": "stats"}  -> {"agents", "connected", "polls", "pongs", "errors", "last_error", "cpu"}
+    {"cmd": "stats"}  -> {"agents", "connected", "polls", "pongs", "commands", "updates",
+                          "errors", "last_error", "cpu"}
     {"cmd": "stop"} (or end of input) -> the agents stop; the worker exits
 
 Agents share connections: one ``httpx.AsyncClient`` per ``--agents-per-client`` agents (20 by
@@ -51,6 +56,7 @@ from agent import wire
 
 ACTIVATION_LIMIT = 1000
 TOKEN_REFRESH_MARGIN = 60.0
+SIM_STDOUT = "hi\n"  # what every simulated command prints: the benchmark runs `echo hi`
 
 
 # Registration ------------------------------------------------------------------------------
@@ -124,6 +130,8 @@ class Stats:
     connected: int = 0
     polls: int = 0
     pongs: int = 0
+    commands: int = 0  # run_command messages run (not counting repeated deliveries)
+    updates: int = 0  # invocation_update messages stored by the server
     errors: int = 0
     last_error: str = ""
     error_kinds: dict[str, int] = field(default_factory=dict)
@@ -150,6 +158,7 @@ class SimAgent:
         self._stats = stats
         self._token = ""
         self._expires = 0.0
+        self._commands_run: set[str] = set()
 
     async def _post(self, path: str, body: dict[str, Any], auth: bool = True) -> Any:
         for attempt in (1, 2):
@@ -205,18 +214,83 @@ class SimAgent:
             for message in answer.get("messages", []):
                 if message.get("type") == wire.MSG_PING:
                     await self._pong(message["id"])
+                elif message.get("type") == wire.MSG_RUN_COMMAND:
+                    await self._run_command(message.get("body") or {})
                 acks.append(message["id"])
 
-    async def _pong(self, ping_id: str) -> None:
-        pong = wire.make_message(wire.MSG_PONG, {"ping_id": ping_id})
+    async def _send(self, what: str, message: wire.Message) -> bool:
+        """POST one agent -> server message; three tries."""
         for _ in range(3):
             try:
-                await self._post(wire.ROUTE_MESSAGES, {"messages": [pong]})
-                self._stats.pongs += 1
-                return
+                await self._post(wire.ROUTE_MESSAGES, {"messages": [message]})
+                return True
             except (httpx.HTTPError, Rejected) as exc:
-                self._stats.error("pong", exc)
+                self._stats.error(what, exc)
                 await asyncio.sleep(0.5)
+        return False
+
+    async def _pong(self, ping_id: str) -> None:
+        if await self._send("pong", wire.make_message(wire.MSG_PONG, {"ping_id": ping_id})):
+            self._stats.pongs += 1
+
+    async def _run_command(self, body: dict[str, Any]) -> None:
+        """InProgress, then Success with ``echo hi``'s result; no process is started."""
+        command_id = str(body.get("command_id", ""))
+        if not command_id or command_id in self._commands_run:
+            return
+        self._commands_run.add(command_id)
+        self._stats.commands += 1
+        started = time.time()
+        update: dict[str, Any] = {
+            "command_id": command_id,
+            "status": wire.ST_IN_PROGRESS,
+            "started_at": started,
+        }
+        if await self._send("update", wire.make_message(wire.MSG_INVOCATION_UPDATE, update)):
+            self._stats.updates += 1
+        ended = time.time()
+        steps = [
+            wire.StepResult(
+                name=name,
+                action=action,
+                status=wire.ST_SUCCESS,
+                response_code=0,
+                started_at=started,
+                ended_at=ended,
+                stdout=SIM_STDOUT,
+                stderr="",
+                stdout_bytes=len(SIM_STDOUT),
+                stderr_bytes=0,
+            )
+            for name, action in _steps_of(body.get("document"))
+        ]
+        update = {
+            "command_id": command_id,
+            "status": wire.ST_SUCCESS,
+            "response_code": 0,
+            "started_at": started,
+            "ended_at": ended,
+            "steps": steps,
+        }
+        if await self._send("update", wire.make_message(wire.MSG_INVOCATION_UPDATE, update)):
+            self._stats.updates += 1
+
+
+def _steps_of(document: object) -> list[tuple[str, str]]:
+    """(name, action) of each step, as the real agent reports them: a schema 2.x document's
+    mainSteps, a 1.2 document's runtimeConfig plugins (named by their action)."""
+    if isinstance(document, dict):
+        main = document.get("mainSteps")
+        if isinstance(main, list) and main:
+            return [
+                (str(s.get("name", i)), str(s.get("action", "")))
+                for i, s in enumerate(main)
+                if isinstance(s, dict)
+            ]
+        plugins = document.get("runtimeConfig")
+        if isinstance(plugins, dict) and plugins:
+            return [(str(action), str(action)) for action in plugins]
+    return [("0", "aws:runShellScript")]
 
 
 # The worker process --------------------------------------------------------------------------
@@ -307,6 +381,8 @@ class Worker:
             "connected": s.connected,
             "polls": s.polls,
             "pongs": s.pongs,
+            "commands": s.commands,
+            "updates": s.updates,
             "errors": s.errors,
             "error_kinds": s.error_kinds,
             "last_error": s.last_error,

@@ -1,7 +1,8 @@
-"""The transport seam: three methods and ``aclose`` (like httpx's transport interface)."""
+"""The transport seam: four methods and ``aclose`` (like httpx's transport interface)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from agent.wire import Message
@@ -17,6 +18,12 @@ class Transport(Protocol):
 
     async def send(self, messages: list[Message]) -> list[str]:
         """Deliver agent messages; returns the ids the server has stored."""
+
+    async def upload_output(
+        self, command_id: str, step_index: int, stream: str, path: Path
+    ) -> tuple[int, str]:
+        """Store a step's full output (the file, at most 16 MiB) in the server's blob store;
+        returns (size, sha256 hex).  Idempotent: a retry replaces the same blob."""
 
     async def aclose(self) -> None: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,17 @@ import psutil
 import pytest
 
 from tests.integration.harness import Agent, Server, wait_for
+from tests.unit.test_execution_support import kill_under
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _kill_scripts(tmp_path: Path) -> Iterator[None]:
+    """Scripts run in sessions of their own, in step directories under tmp_path: whatever a
+    test leaves running there is killed."""
+    yield
+    kill_under(tmp_path)
 
 
 def started_agent(make_agent: Callable[..., Agent], **toml: Any) -> Agent:
@@ -90,8 +99,10 @@ def test_a_command_runs_in_a_forked_worker_and_its_output_is_uploaded(
         wait_for(running.exists, 30, "the script to start")
         assert agent.proc is not None
         agent_proc = psutil.Process(agent.proc.popen.pid)
-        forkservers = agent_proc.children()
-        assert len(forkservers) == 1  # the fork server, and nothing else
+        # The fork server: a fork of the agent (the same command line).  Other children come
+        # and go (the heartbeat's facts may run a tool), so they are not counted.
+        forkservers = [c for c in agent_proc.children() if c.cmdline() == agent_proc.cmdline()]
+        assert len(forkservers) == 1
         pid = worker_pid(agent, command_id)
         assert psutil.Process(pid).ppid() == forkservers[0].pid
         assert os.getsid(pid) == pid != os.getsid(agent_proc.pid)
@@ -168,11 +179,20 @@ def test_a_lost_worker_is_interrupted_not_rerun(
     server: Server, make_agent: Callable[..., Agent], tmp_path: Path
 ) -> None:
     agent = started_agent(make_agent)
-    running, counter = tmp_path / "running", tmp_path / "counter"
-    command_id = send(server, agent, f"echo ran >> {counter}", f"touch {running}", "sleep 300")
+    running, counter, pids = tmp_path / "running", tmp_path / "counter", tmp_path / "pids"
+    command_id = send(
+        server,
+        agent,
+        f"echo ran >> {counter}",
+        f"echo $$ > {pids}",
+        f"touch {running}",
+        "sleep 300",
+    )
     wait_for(running.exists, 30, "the script to start")
     agent.kill9()
-    kill_session(worker_pid(agent, command_id))  # as a crash of the machine would
+    # As a crash of the machine would: the worker and its script die too.
+    kill_session(worker_pid(agent, command_id))
+    os.killpg(int(pids.read_text()), signal.SIGKILL)
     agent.start()
     inv = wait_for(lambda: finished(server, command_id), 30, "the invocation to end")
     assert (inv["status"], inv["status_details"]) == ("Failed", "Interrupted")

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.harness import BIN, Proc, run, wait_for
+from tests.unit.test_execution_support import kill_under
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _kill_scripts(tmp_path: Path) -> Iterator[None]:
+    """Scripts run in sessions of their own, in step directories under tmp_path: whatever a
+    test leaves running there is killed."""
+    yield
+    kill_under(tmp_path)
+
 
 AGENT = str(BIN / "corral-agent")
 

@@ -32,7 +32,12 @@ def test_register_issues_a_node_id_and_certificate(run_api: RunApi) -> None:
         assert answer["credential_expires_at"].endswith("Z")
 
         node = await api.node(node_id)
-        assert (node["name"], node["hostname"], node["status"]) == ("web-1", "host-1", "Online")
+        # Online only once its agent polls.
+        assert (node["name"], node["hostname"], node["status"]) == (
+            "web-1",
+            "host-1",
+            "ConnectionLost",
+        )
         assert node["activation_id"] == activation["activation_id"]
         shown = await api.client.get(
             f"/v1/activations/{activation['activation_id']}", headers=api.admin
@@ -129,7 +134,7 @@ def test_deleted_activation_is_refused_and_its_nodes_stay(run_api: RunApi) -> No
         await api.client.delete(f"/v1/activations/{activation['activation_id']}", headers=api.admin)
         response = await api.register(activation)
         assert "does not exist" in assert_error(response, 403, wire.ERR_ACTIVATION_INVALID)
-        assert (await api.node(node_id))["status"] == "Online"
+        assert (await api.node(node_id))["status"] == "ConnectionLost"
 
     run_api(scenario)
 

@@ -1,0 +1,468 @@
+"""The agent's side of Run Command: journal, start, follow, re-attach, reboot, report.
+
+- ``accept`` journals a run_command (fsynced) and returns; only then is the message acked.  A
+  command id seen before is ignored.
+- Each command gets one supervising task.  It looks at the command directory and acts:
+  RUNNING -> wait for the worker (its event pipe; after an agent restart, its lock);
+  NOT_STARTED -> start a worker; FINISHED -> report; RESUME (a reboot exit code) -> report
+  InProgress, reboot, and after the reboot start the next attempt; LOST (the worker died with
+  no result) -> Failed / Interrupted, never run again.
+- Reporting goes through the outbox with message ids derived from (node, command, event), so a
+  report repeated after a crash is the same message and the server stores it once.  The final
+  invocation_update goes first; then each step's full output is uploaded and announced with an
+  ``output_uploaded`` message.
+- On agent shutdown the supervising tasks are cancelled; the workers are not touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent import wire
+from agent.backoff import Backoff
+from agent.errors import CredentialRevoked, ServerRejected, TransportError
+from agent.execution.journal import COMMAND_ID_RE, CommandDir, Journal, State
+from agent.execution.launcher import Launcher, WorkerHandle
+from agent.outbox import Outbox
+from agent.transport.base import Transport
+from agent.wire import Message, StepResult
+
+log = logging.getLogger("corral.agent.execution")
+
+REATTACH_POLL_SECONDS = 1.0
+PRUNE_EVERY_SECONDS = 3600.0
+# Answers that say the upload itself can never be stored (unknown command, too large, ...).
+UPLOAD_REFUSED = frozenset({400, 404, 409, 413, 422})
+
+
+@dataclass(frozen=True)
+class RebootSettings:
+    enabled: bool
+    command: tuple[str, ...]
+    report_budget_seconds: float = 8.0  # how long to wait for the InProgress report to leave
+
+
+def message_id(node_id: str, command_id: str, kind: str) -> str:
+    """The same id for the same report, however often it is queued."""
+    return hashlib.sha256(f"{node_id}/{command_id}/{kind}".encode()).hexdigest()[:32]
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        journal: Journal,
+        outbox: Outbox,
+        transport: Transport | None,
+        launcher: Launcher,
+        node_id: str,
+        reboot: RebootSettings,
+        backoff: Callable[[], Backoff],
+    ) -> None:
+        self.journal = journal
+        self.outbox = outbox
+        self.transport = transport
+        self.launcher = launcher
+        self.node_id = node_id
+        self.reboot = reboot
+        self._backoff = backoff
+        self._queue: asyncio.Queue[CommandDir] = asyncio.Queue()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._pruned = time.monotonic()
+
+    # Server messages ----------------------------------------------------------------------
+    async def accept(self, message: Message) -> None:
+        """Journal a run_command; by return it is on disk (or was seen before)."""
+        body = message["body"]
+        command_id = body.get("command_id")
+        if not isinstance(command_id, str) or not COMMAND_ID_RE.match(command_id):
+            log.warning(
+                "run_command without a valid command_id; ignored",
+                extra={"message_id": message["id"]},
+            )
+            return
+        request = {"message_id": message["id"], "received_at": time.time(), "body": body}
+        cmd = await asyncio.to_thread(self.journal.record, command_id, request)
+        if cmd is None:
+            log.info("command already received; ignored", extra={"command_id": command_id})
+            return
+        log.info(
+            "command received",
+            extra={"command_id": command_id, "document": body.get("document_name")},
+        )
+        self._queue.put_nowait(cmd)
+
+    async def cancel(self, body: dict[str, Any]) -> None:
+        command_id = body.get("command_id")
+        if not isinstance(command_id, str) or not COMMAND_ID_RE.match(command_id):
+            return
+        cmd = self.journal.command(command_id)
+        if not cmd.path.is_dir():
+            log.info(
+                "cancel for an unknown command; nothing to do", extra={"command_id": command_id}
+            )
+            return
+        signalled = await asyncio.to_thread(self._cancel, cmd)
+        log.info(
+            "cancel requested",
+            extra={"command_id": command_id, "state": signalled},
+        )
+
+    def _cancel(self, cmd: CommandDir) -> str:
+        state = cmd.state()
+        if state in (State.FINISHED, State.LOST) or cmd.exists("done"):
+            return "finished"
+        cmd.write("cancel.json", {"reason": "cancel", "requested_at": time.time()})
+        if state is State.RUNNING:
+            _signal_worker(cmd, signal.SIGUSR1)
+        return str(state.value)
+
+    # The loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await asyncio.to_thread(self.journal.prune)
+        pending = await asyncio.to_thread(self.journal.pending)
+        if pending:
+            log.info("re-attaching to commands", extra={"count": len(pending)})
+        async with asyncio.TaskGroup() as tg:
+            for cmd in pending:
+                self._start(tg, cmd)
+            while True:
+                self._start(tg, await self._queue.get())
+
+    def _start(self, tg: asyncio.TaskGroup, cmd: CommandDir) -> None:
+        if cmd.command_id in self._active:
+            return
+        task = tg.create_task(self.supervise(cmd), name=f"command-{cmd.command_id}")
+        self._active[cmd.command_id] = task
+        task.add_done_callback(lambda _t: self._active.pop(cmd.command_id, None))
+
+    async def supervise(self, cmd: CommandDir) -> None:
+        launched: int | None = None  # the attempt this task started a worker for
+        while True:
+            state = await asyncio.to_thread(cmd.state)
+            if state is State.FINISHED:
+                await self.report(cmd)
+                return
+            if state is State.RUNNING:
+                await self._report_started(cmd)
+                await self._wait_for_worker(cmd)
+                continue
+            if state is State.LOST:
+                await asyncio.to_thread(write_lost, cmd)
+                continue
+            attempt = (
+                1 if state is State.NOT_STARTED else await asyncio.to_thread(_resume_attempt, cmd)
+            )
+            if launched == attempt:  # the worker started for it exited without claiming it
+                await asyncio.to_thread(write_lost, cmd)
+                continue
+            if state is State.RESUME and not await asyncio.to_thread(self._rebooted, cmd):
+                await self._reboot(cmd)
+                return
+            launched = attempt
+            await self._follow(cmd, await self.launcher.launch(cmd))
+
+    async def _follow(self, cmd: CommandDir, handle: WorkerHandle) -> None:
+        log.info("worker started", extra={"command_id": cmd.command_id, "pid": handle.pid})
+        async for event in handle.events():
+            if event.get("event") == "started":
+                await self._queue_started(
+                    cmd, int(event.get("attempt", 1)), event.get("started_at")
+                )
+
+    async def _wait_for_worker(self, cmd: CommandDir) -> None:
+        """A worker this agent did not start (an earlier agent did): wait for its lock."""
+        log.info("re-attached to a running worker", extra={"command_id": cmd.command_id})
+        while True:
+            if await asyncio.to_thread(cmd.state) is not State.RUNNING:
+                return
+            await asyncio.sleep(REATTACH_POLL_SECONDS)
+
+    # Reports -------------------------------------------------------------------------------
+    async def _put(self, cmd: CommandDir, kind: str, msg_type: str, body: dict[str, Any]) -> str:
+        message = wire.make_message(msg_type, body)
+        message["id"] = message_id(self.node_id, cmd.command_id, kind)
+        await self.outbox.put(message)
+        return message["id"]
+
+    async def _queue_started(self, cmd: CommandDir, attempt: int, started_at: Any) -> None:
+        body = {
+            "command_id": cmd.command_id,
+            "status": wire.ST_IN_PROGRESS,
+            "status_details": wire.ST_IN_PROGRESS,
+            "started_at": started_at if isinstance(started_at, int | float) else time.time(),
+        }
+        await self._put(cmd, f"started/{attempt}", wire.MSG_INVOCATION_UPDATE, body)
+
+    async def _report_started(self, cmd: CommandDir) -> None:
+        worker = await asyncio.to_thread(cmd.read, "worker.json") or {}
+        await self._queue_started(
+            cmd, int(worker.get("attempt", 1)), worker.get("first_started_at")
+        )
+
+    async def report(self, cmd: CommandDir) -> None:
+        """The final update, then each step's full output; then the command is done."""
+        result = await asyncio.to_thread(cmd.read, "result.json") or {}
+        progress = await asyncio.to_thread(cmd.read, "progress.json") or {}
+        if not progress.get("final"):
+            await self._put(cmd, "final", wire.MSG_INVOCATION_UPDATE, result)
+            progress["final"] = True
+            await asyncio.to_thread(cmd.write, "progress.json", progress)
+            log.info(
+                "command ended",
+                extra={
+                    "command_id": cmd.command_id,
+                    "status": result.get("status"),
+                    "status_details": result.get("status_details"),
+                    "response_code": result.get("response_code"),
+                },
+            )
+        uploads: dict[str, str] = progress.setdefault("uploads", {})
+        for index in range(len(result.get("steps") or [])):
+            for stream in ("stdout", "stderr"):
+                key = f"{index}.{stream}"
+                path = cmd.output_dir / key
+                if key in uploads or not path.is_file() or path.stat().st_size == 0:
+                    continue
+                uploads[key] = await self._upload(cmd, index, stream)
+                await asyncio.to_thread(cmd.write, "progress.json", progress)
+        await asyncio.to_thread(_finish, cmd)
+        if time.monotonic() - self._pruned > PRUNE_EVERY_SECONDS:
+            self._pruned = time.monotonic()
+            await asyncio.to_thread(self.journal.prune)
+
+    async def _upload(self, cmd: CommandDir, index: int, stream: str) -> str:
+        if self.transport is None:
+            return "skipped"
+        path = cmd.output_dir / f"{index}.{stream}"
+        backoff = self._backoff()
+        while True:
+            try:
+                size, digest = await self.transport.upload_output(
+                    cmd.command_id, index, stream, path
+                )
+                break
+            except CredentialRevoked:
+                raise
+            except ServerRejected as exc:
+                if exc.status in UPLOAD_REFUSED:
+                    log.warning(
+                        "the server refused a step's output; the record keeps its head",
+                        extra={
+                            "command_id": cmd.command_id,
+                            "error": exc.message,
+                            "key": path.name,
+                        },
+                    )
+                    return "refused"
+                delay = backoff.next_delay()
+            except TransportError as exc:
+                delay = backoff.next_delay()
+                log.warning(
+                    "output upload failed; retrying",
+                    extra={
+                        "command_id": cmd.command_id,
+                        "error": exc.message,
+                        "retry_in": round(delay, 2),
+                    },
+                )
+            await asyncio.sleep(delay)
+        body = {
+            "command_id": cmd.command_id,
+            "step_index": index,
+            "stream": stream,
+            "size": size,
+            "sha256": digest,
+        }
+        await self._put(cmd, f"output/{index}/{stream}", wire.MSG_OUTPUT_UPLOADED, body)
+        return "uploaded"
+
+    # Reboots -------------------------------------------------------------------------------
+    def _rebooted(self, cmd: CommandDir) -> bool:
+        """Whether the reboot asked for by the pending attempt was already carried out (or
+        must not be: the command was cancelled meanwhile)."""
+        resume = cmd.read("resume.json") or {}
+        progress = cmd.read("progress.json") or {}
+        return progress.get("rebooted_for", 0) >= resume.get("attempt", 0) or cmd.exists(
+            "cancel.json"
+        )
+
+    async def _reboot(self, cmd: CommandDir) -> None:
+        resume = await asyncio.to_thread(cmd.read, "resume.json") or {}
+        attempt = int(resume.get("attempt", 2))
+        worker = await asyncio.to_thread(cmd.read, "worker.json") or {}
+        steps = await asyncio.to_thread(cmd.steps)
+        body = {
+            "command_id": cmd.command_id,
+            "status": wire.ST_IN_PROGRESS,
+            "status_details": wire.ST_IN_PROGRESS,
+            "started_at": worker.get("first_started_at"),
+            "steps": steps,
+        }
+        msg_id = await self._put(cmd, f"reboot/{attempt}", wire.MSG_INVOCATION_UPDATE, body)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.reboot.report_budget_seconds):
+                while True:
+                    if not await self.outbox.contains(msg_id):
+                        break
+                    await asyncio.sleep(0.2)
+        progress = await asyncio.to_thread(cmd.read, "progress.json") or {}
+        progress["rebooted_for"] = attempt
+        await asyncio.to_thread(cmd.write, "progress.json", progress)
+        log.warning(
+            "rebooting the node: a script asked for it",
+            extra={
+                "command_id": cmd.command_id,
+                "step_index": resume.get("step_index"),
+                "reboot_command": " ".join(self.reboot.command),
+            },
+        )
+        error = await self._run_reboot_command(cmd)
+        if error is None:
+            return  # the node goes down; the next agent runs the step again
+        log.error("reboot command failed", extra={"command_id": cmd.command_id, "error": error})
+        await asyncio.to_thread(write_reboot_failed, cmd, error)
+        await self.report(cmd)
+
+    async def _run_reboot_command(self, cmd: CommandDir) -> str | None:
+        env = dict(os.environ, CORRAL_AGENT_PID=str(os.getpid()), CORRAL_COMMAND_ID=cmd.command_id)
+        log_path = cmd.file("reboot.log")
+        try:
+            with log_path.open("ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.reboot.command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    env=env,
+                )
+        except OSError as exc:
+            return f"cannot run the reboot command {self.reboot.command[0]}: {exc.strerror or exc}"
+        code = await proc.wait()
+        if code == 0:
+            return None
+        tail = log_path.read_bytes()[-500:].decode("utf-8", "replace").strip()
+        return f"the reboot command exited with {code}" + (f": {tail}" if tail else "")
+
+
+# Files ---------------------------------------------------------------------------------------
+def _signal_worker(cmd: CommandDir, sig: int) -> None:
+    """Signal the worker that holds the command's lock, and no other process: with a pidfd
+    (Linux), the process is pinned before the lock shows it is still the worker."""
+    pid = cmd.worker_pid()
+    if pid is None:
+        return
+    opener = getattr(os, "pidfd_open", None)
+    sender = getattr(signal, "pidfd_send_signal", None)
+    if opener is None or sender is None:
+        if cmd.state() is State.RUNNING:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        return
+    try:
+        pidfd = opener(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if cmd.state() is State.RUNNING and cmd.worker_pid() == pid:
+            with contextlib.suppress(ProcessLookupError):
+                sender(pidfd, sig)
+    finally:
+        os.close(pidfd)
+
+
+def read_head(path: Path, chars: int) -> str:
+    with path.open("rb") as fh:
+        raw = fh.read(chars * 4)
+    return raw.decode("utf-8", "replace")[:chars]
+
+
+def _resume_attempt(cmd: CommandDir) -> int:
+    resume = cmd.read("resume.json") or {}
+    attempt = resume.get("attempt")
+    return attempt if isinstance(attempt, int) else 0
+
+
+def _finish(cmd: CommandDir) -> None:
+    """Everything is reported: drop the full output, keep the record for a week."""
+    if cmd.output_dir.is_dir():
+        for entry in cmd.output_dir.iterdir():
+            with contextlib.suppress(OSError):
+                entry.unlink()
+    cmd.file("done").write_text(f"{time.time()}\n")
+
+
+def _with_output(cmd: CommandDir, index: int, step: StepResult) -> StepResult:
+    for stream, limit in (
+        ("stdout", wire.STDOUT_RECORD_CHARS),
+        ("stderr", wire.STDERR_RECORD_CHARS),
+    ):
+        path = cmd.output_dir / f"{index}.{stream}"
+        if path.is_file():
+            step[stream] = read_head(path, limit)  # type: ignore[literal-required]
+            step[f"{stream}_bytes"] = path.stat().st_size  # type: ignore[literal-required]
+    return step
+
+
+def write_lost(cmd: CommandDir) -> None:
+    """The worker is gone and left no result: Failed / Interrupted (never run again)."""
+    now = time.time()
+    steps = cmd.steps()
+    for index, step in enumerate(steps):
+        if step.get("status") == wire.ST_IN_PROGRESS:
+            step["status"] = wire.ST_FAILED
+            step["status_details"] = wire.DETAIL_INTERRUPTED
+            step["ended_at"] = now
+            _with_output(cmd, index, step)
+    worker = cmd.read("worker.json") or {}
+    codes = [s.get("response_code") for s in steps if s.get("response_code") is not None]
+    cmd.write(
+        "result.json",
+        {
+            "command_id": cmd.command_id,
+            "status": wire.ST_FAILED,
+            "status_details": wire.DETAIL_INTERRUPTED,
+            "response_code": codes[-1] if codes else None,
+            "started_at": worker.get("first_started_at"),
+            "ended_at": now,
+            "steps": steps,
+        },
+    )
+    log.warning("the worker is gone: command interrupted", extra={"command_id": cmd.command_id})
+
+
+def write_reboot_failed(cmd: CommandDir, error: str) -> None:
+    """The reboot could not be done: the step that asked for it fails with the reason."""
+    resume = cmd.read("resume.json") or {}
+    index = int(resume.get("step_index", -1))
+    steps = cmd.steps()
+    now = time.time()
+    if 0 <= index < len(steps):
+        step = _with_output(cmd, index, steps[index])
+        step["status"] = step["status_details"] = wire.ST_FAILED
+        step["ended_at"] = now
+        step["stderr"] = (step.get("stderr", "") + error + "\n")[: wire.STDERR_RECORD_CHARS]
+    worker = cmd.read("worker.json") or {}
+    codes = [s.get("response_code") for s in steps if s.get("response_code") is not None]
+    cmd.write(
+        "result.json",
+        {
+            "command_id": cmd.command_id,
+            "status": wire.ST_FAILED,
+            "status_details": wire.ST_FAILED,
+            "response_code": codes[-1] if codes else None,
+            "started_at": worker.get("first_started_at"),
+            "ended_at": now,
+            "steps": steps,
+        },
+    )

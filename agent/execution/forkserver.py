@@ -1,0 +1,213 @@
+"""The fork server: a small process, forked from the agent before asyncio and threads start,
+that forks one document worker per command on request.
+
+A fresh interpreter costs ~0.18 s of CPU; a fork of a process that has already imported the
+worker's modules costs a millisecond or two, and shares its pages copy-on-write.  The fork
+server preloads the worker's modules (engine, plugins, the document language and its schema
+validator) once, freezes them out of the garbage collector (so children do not dirty those
+pages), and then only waits on its socket.
+
+Protocol, over a Unix socketpair: each message is a 4-byte big-endian length and a JSON
+object.  The agent sends ``{"command_dir", "settings"}`` with the write end of the worker's
+event pipe attached (SCM_RIGHTS); the fork server answers ``{"pid"}`` or ``{"error"}``.  When
+the agent goes away (exit, crash, kill -9) the fork server reads EOF and exits; the workers,
+each in its own session, carry on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any
+
+from agent.errors import AgentError
+
+_HEADER = struct.Struct(">I")
+MAX_MESSAGE = 64 * 1024
+
+
+class ForkServerError(AgentError):
+    pass
+
+
+def _send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
+    payload = json.dumps(obj).encode()
+    data = _HEADER.pack(len(payload)) + payload
+    if fds:
+        sent = socket.send_fds(sock, [data], fds)
+        if sent < len(data):
+            sock.sendall(data[sent:])
+    else:
+        sock.sendall(data)
+
+
+def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """One message and the fds that came with it; (None, []) at EOF."""
+    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE + _HEADER.size, 4)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    while len(data) < _HEADER.size:
+        more = sock.recv(_HEADER.size - len(data))
+        if not more:
+            return None, fds
+        data += more
+    (length,) = _HEADER.unpack(data[: _HEADER.size])
+    if length > MAX_MESSAGE:
+        raise ForkServerError("fork server message too large")
+    body = data[_HEADER.size :]
+    while len(body) < length:
+        more = sock.recv(length - len(body))
+        if not more:
+            return None, fds
+        body += more
+    obj = json.loads(body)
+    return (obj if isinstance(obj, dict) else None), fds
+
+
+class ForkServer:
+    """The agent's side: start it, ask it for workers, close it."""
+
+    def __init__(self, pid: int, sock: socket.socket) -> None:
+        self.pid = pid
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(cls) -> ForkServer:
+        """Fork the fork server.  Call it before any thread exists (before asyncio starts)."""
+        if not hasattr(os, "fork"):
+            raise ForkServerError("this platform has no fork()")
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the fork server process; it never returns
+            code = 0
+            try:
+                parent.close()
+                serve(child)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            finally:
+                os._exit(code)
+        child.close()
+        return cls(pid, parent)
+
+    def spawn(self, command_dir: Path, settings: dict[str, Any], events_fd: int) -> int:
+        """Fork a worker for ``command_dir``; its pid.  Blocking (a millisecond or two):
+        call it from a thread."""
+        with self._lock:
+            try:
+                _send(
+                    self._sock, {"command_dir": str(command_dir), "settings": settings}, [events_fd]
+                )
+                reply, fds = _recv(self._sock)
+            except OSError as exc:
+                raise ForkServerError(f"the fork server is gone: {exc}") from None
+        for fd in fds:
+            os.close(fd)
+        if reply is None:
+            raise ForkServerError("the fork server is gone")
+        if "pid" not in reply:
+            raise ForkServerError(f"the fork server could not fork: {reply.get('error')}")
+        return int(reply["pid"])
+
+    def close(self) -> None:
+        """Stop it (it exits on EOF) and reap it."""
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+# The fork server process ---------------------------------------------------------------------
+def preload() -> None:
+    """Import what a worker needs, and warm the document validator, once."""
+    import agent.execution.worker  # noqa: F401 - engine, plugins, documents
+    from agent.documents import document_from_content
+    from agent.errors import DocumentError
+
+    with contextlib.suppress(DocumentError):
+        document_from_content(
+            {
+                "schemaVersion": "2.2",
+                "description": "warm-up",
+                "mainSteps": [
+                    {
+                        "action": "aws:runShellScript",
+                        "name": "warm",
+                        "inputs": {"runCommand": ["true"]},
+                    }
+                ],
+            }
+        )
+
+
+def serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the fork server
+    # Ctrl-C and SIGTERM are for the agent; this process ends when the agent's end closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Workers are reaped by the kernel: nobody here waits for them.
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    preload()
+    gc.collect()
+    gc.freeze()
+    while True:
+        try:
+            request, fds = _recv(sock)
+        except (OSError, ValueError, ForkServerError):
+            return
+        if request is None:
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            _send(sock, {"error": str(exc)})
+            continue
+        if pid == 0:
+            code = 1
+            try:
+                sock.close()
+                code = _worker(request, fds)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        for fd in fds:
+            os.close(fd)
+        _send(sock, {"pid": pid})
+
+
+def _worker(request: dict[str, Any], fds: list[int]) -> int:  # pragma: no cover - a worker
+    from agent.execution.settings import WorkerSettings
+    from agent.execution.worker import run_worker
+
+    os.setsid()  # its own session: it outlives the agent and its process group
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    command_dir = Path(request["command_dir"])
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log = os.open(command_dir / "worker.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(devnull, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(devnull)
+    os.close(log)
+    os.chdir(command_dir)
+    for fd in fds:  # fds received with SCM_RIGHTS are inheritable: keep them from scripts
+        os.set_inheritable(fd, False)
+    settings = WorkerSettings.from_json(request["settings"])
+    return run_worker(command_dir, settings, fds[0] if fds else None)

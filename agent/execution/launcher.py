@@ -1,0 +1,136 @@
+"""Starting workers, from the agent's event loop: through the fork server when there is one,
+else as a fresh ``python -m agent.execution.worker`` in its own session.
+
+Either way the agent keeps the read end of a pipe whose write end only the worker holds: a
+line per event (``started``, ``ended``, ``reboot``), and EOF when the worker exits, whatever
+the way it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agent.execution.forkserver import ForkServer, ForkServerError
+from agent.execution.journal import CommandDir
+from agent.execution.settings import WorkerSettings
+
+log = logging.getLogger("corral.agent.execution")
+
+_SPAWNED_EVENTS_FD = 3
+
+
+class WorkerHandle:
+    """A worker this agent started: its pid and its event pipe."""
+
+    def __init__(self, pid: int, read_fd: int, reap: bool) -> None:
+        self.pid = pid
+        self._fd: int | None = read_fd
+        self._reap = reap
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Each event the worker sends, until it exits."""
+        assert self._fd is not None, "events() can be iterated once"
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=64 * 1024)
+        pipe = os.fdopen(self._fd, "rb", buffering=0)
+        self._fd = None
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while line := await reader.readline():
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        yield event
+        finally:
+            transport.close()
+        if self._reap:
+            await asyncio.to_thread(_reap, self.pid)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+class Launcher:
+    def __init__(self, settings: WorkerSettings, forkserver: ForkServer | None = None) -> None:
+        self.settings = settings
+        self.forkserver = forkserver
+
+    async def launch(self, cmd: CommandDir) -> WorkerHandle:
+        read_fd, write_fd = os.pipe()
+        try:
+            if self.forkserver is not None:
+                try:
+                    pid = await asyncio.to_thread(
+                        self.forkserver.spawn, cmd.path, self.settings.to_json(), write_fd
+                    )
+                    return WorkerHandle(pid, read_fd, reap=False)
+                except ForkServerError as exc:
+                    log.warning(
+                        "fork server unavailable; starting workers as new processes",
+                        extra={"error": exc.message},
+                    )
+                    self.forkserver = None
+            pid = await asyncio.to_thread(self._spawn, cmd, write_fd)
+            return WorkerHandle(pid, read_fd, reap=sys.platform != "win32")
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+
+    def _spawn(self, cmd: CommandDir, write_fd: int) -> int:
+        args = [
+            sys.executable,
+            "-m",
+            "agent.execution.worker",
+            str(cmd.path),
+            "--settings",
+            json.dumps(self.settings.to_json()),
+        ]
+        log_path = str(cmd.file("worker.log"))
+        if sys.platform == "win32":  # pragma: no cover - no Windows runner yet
+            flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
+                subprocess, "DETACHED_PROCESS", 0
+            )
+            os.set_inheritable(write_fd, True)
+            with open(log_path, "ab") as out:
+                proc = subprocess.Popen(
+                    [*args, "--events-fd", str(write_fd)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=out,
+                    cwd=cmd.path,
+                    creationflags=flags,
+                    close_fds=False,
+                )
+            return proc.pid
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+            (os.POSIX_SPAWN_DUP2, 1, 2),
+            (os.POSIX_SPAWN_DUP2, write_fd, _SPAWNED_EVENTS_FD),
+        ]
+        return os.posix_spawn(
+            sys.executable,
+            [*args, "--events-fd", str(_SPAWNED_EVENTS_FD)],
+            os.environ,
+            file_actions=actions,
+            setsid=True,
+        )

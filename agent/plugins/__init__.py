@@ -1,0 +1,47 @@
+"""Document actions: one module per action, registered in ``ACTIONS`` (action name -> factory).
+
+Each plugin is a :class:`~agent.plugins.base.Plugin`: a name, ``execute`` and
+``request_stop``.  ``PLATFORMS`` says where an action runs; on any other platform its step is
+Skipped.  An action missing from the table fails its step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.plugins import download_content, run_document, run_powershell_script, run_shell_script
+from agent.plugins.base import (
+    Control,
+    Plugin,
+    PluginFactory,
+    PluginResult,
+    StepContext,
+    StopReason,
+)
+
+
+@dataclass(frozen=True)
+class Action:
+    factory: PluginFactory
+    platforms: frozenset[str]
+
+
+ACTIONS: dict[str, Action] = {
+    run_shell_script.NAME: Action(run_shell_script.RunShellScript, run_shell_script.PLATFORMS),
+    run_powershell_script.NAME: Action(
+        run_powershell_script.RunPowerShellScript, run_powershell_script.PLATFORMS
+    ),
+    run_document.NAME: Action(run_document.RunDocument, run_document.PLATFORMS),
+    download_content.NAME: Action(download_content.DownloadContent, download_content.PLATFORMS),
+}
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "Control",
+    "Plugin",
+    "PluginFactory",
+    "PluginResult",
+    "StepContext",
+    "StopReason",
+]
