@@ -135,6 +135,7 @@ class OutputUploadedBody(TypedDict):
     size: int
     sha256: str
 
+
 NODE_ID_RE: Final = re.compile(r"^mi-[0-9a-f]{17}$")
 MESSAGE_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 

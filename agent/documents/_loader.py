@@ -97,8 +97,9 @@ def _load_yaml(source: str) -> Any:
         for event in yaml.parse(source, Loader=loader):
             if isinstance(event, yaml.AliasEvent):
                 line = event.start_mark.line + 1
-                raise DocumentError(f"invalid YAML: aliases (*{event.anchor}) are not "
-                                    f"supported (line {line})")
+                raise DocumentError(
+                    f"invalid YAML: aliases (*{event.anchor}) are not supported (line {line})"
+                )
         documents = list(yaml.load_all(source, Loader=loader))
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc)

@@ -53,8 +53,9 @@ def _check_parameter(spec: ParameterSpec, path: str) -> None:
         try:
             re.compile(spec.allowed_pattern)
         except re.error as exc:
-            raise DocumentError(f"not a valid regular expression ({exc})",
-                                join(path, "allowedPattern")) from None
+            raise DocumentError(
+                f"not a valid regular expression ({exc})", join(path, "allowedPattern")
+            ) from None
     for low, high in (("minItems", "maxItems"), ("minChars", "maxChars")):
         lo, hi = getattr(spec, _snake(low)), getattr(spec, _snake(high))
         if lo is not None and hi is not None and lo > hi:
@@ -100,8 +101,9 @@ def _steps_12(runtime_config: dict[str, Any]) -> list[Step]:
             path = join(base, i) if many else base
             name = plugin if i == 0 else f"{plugin}.{i}"
             inputs = {key: value for key, value in props.items() if key != "id"}
-            steps.append(Step(index=len(steps), name=name, action=plugin, inputs=inputs,
-                              inputs_path=path))
+            steps.append(
+                Step(index=len(steps), name=name, action=plugin, inputs=inputs, inputs_path=path)
+            )
     return steps
 
 
@@ -118,11 +120,15 @@ def check_steps(steps: list[Step], parameters: dict[str, ParameterSpec]) -> None
             raise DocumentError(f"duplicate step name {step.name!r}", name_path)
         seen[step.name] = step
         if step.finally_step and step is not steps[-1]:
-            raise DocumentError("only the last step can be a finallyStep",
-                                join(step.inputs_path, "finallyStep"))
+            raise DocumentError(
+                "only the last step can be a finallyStep", join(step.inputs_path, "finallyStep")
+            )
         if "timeoutSeconds" in step.inputs:
-            check_timeout(step.inputs["timeoutSeconds"], join(step.inputs_path, "timeoutSeconds"),
-                          allow_template=True)
+            check_timeout(
+                step.inputs["timeoutSeconds"],
+                join(step.inputs_path, "timeoutSeconds"),
+                allow_template=True,
+            )
         for path, text in walk_strings(step.inputs, step.inputs_path):
             for match in REF_RE.finditer(text):
                 ref = match.group(1)

@@ -31,6 +31,7 @@ from typing import Any
 from agent import wire
 from agent.documents import Document, Step, evaluate_precondition, interpolate_step
 from agent.errors import DocumentError
+from agent.execution.journal import invocation_response_code
 from agent.plugins import ACTIONS, Control, Plugin, PluginResult, StepContext, StopReason
 from agent.plugins.base import NestedOutcome
 from agent.plugins.output import CappedOutput
@@ -338,9 +339,7 @@ class DocumentRun:
 
     # The verdict --------------------------------------------------------------------------
     def _outcome(self, results: list[StepResult], reboot_step: int | None = None) -> Outcome:
-        ran = [r for r in results if r.get("status") != wire.ST_SKIPPED]
-        codes = [r.get("response_code") for r in ran if r.get("response_code") is not None]
-        response_code = codes[-1] if codes else None
+        response_code = invocation_response_code(results)
         statuses = {r.get("status") for r in results}
         if reboot_step is not None:
             status, details = wire.ST_IN_PROGRESS, wire.ST_IN_PROGRESS

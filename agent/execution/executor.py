@@ -31,7 +31,13 @@ from typing import Any
 from agent import wire
 from agent.backoff import Backoff
 from agent.errors import CredentialRevoked, ServerRejected, TransportError
-from agent.execution.journal import COMMAND_ID_RE, CommandDir, Journal, State
+from agent.execution.journal import (
+    COMMAND_ID_RE,
+    CommandDir,
+    Journal,
+    State,
+    invocation_response_code,
+)
 from agent.execution.launcher import Launcher, WorkerHandle
 from agent.outbox import Outbox
 from agent.transport.base import Transport
@@ -425,14 +431,13 @@ def write_lost(cmd: CommandDir) -> None:
             step["ended_at"] = now
             _with_output(cmd, index, step)
     worker = cmd.read("worker.json") or {}
-    codes = [s.get("response_code") for s in steps if s.get("response_code") is not None]
     cmd.write(
         "result.json",
         {
             "command_id": cmd.command_id,
             "status": wire.ST_FAILED,
             "status_details": wire.DETAIL_INTERRUPTED,
-            "response_code": codes[-1] if codes else None,
+            "response_code": invocation_response_code(steps),
             "started_at": worker.get("first_started_at"),
             "ended_at": now,
             "steps": steps,
@@ -453,14 +458,13 @@ def write_reboot_failed(cmd: CommandDir, error: str) -> None:
         step["ended_at"] = now
         step["stderr"] = (step.get("stderr", "") + error + "\n")[: wire.STDERR_RECORD_CHARS]
     worker = cmd.read("worker.json") or {}
-    codes = [s.get("response_code") for s in steps if s.get("response_code") is not None]
     cmd.write(
         "result.json",
         {
             "command_id": cmd.command_id,
             "status": wire.ST_FAILED,
             "status_details": wire.ST_FAILED,
-            "response_code": codes[-1] if codes else None,
+            "response_code": invocation_response_code(steps),
             "started_at": worker.get("first_started_at"),
             "ended_at": now,
             "steps": steps,

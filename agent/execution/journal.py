@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from agent import wire
 from agent.execution.lock import is_locked
 from agent.wire import StepResult
 
@@ -246,3 +247,14 @@ class Journal:
                     shutil.rmtree(entry)
                     removed += 1
         return removed
+
+
+def invocation_response_code(steps: list[StepResult]) -> int | None:
+    """The invocation's response code: the first failed step's, else the last step's that ran
+    (so "Failed" never comes with the 0 of a later step)."""
+    ran = [s for s in steps if s.get("response_code") is not None]
+    for step in ran:
+        if step.get("status") in (wire.ST_FAILED, wire.ST_TIMED_OUT):
+            code: int | None = step.get("response_code")
+            return code
+    return ran[-1].get("response_code") if ran else None
