@@ -86,3 +86,7 @@ class Timeout(CorralError):
 
 class SetupError(CorralError):
     """The server cannot start or a setup command cannot proceed (data dir, config, keys)."""
+
+
+class PolicyError(InvalidRequest):
+    """A policy document is malformed; the message names the statement and field."""
