@@ -211,3 +211,60 @@ document_versions = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("name", "version_name", name="uq_document_versions_version_name"),
 )
+
+# Audit trail -------------------------------------------------------------------------------
+# Append-only and hash-chained (the chain is defined in control_plane.security.audit_chain).
+# A writer takes ``seq`` and ``prev_hash`` from the one row of ``audit_head`` and updates that
+# row in the same transaction: the row lock serialises writers on every database, and finding
+# the chain's tail never scans.  ``seq`` is 64-bit, but plain INTEGER on SQLite (the rowid).
+AUDIT_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+audit_entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("seq", AUDIT_SEQ, primary_key=True, autoincrement=False),
+    sa.Column("id", sa.String(36), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("identity_type", sa.String(16), nullable=False),
+    sa.Column("identity_id", sa.String(128), nullable=True),
+    sa.Column("identity_name", sa.String(256), nullable=True),
+    sa.Column("source_ip", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(128), nullable=False),
+    sa.Column("resource", sa.String(2048), nullable=False),
+    sa.Column("request", sa.JSON, nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error", sa.String(512), nullable=True),
+    sa.Column("request_id", sa.String(128), nullable=True),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Index("ix_audit_entries_time", "time"),
+    sa.Index("ix_audit_entries_identity_id", "identity_id"),
+    sa.Index("ix_audit_entries_resource", "resource"),
+)
+
+# Exactly one row (id 1): the seq and hash of the chain's last entry (0 and 64 zeros at first).
+audit_head = sa.Table(
+    "audit_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", AUDIT_SEQ, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+# Signed statements "the chain had this hash at this seq": hourly ("periodic") and, when old
+# entries are pruned, a "retention" anchor that the remaining chain starts from.
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("seq_upto", AUDIT_SEQ, nullable=False),
+    sa.Column("hash_upto", sa.String(64), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("prev_checkpoint_hash", sa.String(64), nullable=False),
+    sa.Column("checkpoint_hash", sa.String(64), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+    sa.Index("ix_audit_checkpoints_seq_upto", "seq_upto"),
+)

@@ -93,4 +93,4 @@ def test_serve_refuses_corrupted_or_missing_config_in_one_line(tmp_path: Path) -
 def test_migrate_reports_the_revision(tmp_path: Path) -> None:
     srv = Server(tmp_path)
     result = run(BIN / "corral-server", "migrate", "--data-dir", str(srv.data_dir))
-    assert result.returncode == 0 and "revision 0003" in result.stdout
+    assert result.returncode == 0 and "revision 0004" in result.stdout
