@@ -10,14 +10,56 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA foreign_keys=ON",
+)
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=10000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+
+async def _open_sqlite(path: str) -> Any:
+    import aiosqlite
+
+    conn = aiosqlite.connect(path)
+    thread = getattr(conn, "_thread", None)  # as SQLAlchemy does: never blocks the exit
+    if thread is not None:
+        thread.daemon = True
+    await conn
+    try:
+        for pragma in _PRAGMAS:
+            await conn.execute(pragma)
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+def _sqlite_creator(path: str) -> Any:
+    """Open SQLite connections out of reach of cancellation: a request cancelled while the pool
+    opens a connection (a long-poll whose client went away) would otherwise drop a half-made
+    aiosqlite connection unclosed (aiosqlite#259, sqlalchemy#8145).  The opening finishes in a
+    task of its own; if nobody is left to take the connection, it is closed."""
+
+    async def creator() -> Any:
+        opening = asyncio.ensure_future(_open_sqlite(path))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_orphan)
+            raise
+
+    return creator
+
+
+def _close_orphan(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        _orphans.add(asyncio.ensure_future(task.result().close()))
+        for done in [t for t in _orphans if t.done()]:
+            _orphans.discard(done)
+
+
+_orphans: set[asyncio.Future[Any]] = set()
 
 
 class Database:
@@ -28,10 +70,9 @@ class Database:
         if self.is_sqlite:
             # One writer at a time is SQLite's rule; a small pool avoids lock contention.
             kwargs["pool_size"] = 4
+            kwargs["async_creator"] = _sqlite_creator(sa.make_url(url).database or "")
         self._write_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if self.is_sqlite:
-            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

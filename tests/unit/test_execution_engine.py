@@ -25,7 +25,7 @@ def test_a_failed_step_does_not_stop_the_rest_by_default(tmp_path: Path) -> None
     )
     assert statuses(outcome.steps) == [wire.ST_FAILED, wire.ST_SUCCESS, wire.ST_SUCCESS]
     assert (outcome.status, outcome.details) == (wire.ST_FAILED, wire.ST_FAILED)
-    assert outcome.response_code == 0  # the last step that ran
+    assert outcome.response_code == 2  # the failing step's, not the later 0
 
 
 def test_on_failure_exit_skips_the_rest_but_not_the_finally_step(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_169_stops_and_fails_and_the_finally_step_still_runs(tmp_path: Path) -> 
     )
     assert statuses(outcome.steps) == [wire.ST_FAILED, wire.ST_SKIPPED, wire.ST_SUCCESS]
     assert outcome.status == wire.ST_FAILED
-    assert outcome.response_code == 0
+    assert outcome.response_code == 169  # the failing step's, not the finally step's
 
 
 def test_unknown_action_fails_its_step_with_a_clear_message(tmp_path: Path) -> None:

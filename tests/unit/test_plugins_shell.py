@@ -67,7 +67,8 @@ def test_exit_codes_as_ssm(tmp_path: Path, code: int, status: str, next_status: 
         assert f"exited with {code}" in second["stdout"]
     overall = wire.ST_FAILED if status == wire.ST_FAILED else wire.ST_SUCCESS
     assert outcome.status == overall
-    expected_code = code if next_status == wire.ST_SKIPPED else 0
+    # The first failing step's code, else the last step's that ran.
+    expected_code = code if status == wire.ST_FAILED or next_status == wire.ST_SKIPPED else 0
     assert outcome.response_code == expected_code
 
 
