@@ -34,7 +34,7 @@ def make_client(
         timeout=httpx.Timeout(10.0, read=read_timeout),
         headers={"user-agent": USER_AGENT},
         trust_env=True,
-        limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
     )
 
 

@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from agent import wire
 from control_plane.api.deps import CP, OperatorDep
 from control_plane.errors import NotFound
+from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
 
 
 class SendCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    targets: list[StrictStr] = Field(min_length=1, max_length=1000)
+    targets: list[StrictStr] = Field(min_length=1, max_length=MAX_SPECS)
     document: StrictStr = Field("AWS-RunShellScript", max_length=128)
     document_version: StrictStr | None = Field(None, max_length=64)
     parameters: dict[StrictStr, Any] = Field(default_factory=dict)

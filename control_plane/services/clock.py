@@ -13,4 +13,5 @@ system_clock: Clock = time.time
 def rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = dt.datetime.fromtimestamp(ts, dt.UTC)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")

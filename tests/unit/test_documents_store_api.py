@@ -145,7 +145,7 @@ def test_create_gives_version_one_as_the_default(run_api: RunApi) -> None:
 def _epoch(stamp: str) -> float:
     import datetime as dt
 
-    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+    return dt.datetime.fromisoformat(stamp).timestamp()
 
 
 def test_content_is_returned_exactly_as_uploaded_with_its_format(run_api: RunApi) -> None:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def rfc3339(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def test_create_list_show_delete(run_api: RunApi) -> None:

@@ -66,7 +66,7 @@ def test_heartbeat_updates_the_node(run_api: RunApi) -> None:
             "12",
         )
         assert shown["ip_addresses"] == ["10.0.0.7", "fe80::1"]
-        assert shown["boot_time"] == "2023-11-14T22:13:20Z"
+        assert shown["boot_time"] == "2023-11-14T22:13:20.000Z"
 
     run_api(scenario)
 
