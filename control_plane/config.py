@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,17 @@ class ServerConfig:
     max_request_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     poll_hold_seconds: float = 20.0
+    # Access control and audit (docs/security.md).
+    audit_retention: str = "365d"
+    audit_sign_interval_seconds: float = 3600.0
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 100
+    node_rate_limit_per_second: float = 10.0
+    node_rate_limit_burst: int = 50
+
+    @property
+    def audit_retention_seconds(self) -> float:
+        return duration_seconds(self.audit_retention)
 
     @property
     def ca_file(self) -> Path:
@@ -80,7 +92,23 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_request_bytes": (int,),
     "shutdown_grace_seconds": (int, float),
     "poll_hold_seconds": (int, float),
+    "audit_retention": (str,),
+    "audit_sign_interval_seconds": (int, float),
+    "rate_limit_per_second": (int, float),
+    "rate_limit_burst": (int,),
+    "node_rate_limit_per_second": (int, float),
+    "node_rate_limit_burst": (int,),
 }
+_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> float:
+    """``365d``, ``12h``, ``30m``, ``90s``."""
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise SetupError(f"invalid duration {text!r}: expected a number and s, m, h or d")
+    return float(int(match.group(1)) * _UNIT[match.group(2)])
 
 
 def load_config(data_dir: Path) -> ServerConfig:
@@ -116,6 +144,11 @@ def load_config(data_dir: Path) -> ServerConfig:
         raise SetupError(f"{path}: server.hostnames must be a list of names")
     if "listen" in values:
         parse_listen(values["listen"])
+    if "audit_retention" in values:
+        try:
+            duration_seconds(values["audit_retention"])
+        except SetupError as exc:
+            raise SetupError(f"{path}: server.audit_retention: {exc}") from None
     return ServerConfig(data_dir=data_dir, **values)
 
 

@@ -4,15 +4,18 @@ Every error that reaches an HTTP client maps to a stable code and status::
 
     CorralError                      500 internal
     ├── InvalidRequest               400 invalid_request
-    │   └── PayloadTooLarge          413 payload_too_large
+    │   ├── PayloadTooLarge          413 payload_too_large
+    │   └── PolicyError              400 invalid_request
     ├── Unauthorized                 401 unauthorized
     │   ├── TokenExpired             401 token_expired
     │   ├── NodeDeregistered         401 node_deregistered
     │   └── CredentialExpired        401 credential_expired
     ├── Forbidden                    403 forbidden
+    │   ├── OutOfScope               403 forbidden (targets outside the token's policies)
     │   └── ActivationInvalid        403 activation_invalid
     ├── NotFound                     404 not_found
     ├── Conflict                     409 conflict
+    ├── RateLimited                  429 rate_limited (+ Retry-After)
     ├── Timeout                      504 timeout
     └── SetupError                   (no HTTP: data dir, config, certificates)
 """
@@ -65,6 +68,14 @@ class Forbidden(CorralError):
     code = "forbidden"
 
 
+class OutOfScope(Forbidden):
+    """Some target nodes are outside the caller's policies (nothing was stored)."""
+
+    def __init__(self, nodes: list[str]) -> None:
+        super().__init__(f"{len(nodes)} target node(s) out of scope")
+        self.nodes = nodes
+
+
 class ActivationInvalid(Forbidden):
     code = wire.ERR_ACTIVATION_INVALID
 
@@ -90,3 +101,14 @@ class SetupError(CorralError):
 
 class PolicyError(InvalidRequest):
     """A policy document is malformed; the message names the statement and field."""
+
+
+class RateLimited(CorralError):
+    """Too many requests; ``retry_after`` whole seconds go out as the Retry-After header."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

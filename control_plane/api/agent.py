@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,7 +10,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from agent import wire
+from control_plane.api import audit_scope
+from control_plane.api.authz import client_ip, public
 from control_plane.api.deps import CP, NodeDep
+from control_plane.errors import Forbidden, Unauthorized
+from control_plane.services.audit import AuditEvent
 
 router = APIRouter(tags=["agent"])
 
@@ -53,25 +58,55 @@ class MessagesBody(BaseModel):
     messages: list[dict[str, Any]] = Field(max_length=wire.MAX_MESSAGES_PER_BATCH)
 
 
-@router.get(wire.ROUTE_CA)
+@router.get(wire.ROUTE_CA, dependencies=[public("the CA certificate; callers pin its hash")])
 async def ca(cp: CP) -> Response:
     """The CA certificate, unauthenticated: the caller checks it against its pinned hash."""
     return Response(cp.ca_pem, media_type="application/x-pem-file")
 
 
-@router.post(wire.ROUTE_REGISTER, status_code=201)
-async def register(body: RegisterBody, cp: CP) -> dict[str, Any]:
-    return await cp.registration.register(**body.model_dump())
+def _event(http: Request, action: str, resource: str, **fields: Any) -> AuditEvent:
+    return AuditEvent(
+        action=action,
+        resource=resource,
+        outcome="allowed",
+        source_ip=client_ip(http),
+        request_id=http.scope.get("state", {}).get("request_id"),
+        **fields,
+    )
 
 
-@router.post(wire.ROUTE_CHALLENGE)
+@router.post(
+    wire.ROUTE_REGISTER, status_code=201, dependencies=[public("proves an activation code")]
+)
+async def register(body: RegisterBody, request: Request, cp: CP) -> dict[str, Any]:
+    """Registration is audited with the change (the code itself never is)."""
+    event = _event(
+        request,
+        "nodes:Register",
+        f"activation/{body.activation_id}",
+        request={"activation_id": body.activation_id, "name": body.name, "hostname": body.hostname},
+    )
+    audit_scope.expect(event)
+    try:
+        return await cp.registration.register(**body.model_dump())
+    except Forbidden as exc:
+        await cp.audit.record_standalone(replace(event, outcome="denied", error=exc.message))
+        raise
+
+
+@router.post(wire.ROUTE_CHALLENGE, dependencies=[public("a nonce for the node's proof")])
 async def challenge(body: ChallengeBody, cp: CP) -> dict[str, Any]:
     return cp.registration.challenge(body.node_id)
 
 
-@router.post(wire.ROUTE_TOKEN)
-async def token(body: TokenBody, cp: CP) -> dict[str, Any]:
-    return await cp.registration.issue_token(**body.model_dump())
+@router.post(wire.ROUTE_TOKEN, dependencies=[public("proves possession of the node's key")])
+async def token(body: TokenBody, request: Request, cp: CP) -> dict[str, Any]:
+    try:
+        return await cp.registration.issue_token(**body.model_dump())
+    except Unauthorized as exc:  # a forged or replayed proof, or a deregistered node
+        event = _event(request, "agent:Authenticate", f"node/{body.node_id}")
+        await cp.audit.record_standalone(replace(event, outcome="denied", error=exc.message))
+        raise
 
 
 @router.post(wire.ROUTE_RENEW)

@@ -13,6 +13,8 @@ from agent import __version__, wire
 from control_plane.api import (
     activations,
     agent,
+    audit,
+    audit_scope,
     commands,
     documents,
     errors,
@@ -20,8 +22,10 @@ from control_plane.api import (
     groups,
     health,
     nodes,
+    tokens,
     webhooks,
 )
+from control_plane.api.audit_scope import AuditMiddleware
 from control_plane.api.limits import BodyLimitMiddleware
 from control_plane.api.request_log import RequestLogMiddleware
 from control_plane.services.hub import ControlPlane
@@ -38,7 +42,11 @@ def create_app(cp: ControlPlane) -> FastAPI:
             try:
                 yield
             finally:
+                # The periodic tasks end (their connections back in the pool) before the
+                # database closes: disposing an engine under a connection still checked out
+                # leaves that aiosqlite connection unclosed.
                 background.cancel()
+                await asyncio.wait([background])
                 await cp.stop()
 
     app = FastAPI(
@@ -51,10 +59,23 @@ def create_app(cp: ControlPlane) -> FastAPI:
     )
     app.state.control_plane = cp
     errors.install(app)
-    for module in (health, activations, nodes, agent, commands, groups, webhooks, events):
+    cp.db.before_commit = audit_scope.hook(cp.audit)
+    for module in (
+        health,
+        activations,
+        nodes,
+        agent,
+        commands,
+        groups,
+        webhooks,
+        events,
+        tokens,
+        audit,
+    ):
         app.include_router(module.router)
     app.include_router(documents.router)
 
+    app.add_middleware(AuditMiddleware, db=cp.db)
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,

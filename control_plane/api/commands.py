@@ -9,8 +9,9 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from agent import wire
-from control_plane.api.deps import CP, OperatorDep
-from control_plane.errors import NotFound
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
+from control_plane.errors import NotFound, OutOfScope
 from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
@@ -35,28 +36,51 @@ class CancelBody(BaseModel):
 
 
 @router.post("", status_code=201)
-async def send(body: SendCommand, cp: CP, op: OperatorDep) -> dict[str, Any]:
-    return await cp.commands.send(requested_by=op.name, **body.model_dump())
+async def send(
+    body: SendCommand, cp: CP, caller: Annotated[Caller, allow("commands:Send", "*")]
+) -> dict[str, Any]:
+    await caller.require("commands:Send", f"document/{body.document}")
+    try:
+        return await cp.commands.send(
+            requested_by=caller.operator.name,
+            authorize=lambda tags: caller.out_of_scope("commands:Send", tags),
+            **body.model_dump(),
+        )
+    except OutOfScope as exc:  # nothing was stored: record the refusal, then refuse
+        await caller.refuse_nodes("commands:Send", exc.nodes)
+        raise
 
 
 @router.get("")
 async def list_commands(
     cp: CP,
-    _op: OperatorDep,
+    caller: Annotated[Caller, allow("commands:List", "command/*")],
     status: Annotated[str | None, Query(max_length=32)] = None,
     node: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
-    return {"commands": await cp.commands.list_all(status, node)}
+    commands = await cp.commands.list_all(status, node)
+    return {
+        "commands": [
+            c for c in commands if caller.allowed("commands:List", f"command/{c['command_id']}")
+        ]
+    }
 
 
 @router.get("/{command_id}")
-async def show(command_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def show(
+    command_id: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("commands:Get", "command/{command_id}")],
+) -> dict[str, Any]:
     return await cp.commands.get(command_id)
 
 
 @router.post("/{command_id}/cancel")
 async def cancel(
-    command_id: str, cp: CP, _op: OperatorDep, body: CancelBody | None = None
+    command_id: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("commands:Cancel", "command/{command_id}")],
+    body: CancelBody | None = None,
 ) -> dict[str, Any]:
     return await cp.commands.cancel(command_id, (body.node_ids if body else None))
 
@@ -66,11 +90,13 @@ async def output(
     command_id: str,
     node_id: str,
     cp: CP,
-    _op: OperatorDep,
+    caller: Annotated[Caller, allow("commands:GetOutput", "command/{command_id}")],
     step: Annotated[str | None, Query(max_length=128)] = None,
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
 ) -> Response:
     """The step's full output from the blob store, else the (capped) record."""
+    tags = await cp.nodes.tags_of(node_id)
+    await caller.require("commands:GetOutput", f"node/{node_id}", tags)
     inv = await cp.commands.invocation(command_id, node_id)
     steps = inv["steps"]
     if not steps:

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from control_plane.api.deps import CP, OperatorDep
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -34,13 +35,19 @@ class DefaultVersion(BaseModel):
 
 
 @router.post("", status_code=201)
-async def create(body: CreateDocument, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def create(
+    body: CreateDocument,
+    cp: CP,
+    _caller: Annotated[Caller, allow("documents:Create", "document/*")],
+) -> dict[str, Any]:
     return await cp.documents.create(**body.model_dump())
 
 
 @router.get("")
 async def list_documents(
-    cp: CP, _op: OperatorDep, owner: Annotated[str | None, Query()] = None
+    cp: CP,
+    _caller: Annotated[Caller, allow("documents:List", "document/*")],
+    owner: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     return {"documents": await cp.documents.list_all(owner)}
 
@@ -49,7 +56,7 @@ async def list_documents(
 async def show(
     name: str,
     cp: CP,
-    _op: OperatorDep,
+    _caller: Annotated[Caller, allow("documents:Get", "document/{name}")],
     version: Annotated[str | None, Query()] = None,
     content: Annotated[bool, Query()] = False,
 ) -> dict[str, Any]:
@@ -57,22 +64,39 @@ async def show(
 
 
 @router.post("/{name}/versions", status_code=201)
-async def update(name: str, body: NewVersion, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def update(
+    name: str,
+    body: NewVersion,
+    cp: CP,
+    _caller: Annotated[Caller, allow("documents:Update", "document/{name}")],
+) -> dict[str, Any]:
     return await cp.documents.update(name=name, **body.model_dump())
 
 
 @router.get("/{name}/versions")
-async def versions(name: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def versions(
+    name: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("documents:ListVersions", "document/{name}")],
+) -> dict[str, Any]:
     return await cp.documents.versions(name)
 
 
 @router.put("/{name}/default")
-async def set_default(name: str, body: DefaultVersion, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def set_default(
+    name: str,
+    body: DefaultVersion,
+    cp: CP,
+    _caller: Annotated[Caller, allow("documents:SetDefault", "document/{name}")],
+) -> dict[str, Any]:
     return await cp.documents.set_default(name, str(body.version))
 
 
 @router.delete("/{name}")
 async def delete(
-    name: str, cp: CP, _op: OperatorDep, version: Annotated[str | None, Query()] = None
+    name: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("documents:Delete", "document/{name}")],
+    version: Annotated[str | None, Query()] = None,
 ) -> dict[str, Any]:
     return await cp.documents.delete(name, version)

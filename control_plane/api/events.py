@@ -14,7 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from control_plane.api.deps import CP, OperatorDep
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
 
 router = APIRouter(tags=["events"])
 
@@ -23,7 +24,9 @@ KEEPALIVE_SECONDS = 15.0
 
 @router.get("/v1/events", response_model=None)
 async def events(
-    cp: CP, _op: OperatorDep, command_id: Annotated[str | None, Query(max_length=64)] = None
+    cp: CP,
+    _caller: Annotated[Caller, allow("events:Subscribe", "*")],
+    command_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
     queue = cp.events.subscribe()
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from control_plane.api.deps import CP, OperatorDep
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 
@@ -20,21 +21,29 @@ class CreateGroup(BaseModel):
 
 
 @router.post("", status_code=201)
-async def create(body: CreateGroup, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def create(
+    body: CreateGroup, cp: CP, _caller: Annotated[Caller, allow("groups:Create", "group/*")]
+) -> dict[str, Any]:
     return await cp.groups.create(body.name, list(body.targets), body.description)
 
 
 @router.get("")
-async def list_groups(cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def list_groups(
+    cp: CP, _caller: Annotated[Caller, allow("groups:List", "group/*")]
+) -> dict[str, Any]:
     return {"groups": await cp.groups.list_all()}
 
 
 @router.get("/{name}")
-async def show(name: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def show(
+    name: str, cp: CP, _caller: Annotated[Caller, allow("groups:Get", "group/{name}")]
+) -> dict[str, Any]:
     return await cp.groups.get(name)
 
 
 @router.delete("/{name}")
-async def delete(name: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def delete(
+    name: str, cp: CP, _caller: Annotated[Caller, allow("groups:Delete", "group/{name}")]
+) -> dict[str, Any]:
     await cp.groups.delete(name)
     return {"deleted": name}

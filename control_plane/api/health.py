@@ -7,18 +7,21 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from control_plane.api.authz import public
 from control_plane.api.deps import CP
 from control_plane.api.errors import error_response
 
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[public("liveness probe; reveals nothing")])
 async def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz", response_model=None, dependencies=[public("readiness probe; reveals nothing")]
+)
 async def readyz(cp: CP) -> dict[str, Any] | JSONResponse:
     if not cp.ready:
         return error_response(503, "not_ready", "server is starting or shutting down")

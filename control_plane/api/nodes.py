@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from control_plane.api.deps import CP, OperatorDep
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
@@ -30,34 +31,58 @@ class PingBody(BaseModel):
 @router.get("")
 async def list_nodes(
     cp: CP,
-    _op: OperatorDep,
+    caller: Annotated[Caller, allow("nodes:List", "*")],
     filter: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
-    return {"nodes": await cp.nodes.list_all(filter or [])}
+    nodes = await cp.nodes.list_all(filter or [])
+    return {
+        "nodes": [
+            n
+            for n in nodes
+            if caller.allowed("nodes:List", f"node/{n['node_id']}", n.get("tags") or {})
+        ]
+    }
 
 
 @router.get("/{node_id}")
-async def show(node_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def show(
+    node_id: str, cp: CP, _caller: Annotated[Caller, allow("nodes:Get", "node/{node_id}")]
+) -> dict[str, Any]:
     return await cp.nodes.get(node_id)
 
 
 @router.post("/{node_id}/tags")
-async def tag(node_id: str, body: TagBody, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def tag(
+    node_id: str,
+    body: TagBody,
+    cp: CP,
+    _caller: Annotated[Caller, allow("nodes:Tag", "node/{node_id}")],
+) -> dict[str, Any]:
     return await cp.nodes.tag(node_id, dict(body.tags))
 
 
 @router.post("/{node_id}/untag")
-async def untag(node_id: str, body: UntagBody, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def untag(
+    node_id: str,
+    body: UntagBody,
+    cp: CP,
+    _caller: Annotated[Caller, allow("nodes:Untag", "node/{node_id}")],
+) -> dict[str, Any]:
     return await cp.nodes.untag(node_id, list(body.keys))
 
 
 @router.post("/{node_id}/ping")
 async def ping(
-    node_id: str, cp: CP, _op: OperatorDep, body: PingBody | None = None
+    node_id: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("nodes:Ping", "node/{node_id}")],
+    body: PingBody | None = None,
 ) -> dict[str, Any]:
     return await cp.nodes.ping(node_id, float((body or PingBody()).timeout_seconds))
 
 
 @router.post("/{node_id}/deregister")
-async def deregister(node_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def deregister(
+    node_id: str, cp: CP, _caller: Annotated[Caller, allow("nodes:Deregister", "node/{node_id}")]
+) -> dict[str, Any]:
     return await cp.nodes.deregister(node_id)

@@ -50,9 +50,15 @@ class RequestLogMiddleware:
             path = scope.get("path", "")
             level = logging.DEBUG if path.startswith(_QUIET_PREFIXES) else logging.INFO
             if log.isEnabledFor(level):
-                log.log(level, "request", extra={
-                    "request_id": request_id, "method": scope.get("method"), "path": path,
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - start) * 1000, 2),
-                    "identity": scope["state"].get("identity"),
-                })
+                log.log(
+                    level,
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": scope.get("method"),
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - start) * 1000, 2),
+                        "identity": scope["state"].get("identity"),
+                    },
+                )

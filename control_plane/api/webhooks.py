@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from control_plane.api.deps import CP, OperatorDep
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -20,16 +21,24 @@ class CreateWebhook(BaseModel):
 
 
 @router.post("", status_code=201)
-async def create(body: CreateWebhook, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def create(
+    body: CreateWebhook, cp: CP, _caller: Annotated[Caller, allow("webhooks:Create", "webhook/*")]
+) -> dict[str, Any]:
     return await cp.webhooks.create(body.url, body.events, body.secret)
 
 
 @router.get("")
-async def list_webhooks(cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def list_webhooks(
+    cp: CP, _caller: Annotated[Caller, allow("webhooks:List", "webhook/*")]
+) -> dict[str, Any]:
     return {"webhooks": await cp.webhooks.list_all()}
 
 
 @router.delete("/{webhook_id}")
-async def delete(webhook_id: str, cp: CP, _op: OperatorDep) -> dict[str, Any]:
+async def delete(
+    webhook_id: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("webhooks:Delete", "webhook/{webhook_id}")],
+) -> dict[str, Any]:
     await cp.webhooks.delete(webhook_id)
     return {"deleted": webhook_id}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,7 +17,7 @@ from agent import wire
 from agent.documents import resolve_parameters, ssm_references
 from agent.errors import DocumentError
 from agent.wire import Message
-from control_plane.errors import InvalidRequest, NotFound
+from control_plane.errors import InvalidRequest, NotFound, OutOfScope
 from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.dispatcher import Dispatcher
@@ -31,7 +32,11 @@ from control_plane.services.rate import (
 from control_plane.services.targets import check_specs, resolve
 from control_plane.services.validation import check_text
 from control_plane.store import commands as store
+from control_plane.store import nodes as node_store
 from control_plane.store.db import Database
+
+# The targets (node id -> tags) the sender may not run on; empty: all allowed.
+NodeCheck = Callable[[dict[str, dict[str, str]]], list[str]]
 
 log = logging.getLogger("corral.commands")
 
@@ -125,7 +130,10 @@ class CommandService:
         timeout_seconds: int = 3600,
         delivery_timeout_seconds: int = 600,
         comment: str = "",
+        authorize: NodeCheck | None = None,
     ) -> dict[str, Any]:
+        """``authorize`` sees every resolved target with its tags before anything is stored,
+        and refuses the whole command if any is out of the sender's scope."""
         specs = check_specs(targets)
         check_max_concurrency(max_concurrency)
         check_max_errors(max_errors)
@@ -169,6 +177,10 @@ class CommandService:
             node_ids = await resolve(conn, specs)
             if not node_ids:
                 raise InvalidRequest(f"the targets {' '.join(specs)} match no registered node")
+            if authorize is not None:
+                out = authorize(await node_store.tags_for(conn, node_ids))
+                if out:
+                    raise OutOfScope(out)
             row["target_count"] = len(node_ids)
             await store.insert(conn, row, node_ids, now)
         self._dispatcher.submit(row, node_ids)

@@ -15,9 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from agent import wire
 from control_plane.config import ServerConfig
+from control_plane.errors import CorralError
 from control_plane.security.ca import CertificateAuthority
 from control_plane.security.node_tokens import NodeTokenSigner
 from control_plane.services.activations import ActivationService
+from control_plane.services.audit import AuditService
 from control_plane.services.blobs import BlobStore
 from control_plane.services.channel import AgentChannel
 from control_plane.services.clock import Clock, system_clock
@@ -29,6 +31,7 @@ from control_plane.services.groups import GroupService
 from control_plane.services.nodes import NodeService
 from control_plane.services.operators import OperatorService
 from control_plane.services.presence import Presence
+from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
 from control_plane.services.webhooks import WebhookService
 from control_plane.store import messages
@@ -67,6 +70,13 @@ class ControlPlane:
         )
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock)
+        self.audit = AuditService(self.db, clock, config.data_dir)
+        self.rate_limits = RateLimits(
+            operator_rate=config.rate_limit_per_second,
+            operator_burst=config.rate_limit_burst,
+            node_rate=config.node_rate_limit_per_second,
+            node_burst=config.node_rate_limit_burst,
+        )
         self.ready = False
 
     async def start(self) -> None:
@@ -75,6 +85,8 @@ class ControlPlane:
             pending = await messages.nodes_with_pending(conn)
         self.presence.load(generations, pending)
         await self.dispatcher.load()
+        await self.operators.install_roles()
+        await self.audit.signing_key()  # made now (mode 0600), not in the first request
         self.ready = True
         log.info("control plane started", extra={"nodes": len(generations)})
 
@@ -84,6 +96,22 @@ class ControlPlane:
             tg.create_task(self._housekeeping(), name="housekeeping")
             tg.create_task(self.dispatcher.run(), name="dispatcher")
             tg.create_task(self.webhooks.run(), name="webhooks")
+            tg.create_task(self._audit_upkeep(), name="audit")
+
+    async def _audit_upkeep(self) -> None:
+        """Sign the chain's head every interval (CloudTrail's hourly digest) and prune entries
+        past the retention behind a signed checkpoint."""
+        while True:
+            await asyncio.sleep(self.config.audit_sign_interval_seconds)
+            try:
+                await self.audit.sign_checkpoint()
+                pruned = await self.audit.prune(self.config.audit_retention_seconds)
+                if pruned:
+                    log.info("audit entries past retention pruned", extra={"count": pruned})
+            except SQLAlchemyError as exc:
+                log.warning("audit upkeep failed; will retry", extra={"error": str(exc)[:200]})
+            except CorralError as exc:
+                log.error("audit upkeep refused", extra={"error": exc.message})
 
     async def _housekeeping(self) -> None:
         while True:
@@ -112,6 +140,10 @@ class ControlPlane:
     async def stop(self) -> None:
         self.begin_shutdown()
         await self.flush()
+        try:
+            await self.audit.sign_checkpoint()
+        except SQLAlchemyError as exc:
+            log.warning("could not sign the audit chain at shutdown", extra={"error": str(exc)})
         await self.db.close()
 
 

@@ -79,6 +79,11 @@ class NodeService:
         now = self._clock()
         return [self._view(r, tags[r["id"]], now) for r in rows]
 
+    async def tags_of(self, node_id: str) -> dict[str, str]:
+        """The node's tags (for authorization; an unknown node has none)."""
+        async with self._db.read() as conn:
+            return (await store.tags_for(conn, [node_id])).get(node_id, {})
+
     async def get(self, node_id: str, conn: AsyncConnection | None = None) -> dict[str, Any]:
         if conn is None:
             async with self._db.read() as read:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -62,9 +62,14 @@ def _close_orphan(task: asyncio.Future[Any]) -> None:
 _orphans: set[asyncio.Future[Any]] = set()
 
 
+BeforeCommit = Callable[[AsyncConnection], Awaitable[None]]
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
+        # Runs inside every write transaction just before it commits (the audit trail).
+        self.before_commit: BeforeCommit | None = None
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
@@ -79,12 +84,16 @@ class Database:
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 yield conn
+                if self.before_commit is not None:
+                    await self.before_commit(conn)
             return
         # SQLite has one writer at a time; a deferred transaction that reads and then writes
         # fails at once (SQLITE_BUSY) if another writer got in between.  Writers in this
         # process take turns instead; readers (WAL) never wait.
         async with self._write_lock, self.engine.begin() as conn:
             yield conn
+            if self.before_commit is not None:
+                await self.before_commit(conn)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -15,10 +15,22 @@ tokens = sa.Table(
     sa.Column("id", sa.String(40), primary_key=True),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("secret_digest", sa.String(64), nullable=False, unique=True),
-    sa.Column("role", sa.String(32), nullable=False),
+    # A role (the name of a stored policy) or a policy document of the token's own.
+    sa.Column("role", sa.String(32), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=True),
     sa.Column("revoked_at", sa.Float, nullable=True),
+    sa.Column("policy", sa.JSON, nullable=True),
+    sa.Column("created_by", sa.String(40), nullable=True),
+)
+
+policies = sa.Table(
+    "policies",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("document", sa.JSON, nullable=False),
+    sa.Column("builtin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", sa.Float, nullable=False),
 )
 
 activations = sa.Table(

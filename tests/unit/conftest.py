@@ -24,6 +24,7 @@ from control_plane.api.app import create_app
 from control_plane.config import load_config
 from control_plane.datadir import init_data_dir
 from control_plane.services.hub import ControlPlane
+from control_plane.services.ratelimit import RateLimits
 
 T = TypeVar("T")
 RunApi = Callable[[Callable[["Api"], Awaitable[Any]]], Any]
@@ -171,6 +172,8 @@ def run_api(server_dir: ServerDir, clock: FakeClock) -> Iterator[RunApi]:
     def run(scenario: Callable[[Api], Awaitable[T]]) -> T:
         async def main() -> T:
             cp = ControlPlane(load_config(server_dir.path), clock=clock)
+            # Tests send many bad tokens in a row; test_authz_limits.py turns the slow-down on.
+            cp.rate_limits = RateLimits(auth_base_delay=0, clock=clock)
             app = create_app(cp)
             failure: Exception | None = None
             async with app.router.lifespan_context(app):

@@ -1,0 +1,78 @@
+"""/v1/audit: the audit trail: search, export (JSON Lines), verify, the signing key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
+from control_plane.security.audit_chain import public_key_pem
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+Since = Annotated[float | None, Query(ge=0, le=1e11)]
+
+
+@router.get("")
+async def list_entries(
+    cp: CP,
+    _caller: Annotated[Caller, allow("audit:List", "audit/*")],
+    since: Since = None,
+    until: Since = None,
+    identity: Annotated[str | None, Query(max_length=256)] = None,
+    action: Annotated[str | None, Query(max_length=128)] = None,
+    resource: Annotated[str | None, Query(max_length=2048)] = None,
+    outcome: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=20)] = None,
+) -> dict[str, Any]:
+    page = await cp.audit.list_entries(
+        since=since,
+        until=until,
+        identity=identity,
+        action=action,
+        resource=resource,
+        outcome=outcome,
+        limit=limit,
+        cursor=cursor,
+    )
+    return {"entries": page.entries, "next_cursor": page.next_cursor}
+
+
+@router.get("/export", response_model=None)
+async def export(
+    cp: CP,
+    _caller: Annotated[Caller, allow("audit:Export", "audit/*", audit=True)],
+    since: Since = None,
+    until: Since = None,
+) -> StreamingResponse:
+    return StreamingResponse(cp.audit.export(since, until), media_type="application/jsonl")
+
+
+@router.get("/verify")
+async def verify(
+    cp: CP,
+    _caller: Annotated[Caller, allow("audit:Verify", "audit/*")],
+    since: Since = None,
+    until: Since = None,
+) -> dict[str, Any]:
+    result = await cp.audit.verify(since, until)
+    return {
+        "ok": result.ok,
+        "checked": result.checked,
+        "checkpoints": result.checkpoints,
+        "first_bad_seq": result.first_bad_seq,
+        "reason": result.reason,
+    }
+
+
+@router.get("/public-key", response_model=None)
+async def public_key(
+    cp: CP, _caller: Annotated[Caller, allow("audit:Verify", "audit/*")]
+) -> PlainTextResponse:
+    """The key that signs checkpoints (``audit.pub``), for ``corral audit verify --file``."""
+    key = await cp.audit.signing_key()
+    return PlainTextResponse(public_key_pem(key.public_key).decode())

@@ -1,0 +1,232 @@
+"""Who may call what: every route declares its action and resource here, in one place.
+
+An operator route takes ``caller: Annotated[Caller, Allow("nodes:Tag", "node/{node_id}")]``:
+the dependency authenticates the bearer token (slowing down a source address that keeps
+failing), applies the token's rate limit, evaluates its policies (IAM's rules, with the
+request's context: source IP, time, token, the node's tags for ``node/`` resources), records
+a denied call in the audit trail, and marks a call that changes something for the audit trail
+(written in the same transaction as the change; see control_plane/api/audit_scope.py).
+
+Routes that are not an operator's declare that too: ``Public("why")`` (health, the CA
+certificate, registration with an activation code) or the node dependency (agent routes).
+tests/unit/test_authz_routes.py walks every route and fails on one that declares nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import string
+from typing import Any
+
+from fastapi import Depends, Request
+
+from control_plane.api import audit_scope
+from control_plane.api.deps import CP, bearer
+from control_plane.errors import Forbidden, RateLimited, Unauthorized
+from control_plane.security.actions import ACTIONS
+from control_plane.security.policy import Context, Decision, evaluate
+from control_plane.security.policy_conditions import ContextValue
+from control_plane.services.audit import AuditEvent
+from control_plane.services.hub import ControlPlane
+from control_plane.services.operators import Operator
+from control_plane.services.ratelimit import retry_after
+
+MAX_AUDITED_BODY = 64 * 1024
+
+
+class Caller:
+    """An authenticated operator and the context of this request."""
+
+    def __init__(
+        self,
+        cp: ControlPlane,
+        operator: Operator,
+        context: dict[str, ContextValue],
+        ip: str,
+        request_id: str | None,
+    ) -> None:
+        self.cp = cp
+        self.operator = operator
+        self.context = context
+        self.ip = ip
+        self.request_id = request_id
+        self.request_summary: dict[str, Any] | None = None
+
+    def decide(self, action: str, resource: str, tags: dict[str, str] | None = None) -> Decision:
+        context: Context = self.context
+        if tags:
+            context = {**self.context, **{f"node:tag/{k}": v for k, v in tags.items()}}
+        return evaluate(self.operator.policies, action, resource, context)
+
+    def allowed(self, action: str, resource: str, tags: dict[str, str] | None = None) -> bool:
+        return self.decide(action, resource, tags).allowed
+
+    async def require(self, action: str, resource: str, tags: dict[str, str] | None = None) -> None:
+        decision = self.decide(action, resource, tags)
+        if not decision.allowed:
+            await self.denied(action, resource, decision.describe())
+
+    def out_of_scope(self, action: str, tags_by_node: dict[str, dict[str, str]]) -> list[str]:
+        """The nodes this caller may not ``action`` (checked with each node's tags)."""
+        return [
+            node
+            for node, tags in sorted(tags_by_node.items())
+            if not self.allowed(action, f"node/{node}", tags)
+        ]
+
+    async def refuse_nodes(self, action: str, out: list[str]) -> None:
+        more = f" and {len(out) - 20} more" if len(out) > 20 else ""
+        why = f"{len(out)} target node(s) out of scope: {', '.join(out[:20])}{more}"
+        await self.denied(action, "node/" + (out[0] if len(out) == 1 else "*"), why)
+
+    async def denied(self, action: str, resource: str, why: str) -> None:
+        op = self.operator
+        await self.cp.audit.record_standalone(
+            AuditEvent(
+                action=action,
+                resource=resource,
+                outcome="denied",
+                identity_type="token",
+                identity_id=op.token_id,
+                identity_name=op.name,
+                source_ip=self.ip,
+                request=self.request_summary,
+                error=why[:500],
+                request_id=self.request_id,
+            )
+        )
+        raise Forbidden(f"{op.name} ({op.token_id}) may not {action} on {resource}: {why}")
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "0.0.0.0"
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+async def _request_summary(request: Request) -> dict[str, Any]:
+    """What the audit entry says was asked: path and query parameters, and the JSON body
+    (secrets are redacted by the audit service)."""
+    summary: dict[str, Any] = dict(request.path_params)
+    if request.query_params:
+        summary["query"] = dict(request.query_params)
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        length = int(request.headers.get("content-length") or 0)
+        if 0 < length <= MAX_AUDITED_BODY and "json" in request.headers.get("content-type", ""):
+            try:
+                summary["body"] = json.loads(await request.body())
+            except ValueError:
+                summary["body"] = "(not JSON)"
+    return summary
+
+
+async def authenticate(request: Request, cp: ControlPlane, action: str) -> Operator:
+    """The token's operator, or 401 (recorded, and the source address slowed down)."""
+    ip = client_ip(request)
+    limits = cp.rate_limits
+    wait = limits.auth.check(ip)
+    if wait > 0:
+        raise RateLimited("too many failed authentications from this address", retry_after(wait))
+    try:
+        operator = await cp.operators.authenticate(bearer(request))
+    except Unauthorized as exc:
+        limits.auth.failed(ip)
+        await cp.audit.record_standalone(
+            AuditEvent(
+                action=action,
+                resource=request.url.path[:200],
+                outcome="denied",
+                source_ip=ip,
+                error=exc.message,
+                request_id=request.scope.get("state", {}).get("request_id"),
+            )
+        )
+        raise
+    limits.auth.succeeded(ip)
+    wait = limits.operator(operator.token_id)
+    if wait > 0:
+        raise RateLimited(f"rate limit of token {operator.token_id} exceeded", retry_after(wait))
+    request.state.identity = operator.name
+    return operator
+
+
+class Allow:
+    """Dependency: the caller must be allowed ``action`` on ``resource``.
+
+    ``resource`` may name path parameters (``node/{node_id}``); ``"*"`` leaves the check of
+    each item to the route (lists, and targets resolved later, such as a command's nodes).
+    ``audit`` forces an audit entry for a read (``audit_as`` renames the action in it).
+    """
+
+    def __init__(
+        self, action: str, resource: str = "*", *, audit: bool = False, audit_as: str = ""
+    ) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        self.action = action
+        self.resource = resource
+        self.audited = audit or not ACTIONS[action].read_only
+        self.audit_as = audit_as or action
+        self._fields = [f for _, f, _, _ in string.Formatter().parse(resource) if f]
+
+    async def __call__(self, request: Request, cp: CP) -> Caller:
+        operator = await authenticate(request, cp, self.action)
+        ip = client_ip(request)
+        context: dict[str, ContextValue] = {
+            "current_time": dt.datetime.fromtimestamp(cp.clock(), dt.UTC),
+            "secure_transport": request.url.scheme == "https",
+            "token:id": operator.token_id,
+            "token:name": operator.name,
+        }
+        address = _ip(ip)
+        if address is not None:
+            context["source_ip"] = address
+        request_id = request.scope.get("state", {}).get("request_id")
+        caller = Caller(cp, operator, context, ip, request_id)
+        caller.request_summary = await _request_summary(request)
+        resource = self.resource.format(**{f: request.path_params.get(f, "") for f in self._fields})
+        tags = None
+        if resource.startswith("node/") and resource != "node/*":
+            tags = await cp.nodes.tags_of(resource.removeprefix("node/"))
+        await caller.require(self.action, resource, tags)
+        if self.audited:
+            audit_scope.expect(
+                AuditEvent(
+                    action=self.audit_as,
+                    resource=resource,
+                    outcome="allowed",
+                    identity_type="token",
+                    identity_id=operator.token_id,
+                    identity_name=operator.name,
+                    source_ip=ip,
+                    request=caller.request_summary,
+                    request_id=request_id,
+                )
+            )
+        return caller
+
+
+class Public:
+    """Dependency: a route anyone may call, and why (checked by the route-walk test)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def __call__(self) -> None:
+        return None
+
+
+def allow(action: str, resource: str = "*", **kw: Any) -> Any:
+    """``caller: Annotated[Caller, allow(...)]`` for brevity in route signatures."""
+    return Depends(Allow(action, resource, **kw))
+
+
+def public(reason: str) -> Any:
+    return Depends(Public(reason))
