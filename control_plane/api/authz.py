@@ -160,18 +160,26 @@ async def authenticate(request: Request, cp: ControlPlane, action: str) -> Opera
 class Allow:
     """Dependency: the caller must be allowed ``action`` on ``resource``.
 
-    ``resource`` may name path parameters (``node/{node_id}``); ``"*"`` leaves the check of
-    each item to the route (lists, and targets resolved later, such as a command's nodes).
-    ``audit`` forces an audit entry for a read (``audit_as`` renames the action in it).
+    ``resource`` may name path parameters (``node/{node_id}``).  ``per_item`` leaves the
+    whole check to the route, item by item: a list shows what the caller may see, a command
+    is checked on each resolved target.  ``audit`` forces an audit entry for a read
+    (``audit_as`` renames the action in it).
     """
 
     def __init__(
-        self, action: str, resource: str = "*", *, audit: bool = False, audit_as: str = ""
+        self,
+        action: str,
+        resource: str = "*",
+        *,
+        per_item: bool = False,
+        audit: bool = False,
+        audit_as: str = "",
     ) -> None:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
         self.action = action
         self.resource = resource
+        self.per_item = per_item
         self.audited = audit or not ACTIONS[action].read_only
         self.audit_as = audit_as or action
         self._fields = [f for _, f, _, _ in string.Formatter().parse(resource) if f]
@@ -192,10 +200,11 @@ class Allow:
         caller = Caller(cp, operator, context, ip, request_id)
         caller.request_summary = await _request_summary(request)
         resource = self.resource.format(**{f: request.path_params.get(f, "") for f in self._fields})
-        tags = None
-        if resource.startswith("node/") and resource != "node/*":
-            tags = await cp.nodes.tags_of(resource.removeprefix("node/"))
-        await caller.require(self.action, resource, tags)
+        if not self.per_item:
+            tags = None
+            if resource.startswith("node/") and resource != "node/*":
+                tags = await cp.nodes.tags_of(resource.removeprefix("node/"))
+            await caller.require(self.action, resource, tags)
         if self.audited:
             audit_scope.expect(
                 AuditEvent(

@@ -37,7 +37,7 @@ class CancelBody(BaseModel):
 
 @router.post("", status_code=201)
 async def send(
-    body: SendCommand, cp: CP, caller: Annotated[Caller, allow("commands:Send", "*")]
+    body: SendCommand, cp: CP, caller: Annotated[Caller, allow("commands:Send", per_item=True)]
 ) -> dict[str, Any]:
     await caller.require("commands:Send", f"document/{body.document}")
     try:
@@ -54,7 +54,7 @@ async def send(
 @router.get("")
 async def list_commands(
     cp: CP,
-    caller: Annotated[Caller, allow("commands:List", "command/*")],
+    caller: Annotated[Caller, allow("commands:List", per_item=True)],
     status: Annotated[str | None, Query(max_length=32)] = None,
     node: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
@@ -85,7 +85,11 @@ async def cancel(
     return await cp.commands.cancel(command_id, (body.node_ids if body else None))
 
 
-@router.get("/{command_id}/invocations/{node_id}/output", response_model=None)
+@router.get(
+    "/{command_id}/invocations/{node_id}/output",
+    response_model=None,
+    response_class=PlainTextResponse,
+)
 async def output(
     command_id: str,
     node_id: str,

@@ -31,7 +31,7 @@ class PingBody(BaseModel):
 @router.get("")
 async def list_nodes(
     cp: CP,
-    caller: Annotated[Caller, allow("nodes:List", "*")],
+    caller: Annotated[Caller, allow("nodes:List", per_item=True)],
     filter: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
     nodes = await cp.nodes.list_all(filter or [])

@@ -83,7 +83,7 @@ async def create_token(
 
 @router.get("/v1/tokens")
 async def list_tokens(
-    cp: CP, caller: Annotated[Caller, allow("tokens:List", "token/*")]
+    cp: CP, caller: Annotated[Caller, allow("tokens:List", per_item=True)]
 ) -> dict[str, Any]:
     tokens = await cp.operators.list_tokens()
     return {
