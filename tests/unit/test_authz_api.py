@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from agent import wire
+from agent.identity import NodeKey
 from control_plane.services.ratelimit import RateLimits
 from tests.unit.conftest import Api, RunApi, ServerDir, assert_error
 
@@ -255,5 +257,26 @@ def test_rate_limits_answer_429_with_retry_after(run_api: RunApi) -> None:
         assert (await api.client.get("/v1/nodes", headers=bad)).status_code == 401
         again = await api.client.get("/v1/nodes", headers=api.admin)
         assert again.status_code == 429 and again.headers["retry-after"] == "4"
+
+    run_api(scenario)
+
+
+def test_a_forged_node_proof_is_refused_and_audited(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        nonce = (await api.challenge(node.node_id)).json()["nonce"]
+        forged = await api.token_request(node.node_id, NodeKey.generate(), nonce)
+        assert forged.status_code == 401
+        replayed = await api.token_request(node.node_id, node.key, nonce)
+        assert replayed.status_code in (200, 401)
+        again = await api.token_request(node.node_id, node.key, nonce)
+        assert again.status_code == 401  # a nonce answers once
+        entries = await audit(api, action="agent:Authenticate")
+        assert len(entries) >= 2 and {e["resource"] for e in entries} == {f"node/{node.node_id}"}
+        garbage = await api.client.post(
+            wire.ROUTE_POLL, json={}, headers={"authorization": "Bearer not-a-node-token"}
+        )
+        assert garbage.status_code == 401
+        assert await audit(api, action="agent:Authenticate", resource=wire.ROUTE_POLL)
 
     run_api(scenario)
