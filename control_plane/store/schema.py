@@ -181,8 +181,9 @@ webhook_deliveries = sa.Table(
     ),
     sa.Column("event", sa.JSON, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("next_attempt_at", sa.Float, nullable=False, index=True),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
     sa.Column("last_error", sa.String(256), nullable=True),
+    sa.Index("ix_webhook_deliveries_next", "next_attempt_at"),
 )
 
 # Documents ---------------------------------------------------------------------------------
@@ -279,4 +280,47 @@ audit_checkpoints = sa.Table(
     sa.Column("public_key", sa.String(64), nullable=False),
     sa.Column("signature", sa.String(128), nullable=False),
     sa.Index("ix_audit_checkpoints_seq_upto", "seq_upto"),
+)
+
+parameters = sa.Table(
+    "parameters",
+    metadata,
+    sa.Column("name", sa.String(1011), primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("tier", sa.String(16), nullable=False),
+    sa.Column("data_type", sa.String(32), nullable=False),
+    sa.Column("description", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("allowed_pattern", sa.String(1024), nullable=True),
+    sa.Column("policies", sa.JSON, nullable=False),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_modified_at", sa.Float, nullable=False),
+    sa.Column("last_modified_by", sa.String(128), nullable=False),
+)
+
+# One row per version; a SecureString's value is its envelope (JSON text), never plaintext.
+parameter_versions = sa.Table(
+    "parameter_versions",
+    metadata,
+    sa.Column("name", sa.String(1011), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("description", sa.String(1024), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=False),
+)
+
+# When each parameter policy fires next (parameter.expired, *_notification); fired_at marks
+# it done so a restart does not fire it twice.
+parameter_schedule = sa.Table(
+    "parameter_schedule",
+    metadata,
+    sa.Column("name", sa.String(1011), primary_key=True),
+    sa.Column("event", sa.String(64), primary_key=True),
+    sa.Column("fire_at", sa.Float, nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=True),
+    sa.Index("ix_parameter_schedule_due", "fired_at", "fire_at"),
 )
