@@ -2,14 +2,20 @@
 
 Import it lazily (inside the command that needs it): httpx costs a good part of the startup
 budget.  Every failure leaves as an :mod:`errors` exception; httpx's never escape.
+
+A ``429`` whose ``Retry-After`` is at most :data:`MAX_RETRY_AFTER` seconds is waited out and
+the request sent again, up to :data:`RETRIES_ON_429` times (the server refused it before doing
+anything, so a POST is safe to repeat).  A stream is retried only before its body starts.
 """
 
 from __future__ import annotations
 
+import email.utils
 import re
 import ssl
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +38,8 @@ if TYPE_CHECKING:
 USER_AGENT = f"corral-cli/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+MAX_RETRY_AFTER = 10.0
+RETRIES_ON_429 = 2
 
 
 def ssl_context(ca_file: str | None = None, *, ca_data: str | None = None) -> ssl.SSLContext:
@@ -75,12 +83,15 @@ class ApiClient:
         ca_data: str | None = None,
         transport: httpx.BaseTransport | None = None,
         insecure: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Trust only ``ca_file`` (or the PEM text ``ca_data``); ``insecure`` trusts anything.
 
         ``transport`` replaces the network (tests); TLS is then the transport's business.
+        ``sleep`` waits out a ``Retry-After``.
         """
         self.url = url.rstrip("/")
+        self._sleep = sleep
         headers = {"user-agent": USER_AGENT, "accept": "application/json"}
         if token:
             headers["authorization"] = f"Bearer {token}"
@@ -139,13 +150,20 @@ class ApiClient:
     def stream(self, path: str, *, params: Any = None) -> Iterator[bytes]:
         """A GET whose body is read in chunks as it arrives (output blobs, event streams)."""
         try:
-            with self._http.stream(
-                "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
-            ) as response:
-                if not response.is_success:
-                    response.read()
-                    raise _api_error(response)
-                yield from response.iter_bytes()
+            for attempt in range(RETRIES_ON_429 + 1):
+                with self._http.stream(
+                    "GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)
+                ) as response:
+                    if not response.is_success:
+                        response.read()
+                        delay = retry_delay(response) if attempt < RETRIES_ON_429 else None
+                        if delay is None:
+                            raise _api_error(response)
+                    else:
+                        # Once a byte is out, never again: the caller has already used it.
+                        yield from response.iter_bytes()
+                        return
+                self._sleep(delay)
         except httpx.HTTPError as exc:
             raise ConnectionFailed(self.url, describe(exc, None)) from exc
 
@@ -184,16 +202,45 @@ class ApiClient:
         timeout: float | None = None,
     ) -> httpx.Response:
         request_timeout = DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout)
-        try:
-            response = self._http.request(
-                method, path, params=params, json=body, timeout=request_timeout
-            )
-        except httpx.HTTPError as exc:
-            limit = timeout if timeout is not None else DEFAULT_TIMEOUT.read
-            raise ConnectionFailed(self.url, describe(exc, limit)) from exc
+        for attempt in range(RETRIES_ON_429 + 1):
+            try:
+                response = self._http.request(
+                    method, path, params=params, json=body, timeout=request_timeout
+                )
+            except httpx.HTTPError as exc:
+                limit = timeout if timeout is not None else DEFAULT_TIMEOUT.read
+                raise ConnectionFailed(self.url, describe(exc, limit)) from exc
+            delay = retry_delay(response) if attempt < RETRIES_ON_429 else None
+            if delay is None:
+                break
+            self._sleep(delay)
         if not response.is_success:
             raise _api_error(response)
         return response
+
+
+def retry_delay(response: httpx.Response, now: float | None = None) -> float | None:
+    """How long to wait before sending a rate-limited request again; None: do not.
+
+    ``Retry-After`` is seconds or an HTTP date; a wait over :data:`MAX_RETRY_AFTER` is left
+    to the user (the error says how long).
+    """
+    if response.status_code != 429:
+        return None
+    value = response.headers.get("retry-after", "").strip()
+    try:
+        delay = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        delay = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not 0 <= delay <= MAX_RETRY_AFTER:  # also refuses nan
+        return None
+    return delay
 
 
 def _api_error(response: httpx.Response) -> ApiError:
@@ -202,6 +249,9 @@ def _api_error(response: httpx.Response) -> ApiError:
         error = response.json()["error"]
         code, message = error["code"], error["message"]
         if isinstance(code, str) and isinstance(message, str):
+            wait = response.headers.get("retry-after", "").strip()
+            if response.status_code == 429 and wait.isdigit():
+                message = f"{message}; retry in {wait} s"
             return ApiError(response.status_code, code, message)
     except (ValueError, KeyError, TypeError):
         pass

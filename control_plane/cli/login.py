@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 import click
 
 from control_plane.cli.context import Runtime, output_option, pass_runtime
-from control_plane.cli.errors import ApiError, CaHashMismatch, LoginRefused
+from control_plane.cli.errors import ApiError, CaHashMismatch, LoginRefused, one_line
 from control_plane.cli.output import emit_message
 from control_plane.cli.profiles import DEFAULT_PROFILE, PROFILE_NAME_RE
 
 CA_ROUTE = "/v1/agent/ca"
+LOGIN_ROUTE = "/v1/login"
 _CA_HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -90,7 +91,7 @@ def login(
     config = rt.config_path
 
     ca_pem = _fetch_pinned_ca(rt, url, ca_hash) if ca_hash else None
-    _check_token(rt, url, token, ca_file=ca_file, ca_data=ca_pem)
+    identity = _check_token(rt, url, token, ca_file=ca_file, ca_data=ca_pem)
 
     from control_plane.cli.profiles import ca_path_for, save_profile, write_private
 
@@ -100,8 +101,9 @@ def login(
         ca_file = str(saved_ca.resolve())
     assert ca_file is not None
     path = save_profile(name, url=url, token=token, ca_file=ca_file, path=config)
+    who = f" as {identity}" if identity else ""
     emit_message(
-        f"Logged in to {url}; profile '{name}' saved in {path} and selected.",
+        f"Logged in to {url}{who}; profile '{name}' saved in {path} and selected.",
         {"profile": name, "url": url, "ca_file": ca_file, "config_file": str(Path(path))},
         output,
     )
@@ -128,13 +130,18 @@ def _fetch_pinned_ca(rt: Runtime, url: str, expected: str) -> str:
 
 def _check_token(
     rt: Runtime, url: str, token: str, *, ca_file: str | None, ca_data: str | None
-) -> None:
+) -> str | None:
+    """``POST /v1/login`` (which the server audits); the token's name, if the answer has it."""
     from control_plane.cli.client import ApiClient
 
     with ApiClient(url, token, ca_file=ca_file, ca_data=ca_data, transport=rt.transport) as api:
         try:
-            api.get("/v1/nodes")
+            answer = api.post(LOGIN_ROUTE)
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise LoginRefused(f"{url} refused the token: {exc.message}") from exc
             raise
+    name = answer.get("name") if isinstance(answer, dict) else None
+    if not isinstance(name, str):
+        return None
+    return one_line(name) or None

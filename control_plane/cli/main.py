@@ -24,6 +24,7 @@ import click
 
 from control_plane import __version__
 from control_plane.cli.activations import activations
+from control_plane.cli.audit import audit
 from control_plane.cli.commands import commands
 from control_plane.cli.completion import COMPLETE_VAR, PROG_NAME, completion, install_callback
 from control_plane.cli.context import Runtime
@@ -33,6 +34,7 @@ from control_plane.cli.groups import groups
 from control_plane.cli.login import login
 from control_plane.cli.nodes import nodes
 from control_plane.cli.run import run
+from control_plane.cli.tokens import policies, tokens, whoami
 from control_plane.cli.webhooks import webhooks
 
 
@@ -145,6 +147,10 @@ cli.add_command(run)
 cli.add_command(commands)
 cli.add_command(groups)
 cli.add_command(webhooks)
+cli.add_command(tokens)
+cli.add_command(whoami)
+cli.add_command(policies)
+cli.add_command(audit)
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class FakeServer:
-    """Serves ``ca_pem`` at /v1/agent/ca and accepts only ``token`` on /v1/nodes."""
+    """Serves ``ca_pem`` at /v1/agent/ca and accepts only ``token`` on /v1/login."""
 
     def __init__(self, ca_pem: str, token: str = "crl_good") -> None:
         self.ca_pem, self.token = ca_pem, token
@@ -97,7 +97,9 @@ class FakeServer:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             envelope = {"error": {"code": "unauthorized", "message": "invalid operator token"}}
             return httpx.Response(401, json=envelope)
-        return httpx.Response(200, json={"nodes": []})
+        if (request.method, request.url.path) != ("POST", "/v1/login"):
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "no"}})
+        return httpx.Response(200, json={"token_id": "tok-1", "name": "ci", "role": "admin"})
 
 
 def login(server: Handler, *args: str) -> Result:
@@ -123,7 +125,7 @@ def test_login_with_matching_hash_saves_the_ca_and_the_profile(config: Path, ca:
     assert cfg.profiles["lab"].url == URL
     assert cfg.profiles["lab"].token == "crl_good"
     assert cfg.profiles["lab"].ca_file == str(saved_ca)
-    assert [r.url.path for r in server.requests] == ["/v1/agent/ca", "/v1/nodes"]
+    assert [r.url.path for r in server.requests] == ["/v1/agent/ca", "/v1/login"]
 
 
 def test_login_hash_is_case_insensitive(config: Path, ca: CA) -> None:
@@ -178,7 +180,7 @@ def test_login_with_ca_file_stores_its_absolute_path(
 
     assert result.exit_code == 0, result.output
     assert load_config(config).profiles["default"].ca_file == str(tmp_path / "ca.pem")
-    assert [r.url.path for r in server.requests] == ["/v1/nodes"]
+    assert [r.url.path for r in server.requests] == ["/v1/login"]
 
 
 def test_login_reads_the_token_from_stdin(config: Path, ca: CA, tmp_path: Path) -> None:
