@@ -112,3 +112,21 @@ class RateLimited(CorralError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = max(1, retry_after)
+
+
+class KeyRingError(SetupError):
+    """The key ring is missing, malformed, too open, or lacks the key a value was sealed with."""
+
+    code = "key_ring"
+
+
+class DecryptionFailed(SetupError):
+    """A SecureString blob does not verify: tampered, truncated or stored under another name."""
+
+    code = "decryption_failed"
+
+
+class ParameterMaxVersionLimitExceeded(Conflict):
+    """A put would drop the oldest of 100 versions, but that version still carries labels."""
+
+    code = "parameter_max_version_limit_exceeded"
