@@ -160,7 +160,7 @@ def _check_kind(content: dict[str, Any]) -> None:
     steps = content.get("mainSteps")
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         action = step.get("action") if isinstance(step, dict) else None
-        if action in AUTOMATION_ACTIONS:
+        if isinstance(action, str) and action in AUTOMATION_ACTIONS:
             why = f"{action} is an Automation action"
             raise _wrong_type("an Automation runbook", why, f"mainSteps[{i}].action")
 

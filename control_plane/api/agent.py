@@ -58,10 +58,18 @@ class MessagesBody(BaseModel):
     messages: list[dict[str, Any]] = Field(max_length=wire.MAX_MESSAGES_PER_BATCH)
 
 
-@router.get(wire.ROUTE_CA, dependencies=[public("the CA certificate; callers pin its hash")])
-async def ca(cp: CP) -> Response:
+class PemResponse(Response):
+    media_type = "application/x-pem-file"
+
+
+@router.get(
+    wire.ROUTE_CA,
+    response_class=PemResponse,
+    dependencies=[public("the CA certificate; callers pin its hash")],
+)
+async def ca(cp: CP) -> PemResponse:
     """The CA certificate, unauthenticated: the caller checks it against its pinned hash."""
-    return Response(cp.ca_pem, media_type="application/x-pem-file")
+    return PemResponse(cp.ca_pem)
 
 
 def _event(http: Request, action: str, resource: str, **fields: Any) -> AuditEvent:
