@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -110,6 +111,73 @@ def dev(data_dir: Path, listen: str) -> None:
     from control_plane.dev import run_dev
 
     run_dev(data_dir.resolve(), listen)
+
+
+@cli.group()
+def keys() -> None:
+    """The SecureString key ring (keyring.json in the data dir, mode 0600, or CORRAL_KEYRING /
+    CORRAL_KEYRING_FILE)."""
+
+
+@keys.command("list")
+@DATA_DIR
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def keys_list(data_dir: Path, output: str) -> None:
+    """The keys (never their material): which is current, which are retired."""
+    from control_plane.security.keyring import KeyRing
+
+    ring = KeyRing.load(data_dir.resolve())
+    listed = ring.list()
+    if output == "json":
+        click.echo(json.dumps(listed, indent=2, default=str))
+        return
+    if not listed:
+        click.echo(f"no keys ({ring.source}); create one with: corral-server keys create")
+    for key in listed:
+        mark = "current" if key["current"] else key["state"]
+        click.echo(f"{key['key_id']}  {key['created_at']}  {mark}")
+
+
+@keys.command("create")
+@DATA_DIR
+def keys_create(data_dir: Path) -> None:
+    """Add a new key and make it current (older keys stay for reading)."""
+    from control_plane.security.keyring import KeyRing
+
+    key = KeyRing.load(data_dir.resolve()).create()
+    click.echo(f"created key {key.key_id}; new SecureString values use it")
+
+
+@keys.command("rotate")
+@DATA_DIR
+@click.option("--rewrap", is_flag=True, help="Re-wrap every stored value's data key too.")
+def keys_rotate(data_dir: Path, rewrap: bool) -> None:
+    """A new current key; old values stay readable (with --rewrap, moved to the new key)."""
+    import asyncio
+
+    from control_plane.config import load_config
+    from control_plane.security.keyring import KeyRing
+
+    config = load_config(data_dir.resolve())
+    ring = KeyRing.load(config.data_dir)
+    key = ring.rotate()
+    click.echo(f"rotated: key {key.key_id} is current")
+    if rewrap:
+        count = asyncio.run(_rewrap(config, ring))
+        click.echo(f"re-wrapped {count} SecureString value(s) under {key.key_id}")
+
+
+async def _rewrap(config: Any, ring: Any) -> int:
+    from control_plane.services.clock import system_clock
+    from control_plane.services.events import EventBus
+    from control_plane.services.parameters import ParameterService
+    from control_plane.store.db import Database
+
+    db = Database(config.async_database_url)
+    try:
+        return await ParameterService(db, system_clock, EventBus(), lambda: ring).rewrap_all()
+    finally:
+        await db.close()
 
 
 def main() -> None:

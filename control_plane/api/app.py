@@ -22,6 +22,7 @@ from control_plane.api import (
     groups,
     health,
     nodes,
+    parameters,
     tokens,
     webhooks,
 )
@@ -71,6 +72,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         events,
         tokens,
         audit,
+        parameters,
     ):
         app.include_router(module.router)
     app.include_router(documents.router)

@@ -111,9 +111,9 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
-async def _request_summary(request: Request) -> dict[str, Any]:
+async def _request_summary(request: Request, redact: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the audit entry says was asked: path and query parameters, and the JSON body
-    (secrets are redacted by the audit service)."""
+    (secret-looking fields are redacted by the audit service; ``redact`` names more)."""
     summary: dict[str, Any] = dict(request.path_params)
     if request.query_params:
         summary["query"] = dict(request.query_params)
@@ -121,9 +121,12 @@ async def _request_summary(request: Request) -> dict[str, Any]:
         length = int(request.headers.get("content-length") or 0)
         if 0 < length <= MAX_AUDITED_BODY and "json" in request.headers.get("content-type", ""):
             try:
-                summary["body"] = json.loads(await request.body())
+                body = json.loads(await request.body())
             except ValueError:
-                summary["body"] = "(not JSON)"
+                body = "(not JSON)"
+            if isinstance(body, dict):
+                body = {k: ("****" if k in redact else v) for k, v in body.items()}
+            summary["body"] = body
     return summary
 
 
@@ -174,12 +177,14 @@ class Allow:
         per_item: bool = False,
         audit: bool = False,
         audit_as: str = "",
+        redact: tuple[str, ...] = (),
     ) -> None:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}")
         self.action = action
         self.resource = resource
         self.per_item = per_item
+        self.redact = redact
         self.audited = audit or not ACTIONS[action].read_only
         self.audit_as = audit_as or action
         self._fields = [f for _, f, _, _ in string.Formatter().parse(resource) if f]
@@ -198,7 +203,7 @@ class Allow:
             context["source_ip"] = address
         request_id = request.scope.get("state", {}).get("request_id")
         caller = Caller(cp, operator, context, ip, request_id)
-        caller.request_summary = await _request_summary(request)
+        caller.request_summary = await _request_summary(request, self.redact)
         resource = self.resource.format(**{f: request.path_params.get(f, "") for f in self._fields})
         if not self.per_item:
             tags = None

@@ -17,6 +17,7 @@ from agent import wire
 from control_plane.config import ServerConfig
 from control_plane.errors import CorralError
 from control_plane.security.ca import CertificateAuthority
+from control_plane.security.keyring import KeyRing
 from control_plane.security.node_tokens import NodeTokenSigner
 from control_plane.services.activations import ActivationService
 from control_plane.services.audit import AuditService
@@ -30,6 +31,7 @@ from control_plane.services.events import EventBus
 from control_plane.services.groups import GroupService
 from control_plane.services.nodes import NodeService
 from control_plane.services.operators import OperatorService
+from control_plane.services.parameters import ParameterService
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
@@ -71,6 +73,8 @@ class ControlPlane:
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock)
         self.audit = AuditService(self.db, clock, config.data_dir)
+        self.parameters = ParameterService(self.db, clock, self.events, self.keyring)
+        self._keyring: KeyRing | None = None
         self.rate_limits = RateLimits(
             operator_rate=config.rate_limit_per_second,
             operator_burst=config.rate_limit_burst,
@@ -97,6 +101,14 @@ class ControlPlane:
             tg.create_task(self.dispatcher.run(), name="dispatcher")
             tg.create_task(self.webhooks.run(), name="webhooks")
             tg.create_task(self._audit_upkeep(), name="audit")
+            tg.create_task(self.parameters.run_policies(), name="parameter-policies")
+
+    def keyring(self) -> KeyRing:
+        """The SecureString key ring, read on first use (a server without SecureStrings needs
+        none); ``corral-server keys`` changes it offline, so a restart picks changes up."""
+        if self._keyring is None:
+            self._keyring = KeyRing.load(self.config.data_dir, clock=self.clock)
+        return self._keyring
 
     async def _audit_upkeep(self) -> None:
         """Sign the chain's head every interval (CloudTrail's hourly digest) and prune entries

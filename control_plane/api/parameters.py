@@ -1,0 +1,151 @@
+"""/v1/parameters: Parameter Store.  Names travel in bodies and query strings (they hold
+slashes); a SecureString value is shown only to a caller allowed parameters:GetDecrypted on
+that name, and never reaches the audit trail (the ``value`` field is masked there)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from control_plane.api.authz import Caller, allow
+from control_plane.api.deps import CP
+from control_plane.errors import InvalidRequest
+from control_plane.services.parameters import SECURE
+
+router = APIRouter(prefix="/v1/parameters", tags=["parameters"])
+
+Name = Annotated[str, Query(min_length=1, max_length=2048)]
+
+
+def resource(name: str) -> str:
+    return "parameter" + (name if name.startswith("/") else "/" + name)
+
+
+class PutParameter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr = Field(max_length=2048)
+    value: StrictStr = Field(max_length=16 * 1024)
+    type: StrictStr = Field("String", max_length=16)
+    description: StrictStr | None = Field(None, max_length=1024)
+    overwrite: StrictBool = False
+    tier: StrictStr | None = Field(None, max_length=16)
+    allowed_pattern: StrictStr | None = Field(None, max_length=1024)
+    data_type: StrictStr = Field("text", max_length=32)
+    policies: list[dict[str, Any]] | None = Field(None, max_length=10)
+    tags: dict[StrictStr, StrictStr] | None = Field(None, max_length=50)
+
+
+class LabelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: StrictStr = Field(max_length=2048)
+    version: StrictInt | None = Field(None, ge=1)
+    labels: list[StrictStr] = Field(min_length=1, max_length=10)
+
+
+class DeleteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    names: list[StrictStr] = Field(min_length=1, max_length=10)
+
+
+@router.put("")
+async def put(
+    body: PutParameter,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:Put", per_item=True, redact=("value",))],
+) -> dict[str, Any]:
+    await caller.require("parameters:Put", resource(body.name))
+    return await cp.parameters.put(by=caller.operator.name, **body.model_dump())
+
+
+@router.get("/get")
+async def get(
+    name: Name,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:Get", per_item=True)],
+    decrypt: bool = False,
+) -> dict[str, Any]:
+    """``name`` is a selector: NAME, NAME:VERSION or NAME:LABEL."""
+    base = name.rsplit(":", 1)[0] if ":" in name else name
+    await caller.require("parameters:Get", resource(base))
+    allowed = decrypt and caller.allowed("parameters:GetDecrypted", resource(base))
+    shown = await cp.parameters.get(name, decrypt=allowed)
+    if decrypt and shown["type"] == SECURE and not allowed:
+        shown["note"] = "value not shown: parameters:GetDecrypted is not allowed"
+    return shown
+
+
+@router.get("/by-path")
+async def by_path(
+    path: Name,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:Get", per_item=True)],
+    recursive: bool = False,
+    decrypt: bool = False,
+) -> dict[str, Any]:
+    found = await cp.parameters.by_path(
+        path,
+        recursive=recursive,
+        visible=lambda n: caller.allowed("parameters:Get", resource(n)),
+        decrypt=lambda n: decrypt and caller.allowed("parameters:GetDecrypted", resource(n)),
+    )
+    return {"parameters": found}
+
+
+@router.get("")
+async def list_parameters(
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:List", per_item=True)],
+    path: Annotated[str | None, Query(max_length=2048)] = None,
+    type: Annotated[str | None, Query(max_length=16)] = None,
+) -> dict[str, Any]:
+    found = await cp.parameters.list_all(
+        path=path, type_=type, visible=lambda n: caller.allowed("parameters:List", resource(n))
+    )
+    return {"parameters": found}
+
+
+@router.get("/history")
+async def history(
+    name: Name,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:GetHistory", per_item=True)],
+    decrypt: bool = False,
+) -> dict[str, Any]:
+    await caller.require("parameters:GetHistory", resource(name))
+    allowed = decrypt and caller.allowed("parameters:GetDecrypted", resource(name))
+    return {"versions": await cp.parameters.history(name, decrypt=allowed)}
+
+
+@router.post("/label")
+async def label(
+    body: LabelBody,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:Label", per_item=True)],
+) -> dict[str, Any]:
+    await caller.require("parameters:Label", resource(body.name))
+    return await cp.parameters.label(body.name, body.version, list(body.labels))
+
+
+@router.post("/unlabel")
+async def unlabel(
+    body: LabelBody,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:Unlabel", per_item=True)],
+) -> dict[str, Any]:
+    await caller.require("parameters:Unlabel", resource(body.name))
+    if body.version is None:
+        raise InvalidRequest("version: required to remove labels")
+    return await cp.parameters.unlabel(body.name, body.version, list(body.labels))
+
+
+@router.post("/delete")
+async def delete(
+    body: DeleteBody,
+    cp: CP,
+    caller: Annotated[Caller, allow("parameters:Delete", per_item=True)],
+) -> dict[str, Any]:
+    for name in body.names:
+        await caller.require("parameters:Delete", resource(name))
+    return await cp.parameters.delete(list(body.names))
