@@ -15,7 +15,7 @@ import re
 import secrets
 import ssl
 import time
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 
 API_PREFIX: Final = "/v1"
 AGENT_PREFIX: Final = "/v1/agent"
@@ -62,6 +62,14 @@ STDOUT_RECORD_CHARS: Final = 24_000
 STDERR_RECORD_CHARS: Final = 8_000
 OUTPUT_BLOB_MAX_BYTES: Final = 16 * 1024 * 1024
 MAX_DOCUMENT_BYTES: Final = 64 * 1024
+# Parameter Store values sent with one run_command (``ssm_values``): at most this many
+# references, and this many bytes of references and values together (UTF-8).
+MAX_SSM_VALUES: Final = 100
+MAX_SSM_VALUES_BYTES: Final = 64 * 1024
+# A key of ``ssm_values``: a Parameter Store reference as a document writes it, without braces
+# (the documents library's reference syntax).
+SSM_REFERENCE_RE: Final = re.compile(r"ssm(?:-secure)?:[^\s{}]+")
+SSM_SECURE_PREFIX: Final = "ssm-secure:"
 ROUTE_OUTPUT: Final = f"{AGENT_PREFIX}/output"
 
 # Invocation (per node) statuses, as SSM's Status; details as SSM's StatusDetails.
@@ -93,6 +101,12 @@ class RunCommandBody(TypedDict):
     document: dict[str, Any]  # the parsed document content (JSON object)
     parameters: dict[str, Any]  # validated by the server, defaults applied
     execution_timeout_seconds: int
+    # The Parameter Store values the document references, resolved by the server when it
+    # delivers the command: each reference as written without braces ("ssm:/app/db-url",
+    # "ssm-secure:/app/db-pass:3") -> its plaintext.  Absent when there are none.  The agent
+    # keeps them in memory only (never in its journal, outbox, logs or state dir) and hands
+    # them to the worker's interpolation; at most MAX_SSM_VALUES / MAX_SSM_VALUES_BYTES.
+    ssm_values: NotRequired[dict[str, str]]
 
 
 class CancelCommandBody(TypedDict):

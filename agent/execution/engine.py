@@ -16,14 +16,20 @@ Flow rules:
   included; the invocation's status follows from the stop's reason;
 - a reboot exit code (194 / 3010) ends the run where it is: the worker records where to resume,
   and the same step runs again after the reboot.
+
+Parameter Store values (``ssm_values``, the references' values sent with the command) go to
+the steps' interpolation and to nested documents.  A SecureString value is never pasted into
+a script's text (the script file is on disk): such a step fails, naming the reference; and
+the messages the engine itself writes to a step's stderr have SecureString values masked.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +38,16 @@ from agent import wire
 from agent.documents import Document, Step, evaluate_precondition, interpolate_step
 from agent.errors import DocumentError
 from agent.execution.journal import invocation_response_code
+from agent.execution.ssm_values import secure_values
 from agent.plugins import ACTIONS, Control, Plugin, PluginResult, StepContext, StopReason
 from agent.plugins.base import NestedOutcome
 from agent.plugins.output import CappedOutput
 from agent.wire import StepResult
 
 log = logging.getLogger("corral.agent.worker")
+
+_SECURE_REF_RE = re.compile(r"\{\{\s*(" + wire.SSM_SECURE_PREFIX + r"[^\s{}]+)\s*\}\}")
+MASK = "****"
 
 
 class Reboots(enum.Enum):
@@ -110,6 +120,7 @@ class DocumentRun:
         depth: int = 1,
         embedded: dict[str, Any] | None = None,
         on_step: StepHook | None = None,
+        ssm_values: Mapping[str, str] | None = None,
     ) -> None:
         self.doc = doc
         self.values = values
@@ -121,6 +132,8 @@ class DocumentRun:
         self.depth = depth
         self.embedded = embedded or {}
         self.on_step = on_step
+        self.ssm_values: Mapping[str, str] = ssm_values or {}
+        self._secrets = secure_values(self.ssm_values)
         self.stopped: StopReason | None = None
         self._plugin: Plugin | None = None
 
@@ -234,7 +247,7 @@ class DocumentRun:
     def _execute(self, step: Step, outputs: StepOutputs) -> PluginResult:
         result = self._prepare_and_execute(step, outputs)
         if result.message:
-            outputs.stderr.note(result.message)
+            outputs.stderr.note(self._masked(result.message))
             result.message = ""
         if result.control is Control.REBOOT and self.settings.reboots is not Reboots.ALLOWED:
             code = result.response_code or 0
@@ -262,9 +275,17 @@ class DocumentRun:
             )
             return PluginResult(wire.ST_SKIPPED)
         try:
-            inputs, env = interpolate_step(step, self.doc, self.values)
+            inputs, env = interpolate_step(step, self.doc, self.values, ssm_values=self.ssm_values)
+            pasted = self._secure_refs_in_script(step)
         except DocumentError as exc:
             return PluginResult.failed(exc.message, None)
+        if pasted:
+            names = ", ".join(f"{{{{{ref}}}}}" for ref in pasted)
+            return PluginResult.failed(
+                f"a SecureString parameter cannot be pasted into script text: {names}; "
+                "give it to a parameter with interpolationType ENV_VAR and read $SSM_<name>",
+                None,
+            )
         timeout = inputs.get("timeoutSeconds")
         seconds = timeout if isinstance(timeout, int) else step.timeout_seconds
         work_dir = self.work_dir / str(step.index)
@@ -294,6 +315,27 @@ class DocumentRun:
         finally:
             self._plugin = None
 
+    def _secure_refs_in_script(self, step: Step) -> list[str]:
+        """The SecureString references whose value would be written into the step's script
+        (directly, or through a parameter, ENV_VAR ones included, named in the text)."""
+        if not self._secrets:
+            return []
+        unresolved, _ = interpolate_step(step, self.doc, self.values)
+        commands = unresolved.get("runCommand")
+        texts = commands if isinstance(commands, list) else [commands]
+        found: dict[str, None] = {}
+        for text in texts:
+            for match in _SECURE_REF_RE.finditer(text if isinstance(text, str) else ""):
+                if match.group(1) in self.ssm_values:
+                    found.setdefault(match.group(1), None)
+        return list(found)
+
+    def _masked(self, text: str) -> str:
+        """``text`` with every SecureString value replaced by MASK."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK).replace(repr(secret)[1:-1], MASK)
+        return text
+
     def _nested(self, doc: Document, params: dict[str, Any], ctx: StepContext) -> DocumentRun:
         from agent.documents import resolve_parameters
 
@@ -312,6 +354,7 @@ class DocumentRun:
             deadline=ctx.deadline,
             depth=self.depth + 1,
             embedded=self.embedded,
+            ssm_values=self.ssm_values,
         )
 
     def _skipped(self, step: Step, why: str) -> StepResult:

@@ -1,7 +1,9 @@
 """The agent's side of Run Command: journal, start, follow, re-attach, reboot, report.
 
 - ``accept`` journals a run_command (fsynced) and returns; only then is the message acked.  A
-  command id seen before is ignored.
+  command id seen before is ignored.  The Parameter Store values that come with it
+  (``ssm_values``) are not journalled: they stay in this process's memory until its worker is
+  started with them (ssm_values.py).
 - Each command gets one supervising task.  It looks at the command directory and acts:
   RUNNING -> wait for the worker (its event pipe; after an agent restart, its lock);
   NOT_STARTED -> start a worker; FINISHED -> report; RESUME (a reboot exit code) -> report
@@ -39,6 +41,7 @@ from agent.execution.journal import (
     invocation_response_code,
 )
 from agent.execution.launcher import Launcher, WorkerHandle
+from agent.execution.ssm_values import take
 from agent.outbox import Outbox
 from agent.transport.base import Transport
 from agent.wire import Message, StepResult
@@ -84,6 +87,8 @@ class Executor:
         self._backoff = backoff
         self._queue: asyncio.Queue[CommandDir] = asyncio.Queue()
         self._active: dict[str, asyncio.Task[None]] = {}
+        # Parameter Store values of commands whose worker is not started yet (memory only).
+        self._ssm_values: dict[str, dict[str, str]] = {}
         self._pruned = time.monotonic()
 
     # Server messages ----------------------------------------------------------------------
@@ -97,11 +102,19 @@ class Executor:
                 extra={"message_id": message["id"]},
             )
             return
-        request = {"message_id": message["id"], "received_at": time.time(), "body": body}
+        stored, ssm_values, about = take(body)
+        request = {
+            "message_id": message["id"],
+            "received_at": time.time(),
+            "body": stored,
+            **about,
+        }
         cmd = await asyncio.to_thread(self.journal.record, command_id, request)
         if cmd is None:
             log.info("command already received; ignored", extra={"command_id": command_id})
             return
+        if ssm_values:
+            self._ssm_values[command_id] = ssm_values
         log.info(
             "command received",
             extra={"command_id": command_id, "document": body.get("document_name")},
@@ -153,6 +166,12 @@ class Executor:
         task.add_done_callback(lambda _t: self._active.pop(cmd.command_id, None))
 
     async def supervise(self, cmd: CommandDir) -> None:
+        try:
+            await self._supervise(cmd)
+        finally:
+            self._ssm_values.pop(cmd.command_id, None)
+
+    async def _supervise(self, cmd: CommandDir) -> None:
         launched: int | None = None  # the attempt this task started a worker for
         while True:
             state = await asyncio.to_thread(cmd.state)
@@ -176,7 +195,10 @@ class Executor:
                 await self._reboot(cmd)
                 return
             launched = attempt
-            await self._follow(cmd, await self.launcher.launch(cmd))
+            # The values go to the first worker only: a later attempt (after a reboot) runs
+            # without them and fails with ssm_values.LOST, as after an agent restart.
+            ssm_values = self._ssm_values.pop(cmd.command_id, {})
+            await self._follow(cmd, await self.launcher.launch(cmd, ssm_values))
 
     async def _follow(self, cmd: CommandDir, handle: WorkerHandle) -> None:
         log.info("worker started", extra={"command_id": cmd.command_id, "pid": handle.pid})

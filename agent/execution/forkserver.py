@@ -8,8 +8,10 @@ validator) once, freezes them out of the garbage collector (so children do not d
 pages), and then only waits on its socket.
 
 Protocol, over a Unix socketpair: each message is a 4-byte big-endian length and a JSON
-object.  The agent sends ``{"command_dir", "settings"}`` with the write end of the worker's
-event pipe attached (SCM_RIGHTS); the fork server answers ``{"pid"}`` or ``{"error"}``.  When
+object.  The agent sends ``{"command_dir", "settings", "ssm_values"}`` with the write end of
+the worker's event pipe attached (SCM_RIGHTS); the fork server answers ``{"pid"}`` or
+``{"error"}``.  The Parameter Store values (ssm_values.py) reach the worker this way, in
+memory: the fork server drops its copy as soon as it has forked.  When
 the agent goes away (exit, crash, kill -9) the fork server reads EOF and exits; the workers,
 each in its own session, carry on.
 """
@@ -32,7 +34,9 @@ from typing import Any
 from agent.errors import AgentError
 
 _HEADER = struct.Struct(">I")
-MAX_MESSAGE = 64 * 1024
+# A request carries up to wire.MAX_SSM_VALUES_BYTES of values, which JSON may escape to a few
+# times their size.
+MAX_MESSAGE = 512 * 1024
 
 
 class ForkServerError(AgentError):
@@ -41,6 +45,8 @@ class ForkServerError(AgentError):
 
 def _send(sock: socket.socket, obj: dict[str, Any], fds: list[int] | None = None) -> None:
     payload = json.dumps(obj).encode()
+    if len(payload) > MAX_MESSAGE:  # the other side would refuse it and stop
+        raise ForkServerError("fork server message too large")
     data = _HEADER.pack(len(payload)) + payload
     if fds:
         sent = socket.send_fds(sock, [data], fds)
@@ -103,14 +109,23 @@ class ForkServer:
         child.close()
         return cls(pid, parent)
 
-    def spawn(self, command_dir: Path, settings: dict[str, Any], events_fd: int) -> int:
-        """Fork a worker for ``command_dir``; its pid.  Blocking (a millisecond or two):
-        call it from a thread."""
+    def spawn(
+        self,
+        command_dir: Path,
+        settings: dict[str, Any],
+        events_fd: int,
+        ssm_values: dict[str, str] | None = None,
+    ) -> int:
+        """Fork a worker for ``command_dir``, with the command's Parameter Store values; its
+        pid.  Blocking (a millisecond or two): call it from a thread."""
+        request = {
+            "command_dir": str(command_dir),
+            "settings": settings,
+            "ssm_values": ssm_values or {},
+        }
         with self._lock:
             try:
-                _send(
-                    self._sock, {"command_dir": str(command_dir), "settings": settings}, [events_fd]
-                )
+                _send(self._sock, request, [events_fd])
                 reply, fds = _recv(self._sock)
             except OSError as exc:
                 raise ForkServerError(f"the fork server is gone: {exc}") from None
@@ -186,6 +201,7 @@ def serve(sock: socket.socket) -> None:  # pragma: no cover - runs in the fork s
             finally:
                 sys.stdout.flush()
                 os._exit(code)
+        request.clear()  # the values live on in the worker only
         for fd in fds:
             os.close(fd)
         _send(sock, {"pid": pid})
@@ -210,4 +226,10 @@ def _worker(request: dict[str, Any], fds: list[int]) -> int:  # pragma: no cover
     for fd in fds:  # fds received with SCM_RIGHTS are inheritable: keep them from scripts
         os.set_inheritable(fd, False)
     settings = WorkerSettings.from_json(request["settings"])
-    return run_worker(command_dir, settings, fds[0] if fds else None)
+    ssm_values = request.get("ssm_values")
+    return run_worker(
+        command_dir,
+        settings,
+        fds[0] if fds else None,
+        ssm_values if isinstance(ssm_values, dict) else {},
+    )

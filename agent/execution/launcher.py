@@ -4,6 +4,10 @@ else as a fresh ``python -m agent.execution.worker`` in its own session.
 Either way the agent keeps the read end of a pipe whose write end only the worker holds: a
 line per event (``started``, ``ended``, ``reboot``), and EOF when the worker exits, whatever
 the way it exits.
+
+The command's Parameter Store values (ssm_values.py) go in the fork server's request, or as a
+JSON object on a new worker's stdin (a pipe): never in a file, nor in the worker's argv or
+environment, which other users can read in /proc.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from agent.execution.forkserver import ForkServer, ForkServerError
@@ -72,13 +76,17 @@ class Launcher:
         self.settings = settings
         self.forkserver = forkserver
 
-    async def launch(self, cmd: CommandDir) -> WorkerHandle:
+    async def launch(
+        self, cmd: CommandDir, ssm_values: Mapping[str, str] | None = None
+    ) -> WorkerHandle:
+        """Start a worker for ``cmd``, giving it ``ssm_values`` (in memory only)."""
+        values = dict(ssm_values or {})
         read_fd, write_fd = os.pipe()
         try:
             if self.forkserver is not None:
                 try:
                     pid = await asyncio.to_thread(
-                        self.forkserver.spawn, cmd.path, self.settings.to_json(), write_fd
+                        self.forkserver.spawn, cmd.path, self.settings.to_json(), write_fd, values
                     )
                     return WorkerHandle(pid, read_fd, reap=False)
                 except ForkServerError as exc:
@@ -87,7 +95,7 @@ class Launcher:
                         extra={"error": exc.message},
                     )
                     self.forkserver = None
-            pid = await asyncio.to_thread(self._spawn, cmd, write_fd)
+            pid = await asyncio.to_thread(self._spawn, cmd, write_fd, values)
             return WorkerHandle(pid, read_fd, reap=sys.platform != "win32")
         except BaseException:
             os.close(read_fd)
@@ -95,7 +103,8 @@ class Launcher:
         finally:
             os.close(write_fd)
 
-    def _spawn(self, cmd: CommandDir, write_fd: int) -> int:
+    def _spawn(self, cmd: CommandDir, write_fd: int, ssm_values: dict[str, str]) -> int:
+        """A new interpreter; blocking (it writes the values to the worker's stdin)."""
         args = [
             sys.executable,
             "-m",
@@ -103,7 +112,9 @@ class Launcher:
             str(cmd.path),
             "--settings",
             json.dumps(self.settings.to_json()),
+            "--ssm-values-on-stdin",
         ]
+        payload = json.dumps(ssm_values).encode()
         log_path = str(cmd.file("worker.log"))
         if sys.platform == "win32":  # pragma: no cover - no Windows runner yet
             flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(
@@ -113,24 +124,49 @@ class Launcher:
             with open(log_path, "ab") as out:
                 proc = subprocess.Popen(
                     [*args, "--events-fd", str(write_fd)],
-                    stdin=subprocess.DEVNULL,
+                    stdin=subprocess.PIPE,
                     stdout=out,
                     stderr=out,
                     cwd=cmd.path,
                     creationflags=flags,
                     close_fds=False,
                 )
+            assert proc.stdin is not None
+            with contextlib.suppress(OSError), proc.stdin:
+                proc.stdin.write(payload)
             return proc.pid
-        actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
-            (os.POSIX_SPAWN_DUP2, 1, 2),
-            (os.POSIX_SPAWN_DUP2, write_fd, _SPAWNED_EVENTS_FD),
-        ]
-        return os.posix_spawn(
-            sys.executable,
-            [*args, "--events-fd", str(_SPAWNED_EVENTS_FD)],
-            os.environ,
-            file_actions=actions,
-            setsid=True,
-        )
+        values_read, values_write = os.pipe()
+        try:
+            actions = [
+                (os.POSIX_SPAWN_DUP2, values_read, 0),
+                (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2),
+                (os.POSIX_SPAWN_DUP2, write_fd, _SPAWNED_EVENTS_FD),
+            ]
+            pid = os.posix_spawn(
+                sys.executable,
+                [*args, "--events-fd", str(_SPAWNED_EVENTS_FD)],
+                os.environ,
+                file_actions=actions,
+                setsid=True,
+            )
+        except BaseException:
+            os.close(values_write)
+            raise
+        finally:
+            os.close(values_read)
+        _write_all(values_write, payload)
+        return pid
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write ``data`` to the pipe and close it; the worker reads it all before anything else.
+    A worker that died first (EPIPE) is the executor's to notice, through its event pipe."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as exc:
+        log.warning("could not hand the worker its start data", extra={"error": str(exc)})
+    finally:
+        os.close(fd)

@@ -2,7 +2,8 @@
 
 A sysadmin's way to try a document before sending it out: the same engine and plugins as a
 command from the server, in this process, with outputs in a temporary directory.  A reboot
-exit code fails its step (nothing reboots); Ctrl-C cancels the running step.
+exit code fails its step (nothing reboots); Ctrl-C cancels the running step.  A document with
+``{{ssm:...}}`` references is refused: only the server resolves them.
 """
 
 from __future__ import annotations
@@ -37,12 +38,21 @@ def load(path: Path) -> str:
 def run_file(
     path: Path, params: list[str], timeout_seconds: int, kill_grace_seconds: float = 5.0
 ) -> Outcome:
-    from agent.documents import parse_document, parse_param_args, resolve_parameters
+    from agent.documents import (
+        parse_document,
+        parse_param_args,
+        resolve_parameters,
+        ssm_references,
+    )
 
     text = load(path)
     fmt = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}.get(path.suffix.lower())
     doc = parse_document(text, fmt)
     values = resolve_parameters(doc, parse_param_args(doc, params))
+    refs = ssm_references(doc, values)
+    if refs:
+        names = ", ".join(f"{{{{{ref}}}}}" for ref in refs)
+        raise AgentError(f"Parameter Store references need a server: {names}")
     with tempfile.TemporaryDirectory(prefix="corral-run-document-") as tmp:
         out_dir, work_dir = Path(tmp) / "output", Path(tmp) / "work"
         out_dir.mkdir()

@@ -11,7 +11,9 @@ SIGINT = the host is shutting down (the running step is stopped, the command end
 Interrupted).
 
 Started from the fork server (forkserver.py), or as ``python -m agent.execution.worker`` where
-there is none.
+there is none.  The command's Parameter Store values come in memory (the fork server's
+request, or this process's stdin), never from the command directory: a worker started without
+the values its document needs fails the command (ssm_values.py).
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from agent.execution.engine import DocumentRun, EngineSettings, Reboots, file_ou
 from agent.execution.journal import Claim, CommandDir
 from agent.execution.lock import try_lock
 from agent.execution.settings import WorkerSettings
+from agent.execution.ssm_values import problem
 from agent.plugins.base import StopReason
 
 log = logging.getLogger("corral.agent.worker")
 
 LOCK_TRIES = 50  # x 10 ms: the agent's own look at the lock lasts microseconds
+STDIN_VALUES_MAX_BYTES = 1024 * 1024  # ssm_values as JSON: 64 KiB of text, escaped
 
 
 def _emit(fd: int | None, event: dict[str, Any]) -> None:
@@ -112,7 +116,13 @@ class _Stops:
             run.request_stop(self.reason)
 
 
-def run_worker(command_dir: Path, settings: WorkerSettings, events: int | None = None) -> int:
+def run_worker(
+    command_dir: Path,
+    settings: WorkerSettings,
+    events: int | None = None,
+    ssm_values: dict[str, str] | None = None,
+) -> int:
+    """Run the command in ``command_dir``; ``ssm_values`` are its Parameter Store values."""
     cmd = CommandDir(command_dir)
     _log_to(cmd.file("worker.log"), cmd.command_id)
     # Handlers first: the agent signals a worker once it holds the lock, and SIGUSR1's
@@ -131,7 +141,7 @@ def run_worker(command_dir: Path, settings: WorkerSettings, events: int | None =
     if cmd.exists("cancel.json"):
         stops.stop(StopReason.CANCEL)
     _emit(events, {"event": "started", "attempt": claim.attempt, "started_at": claim.started_at})
-    body = _execute(cmd, claim, settings, stops)
+    body = _execute(cmd, claim, settings, stops, ssm_values or {})
     if body is None:
         _emit(events, {"event": "reboot"})
     else:
@@ -149,20 +159,31 @@ def run_worker(command_dir: Path, settings: WorkerSettings, events: int | None =
 
 
 def _execute(
-    cmd: CommandDir, claim: Claim, settings: WorkerSettings, stops: _Stops
+    cmd: CommandDir,
+    claim: Claim,
+    settings: WorkerSettings,
+    stops: _Stops,
+    ssm_values: dict[str, str],
 ) -> dict[str, Any] | None:
     """The final invocation_update body, or None when a reboot was asked for."""
+    from agent.documents import ssm_references
+
     request = cmd.read("request.json") or {}
     body = request.get("body") if isinstance(request.get("body"), dict) else {}
     assert isinstance(body, dict)
     try:
         doc, values, embedded = load_request(body)
+        refused = problem(request, ssm_references(doc, values), ssm_values)
+        if refused is not None:
+            raise DocumentError(refused)
     except DocumentError as exc:
         log.error(
             "cannot run the document",
             extra={"command_id": cmd.command_id, "error": exc.message},
         )
-        return invalid_document_result(cmd.command_id, claim.started_at, exc.message)
+        return invalid_document_result(
+            cmd.command_id, claim.started_at, exc.message, claim.previous
+        )
     timeout = body.get("execution_timeout_seconds")
     seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 3600.0
     cmd.output_dir.mkdir(exist_ok=True)
@@ -181,6 +202,7 @@ def _execute(
         deadline=time.monotonic() + seconds,
         embedded=embedded,
         on_step=cmd.write_step,
+        ssm_values=ssm_values,
     )
     stops.attach(run)
     outcome = run.run(claim.start_step, claim.previous)
@@ -224,9 +246,14 @@ def load_request(body: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, A
     return doc, values, embedded if isinstance(embedded, dict) else {}
 
 
-def invalid_document_result(command_id: str, started_at: float, message: str) -> dict[str, Any]:
+def invalid_document_result(
+    command_id: str,
+    started_at: float,
+    message: str,
+    previous: list[wire.StepResult] | None = None,
+) -> dict[str, Any]:
     """A document the worker cannot run: Failed, with the reason as a step's stderr (the
-    invocation record has no other place for it)."""
+    invocation record has no other place for it), after the steps an earlier attempt ran."""
     now = time.time()
     return {
         "command_id": command_id,
@@ -236,6 +263,7 @@ def invalid_document_result(command_id: str, started_at: float, message: str) ->
         "started_at": started_at,
         "ended_at": now,
         "steps": [
+            *(previous or []),
             {
                 "name": "document",
                 "action": "",
@@ -248,7 +276,7 @@ def invalid_document_result(command_id: str, started_at: float, message: str) ->
                 "stderr": message[: wire.STDERR_RECORD_CHARS],
                 "stdout_bytes": 0,
                 "stderr_bytes": 0,
-            }
+            },
         ],
     }
 
@@ -259,11 +287,41 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command_dir", type=Path)
     parser.add_argument("--settings", required=True, help="WorkerSettings as JSON")
     parser.add_argument("--events-fd", type=int, default=None)
+    parser.add_argument(
+        "--ssm-values-on-stdin",
+        action="store_true",
+        help="read the command's Parameter Store values (a JSON object) from stdin",
+    )
     args = parser.parse_args(argv)
     settings = WorkerSettings.from_json(json.loads(args.settings))
+    ssm_values = _read_stdin_values() if args.ssm_values_on_stdin else {}
     if args.command_dir.is_dir():
         os.chdir(args.command_dir)
-    sys.exit(run_worker(args.command_dir, settings, args.events_fd))
+    sys.exit(run_worker(args.command_dir, settings, args.events_fd, ssm_values))
+
+
+def _read_stdin_values() -> dict[str, str]:
+    """The values the launcher writes to stdin (a pipe, closed after them); stdin is then
+    /dev/null.  Anything unreadable counts as no values: the command then fails, saying so."""
+    chunks: list[bytes] = []
+    size = 0
+    with contextlib.suppress(OSError):
+        while chunk := os.read(0, 65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > STDIN_VALUES_MAX_BYTES:
+                chunks = []
+                break
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    try:
+        data = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 if __name__ == "__main__":

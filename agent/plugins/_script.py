@@ -102,4 +102,8 @@ class ScriptRunner:
             code = self._runner.run([*argv_for, str(script)], ctx, step_env(env, ctx), cwd)
         except OSError as exc:
             return PluginResult.failed(f"cannot start {argv_for[0]}: {exc.strerror or exc}")
+        finally:
+            # The text may carry interpolated values (a {{ssm:...}} one among them): it is not
+            # kept in the state directory once it has run.
+            script.unlink(missing_ok=True)
         return result_for(code, self._runner.stopped, ctx.platform)
