@@ -12,6 +12,7 @@ from agent import wire
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import NotFound, OutOfScope
+from control_plane.services.parameter_refs import ParameterAccessDenied
 from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
@@ -44,10 +45,14 @@ async def send(
         return await cp.commands.send(
             requested_by=caller.operator.name,
             authorize=lambda tags: caller.out_of_scope("commands:Send", tags),
+            authorize_parameter=caller.allowed,
             **body.model_dump(),
         )
     except OutOfScope as exc:  # nothing was stored: record the refusal, then refuse
         await caller.refuse_nodes("commands:Send", exc.nodes)
+        raise
+    except ParameterAccessDenied as exc:
+        await caller.denied(exc.action, exc.resource, exc.message)
         raise
 
 

@@ -18,11 +18,14 @@ from agent.documents import resolve_parameters, ssm_references
 from agent.errors import DocumentError
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound, OutOfScope
+from control_plane.services import parameter_refs
 from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.documents import DocumentService
 from control_plane.services.nesting import embed_nested_documents
+from control_plane.services.parameter_refs import Decide
+from control_plane.services.parameters import ParameterService
 from control_plane.services.rate import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_ERRORS,
@@ -109,13 +112,33 @@ class CommandService:
         dispatcher: Dispatcher,
         channel: AgentChannel,
         clock: Clock,
+        parameters: ParameterService | None = None,
     ) -> None:
         self._db = db
+        self._parameters = parameters
         self._documents = documents
         self._dispatcher = dispatcher
         self._clock = clock
         channel.register_handler(wire.MSG_INVOCATION_UPDATE, self._on_update)
         channel.register_handler(wire.MSG_OUTPUT_UPLOADED, self._on_output)
+
+    async def _pin_references(
+        self, doc: Any, values: dict[str, Any], allowed: Decide
+    ) -> dict[str, dict[str, Any]]:
+        found = ssm_references(doc, values)
+        if not found:
+            return {}
+        if self._parameters is None:
+            raise InvalidRequest("Parameter Store references need Parameter Store")
+        refs = parameter_refs.references(doc, values, found)
+        pins: dict[str, dict[str, Any]] = {}
+        names: dict[str, tuple[str, str]] = {}
+        for ref in refs:
+            name, version, type_ = await self._parameters.pin(ref.selector)
+            pins[ref.text] = {"name": name, "version": version, "secure": ref.secure}
+            names[ref.text] = (name, type_)
+        parameter_refs.check_access(refs, names, allowed)
+        return pins
 
     async def send(
         self,
@@ -131,6 +154,7 @@ class CommandService:
         delivery_timeout_seconds: int = 600,
         comment: str = "",
         authorize: NodeCheck | None = None,
+        authorize_parameter: Decide | None = None,
     ) -> dict[str, Any]:
         """``authorize`` sees every resolved target with its tags before anything is stored,
         and refuses the whole command if any is out of the sender's scope."""
@@ -145,12 +169,9 @@ class CommandService:
             values = resolve_parameters(resolved.document, parameters)
         except DocumentError as exc:
             raise InvalidRequest(exc.message) from None
-        refs = ssm_references(resolved.document, values)
-        if refs:
-            raise InvalidRequest(
-                f"{refs[0]}: Parameter Store references need Parameter Store, which this server "
-                "does not have yet"
-            )
+        pins = await self._pin_references(
+            resolved.document, values, authorize_parameter or (lambda _action, _res: True)
+        )
         content = await embed_nested_documents(self._documents, resolved.document, values)
         now = self._clock()
         row: dict[str, Any] = {
@@ -172,6 +193,7 @@ class CommandService:
             "created_at": now,
             "completed_at": None,
             "cancel_requested_at": None,
+            "parameter_refs": pins or None,
         }
         async with self._db.transaction() as conn:
             node_ids = await resolve(conn, specs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,8 @@ from control_plane.services.rate import concurrency_limit, error_threshold
 from control_plane.store import commands as store
 from control_plane.store import messages
 from control_plane.store.db import Database
+
+ParameterValues = Callable[[dict[str, Any]], Awaitable[dict[str, str]]]
 
 log = logging.getLogger("corral.dispatch")
 
@@ -61,6 +64,9 @@ class Dispatcher:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._bodies: dict[str, wire.RunCommandBody] = {}
+        self._refs: dict[str, dict[str, Any] | None] = {}
+        # Plaintext of pinned Parameter Store references (the hub wires ParameterService in).
+        self.parameter_values: ParameterValues | None = None
 
     # Start-up ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -164,9 +170,17 @@ class Dispatcher:
                 parameters=row["parameters"],
                 execution_timeout_seconds=row["execution_timeout"],
             )
+            refs = row.get("parameter_refs") or None
             if command_id in self._active:
                 self._bodies[command_id] = full
-        return dict(full)
+                self._refs[command_id] = refs
+        else:
+            refs = self._refs.get(command_id)
+        body_out = dict(full)
+        if refs and self.parameter_values is not None:
+            # Read now, sent over TLS, never stored: the inbox holds only the command id.
+            body_out["ssm_values"] = await self.parameter_values(refs)
+        return body_out
 
     # The loop ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -213,6 +227,7 @@ class Dispatcher:
         for command_id in finished:
             self._active.pop(command_id, None)
             self._bodies.pop(command_id, None)
+            self._refs.pop(command_id, None)
         self._events.publish(events)
 
     def _decide(self, active: Active, now: float, decided: Round) -> None:

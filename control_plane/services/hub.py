@@ -67,13 +67,14 @@ class ControlPlane:
         self.blobs = BlobStore(config.data_dir / "blobs")
         self.dispatcher = Dispatcher(self.db, self.presence, self.events, clock)
         self.channel.register_expander(wire.MSG_RUN_COMMAND, self.dispatcher.expand)
+        self.parameters = ParameterService(self.db, clock, self.events, self.keyring)
         self.commands = CommandService(
-            self.db, self.documents, self.dispatcher, self.channel, clock
+            self.db, self.documents, self.dispatcher, self.channel, clock, self.parameters
         )
+        self.dispatcher.parameter_values = self.parameters.values_for
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock)
         self.audit = AuditService(self.db, clock, config.data_dir)
-        self.parameters = ParameterService(self.db, clock, self.events, self.keyring)
         self._keyring: KeyRing | None = None
         self.rate_limits = RateLimits(
             operator_rate=config.rate_limit_per_second,

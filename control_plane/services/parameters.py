@@ -301,6 +301,26 @@ class ParameterService:
             versions = await store.versions(conn, name)
         return [self._view(row, v, decrypt, f"{name}:{v['version']}") for v in versions]
 
+    async def pin(self, selector: str) -> tuple[str, int, str]:
+        """(name, version, type) a reference names now: a command pins it when sent."""
+        name, version, label = rules.parse_selector(selector)
+        async with self._db.read() as conn:
+            row = await self._existing(conn, name)
+            chosen = await self._version(conn, row, version, label)
+        return name, chosen["version"], str(chosen["type"])
+
+    async def values_for(self, pins: dict[str, dict[str, Any]]) -> dict[str, str]:
+        """The plaintext of pinned references, for a run_command being delivered; a version
+        gone since (more than 100 newer ones, or deleted) is left out: the agent fails the
+        command with a clear message rather than run it with the reference unresolved."""
+        out: dict[str, str] = {}
+        async with self._db.read() as conn:
+            for text, pin in pins.items():
+                row = await store.get_version(conn, pin["name"], int(pin["version"]))
+                if row is not None:
+                    out[text] = self._plaintext(pin["name"], row)
+        return out
+
     async def resolve(self, selector: str) -> tuple[str, int, str]:
         """(name, version, plaintext value) for a document reference: the server resolves
         ``{{ssm:...}}`` and ``{{ssm-secure:...}}`` when a command is delivered."""

@@ -124,6 +124,8 @@ commands = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False, index=True),
     sa.Column("completed_at", sa.Float, nullable=True),
     sa.Column("cancel_requested_at", sa.Float, nullable=True),
+    # Parameter Store references, pinned at send: {"ssm:/a": {"name", "version", "secure"}}.
+    sa.Column("parameter_refs", sa.JSON, nullable=True),
 )
 
 invocations = sa.Table(

@@ -48,8 +48,18 @@ def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condit
 
 
 def run(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """A short command; ``input`` is its stdin (else /dev/null)."""
+    if input is not None:
+        return subprocess.run(
+            [str(a) for a in args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+            input=input,
+        )
     return subprocess.run(
         [str(a) for a in args],
         capture_output=True,

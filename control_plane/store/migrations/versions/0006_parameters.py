@@ -1,5 +1,5 @@
 """Parameter Store: parameters, their versions (values; SecureString as envelope blobs),
-and the parameter policies' schedule.
+the parameter policies' schedule, and the references a command pins.
 
 Revision ID: 0006
 Revises: 0005
@@ -17,6 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("commands") as batch:
+        batch.add_column(sa.Column("parameter_refs", sa.JSON, nullable=True))
     op.create_table(
         "parameters",
         sa.Column("name", sa.String(1011), primary_key=True),
@@ -57,3 +59,5 @@ def downgrade() -> None:
     op.drop_table("parameter_schedule")
     op.drop_table("parameter_versions")
     op.drop_table("parameters")
+    with op.batch_alter_table("commands") as batch:
+        batch.drop_column("parameter_refs")
