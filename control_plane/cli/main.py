@@ -33,6 +33,7 @@ from control_plane.cli.errors import CliError, InternalError, one_line
 from control_plane.cli.groups import groups
 from control_plane.cli.login import login
 from control_plane.cli.nodes import nodes
+from control_plane.cli.parameters import params
 from control_plane.cli.run import run
 from control_plane.cli.tokens import policies, tokens, whoami
 from control_plane.cli.webhooks import webhooks
@@ -151,6 +152,7 @@ cli.add_command(tokens)
 cli.add_command(whoami)
 cli.add_command(policies)
 cli.add_command(audit)
+cli.add_command(params)
 
 
 def main() -> None:
