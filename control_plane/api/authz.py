@@ -207,7 +207,7 @@ class Allow:
         resource = self.resource.format(**{f: request.path_params.get(f, "") for f in self._fields})
         if not self.per_item:
             tags = None
-            if resource.startswith("node/") and resource != "node/*":
+            if operator.uses_node_tags and resource.startswith("node/") and resource != "node/*":
                 tags = await cp.nodes.tags_of(resource.removeprefix("node/"))
             await caller.require(self.action, resource, tags)
         if self.audited:

@@ -104,7 +104,7 @@ async def output(
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
 ) -> Response:
     """The step's full output from the blob store, else the (capped) record."""
-    tags = await cp.nodes.tags_of(node_id)
+    tags = await cp.nodes.tags_of(node_id) if caller.operator.uses_node_tags else None
     await caller.require("commands:GetOutput", f"node/{node_id}", tags)
     inv = await cp.commands.invocation(command_id, node_id)
     steps = inv["steps"]

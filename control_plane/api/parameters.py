@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import InvalidRequest
+from control_plane.services.parameter_rules import parse_selector
 from control_plane.services.parameters import SECURE
 
 router = APIRouter(prefix="/v1/parameters", tags=["parameters"])
@@ -27,7 +28,8 @@ class PutParameter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: StrictStr = Field(max_length=2048)
     value: StrictStr = Field(max_length=16 * 1024)
-    type: StrictStr = Field("String", max_length=16)
+    # None: String for a new parameter, the current type on an overwrite.
+    type: StrictStr | None = Field(None, max_length=16)
     description: StrictStr | None = Field(None, max_length=1024)
     overwrite: StrictBool = False
     tier: StrictStr | None = Field(None, max_length=16)
@@ -67,7 +69,7 @@ async def get(
     decrypt: bool = False,
 ) -> dict[str, Any]:
     """``name`` is a selector: NAME, NAME:VERSION or NAME:LABEL."""
-    base = name.rsplit(":", 1)[0] if ":" in name else name
+    base = parse_selector(name).name
     await caller.require("parameters:Get", resource(base))
     allowed = decrypt and caller.allowed("parameters:GetDecrypted", resource(base))
     shown = await cp.parameters.get(name, decrypt=allowed)
@@ -115,7 +117,10 @@ async def history(
 ) -> dict[str, Any]:
     await caller.require("parameters:GetHistory", resource(name))
     allowed = decrypt and caller.allowed("parameters:GetDecrypted", resource(name))
-    return {"versions": await cp.parameters.history(name, decrypt=allowed)}
+    shown: dict[str, Any] = {"versions": await cp.parameters.history(name, decrypt=allowed)}
+    if decrypt and not allowed and any(v["type"] == SECURE for v in shown["versions"]):
+        shown["note"] = "values not shown: parameters:GetDecrypted is not allowed"
+    return shown
 
 
 @router.post("/label")

@@ -76,6 +76,7 @@ class ControlPlane:
         self.webhooks = WebhookService(self.db, self.events, clock)
         self.audit = AuditService(self.db, clock, config.data_dir)
         self._keyring: KeyRing | None = None
+        self._keyring_seen: float | None = None
         self.rate_limits = RateLimits(
             operator_rate=config.rate_limit_per_second,
             operator_burst=config.rate_limit_burst,
@@ -107,9 +108,21 @@ class ControlPlane:
     def keyring(self) -> KeyRing:
         """The SecureString key ring, read on first use (a server without SecureStrings needs
         none); ``corral-server keys`` changes it offline, so a restart picks changes up."""
-        if self._keyring is None:
+        stamp = self._keyring_stamp()
+        if self._keyring is None or stamp != self._keyring_seen:
             self._keyring = KeyRing.load(self.config.data_dir, clock=self.clock)
+            self._keyring_seen = stamp
         return self._keyring
+
+    def _keyring_stamp(self) -> float | None:
+        """The key ring file's mtime: ``corral-server keys`` on a running server is seen at
+        the next SecureString operation (an environment-supplied ring never changes)."""
+        ring = self._keyring
+        path = ring.path if ring is not None else self.config.data_dir / "keyring.json"
+        try:
+            return path.stat().st_mtime_ns / 1e9 if path is not None else None
+        except OSError:
+            return None
 
     async def _audit_upkeep(self) -> None:
         """Sign the chain's head every interval (CloudTrail's hourly digest) and prune entries

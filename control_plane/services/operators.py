@@ -24,6 +24,7 @@ from control_plane.store.db import Database
 MAX_NAME = 128
 DEFAULT_TOKEN_SECONDS = 90 * 86400
 MAX_TOKEN_SECONDS = 3650 * 86400
+TOKEN_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,27 @@ class Operator:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def uses_node_tags(self) -> bool:
+        """Whether a decision can depend on a node's tags (else they need not be read)."""
+        return any(
+            clause.key.startswith("node:tag/")
+            for policy in self.policies
+            for st in policy.statements
+            if st.condition is not None
+            for clause in st.condition.clauses
+        )
+
 
 class OperatorService:
     def __init__(self, db: Database, clock: Clock) -> None:
         self._db = db
         self._clock = clock
         self._compiled: dict[str, tuple[str, Policy]] = {}
+        # Authenticated tokens by digest, for TOKEN_CACHE_SECONDS: a request costs no database
+        # read.  Revoking through this server drops the entry at once; expiry is checked on
+        # every request.  (Replicas: a revocation elsewhere takes effect within the TTL.)
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def install_roles(self) -> None:
         """Store the built-in roles (refreshed at each start: an upgrade may change them)."""
@@ -120,6 +136,7 @@ class OperatorService:
                 raise NotFound(f"token {token_id} not found")
             changed = await store.revoke(conn, token_id, self._clock())
             row = await store.get(conn, token_id)
+        self._cache = {d: c for d, c in self._cache.items() if c[1]["id"] != token_id}
         assert row is not None
         view = self._view(row, self._clock())
         view["message"] = f"token {token_id} revoked" if changed else "token was already revoked"
@@ -158,11 +175,21 @@ class OperatorService:
     async def authenticate(self, secret: str) -> Operator:
         if not secret.startswith(secrets.TOKEN_PREFIX) or len(secret) > 256:
             raise Unauthorized("invalid token")
-        async with self._db.read() as conn:
-            row = await store.by_digest(conn, secrets.digest(secret))
+        digest = secrets.digest(secret)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < TOKEN_CACHE_SECONDS:
+            row: dict[str, Any] | None = cached[1]
+        else:
+            async with self._db.read() as conn:
+                row = await store.by_digest(conn, digest)
+            if row is not None:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (now, row)
         if row is None or row["revoked_at"] is not None:
             raise Unauthorized("invalid or revoked token")
-        if row["expires_at"] is not None and row["expires_at"] <= self._clock():
+        if row["expires_at"] is not None and row["expires_at"] <= now:
             raise TokenExpired("token expired")
         return self._operator(row)
 

@@ -48,7 +48,7 @@ class ParameterService:
         *,
         name: str,
         value: str,
-        type: str = "String",
+        type: str | None = None,
         description: str | None = None,
         overwrite: bool = False,
         tier: str | None = None,
@@ -59,7 +59,8 @@ class ParameterService:
         by: str,
     ) -> dict[str, Any]:
         rules.check_name(name)
-        rules.check_type(type)
+        if type is not None:
+            rules.check_type(type)
         rules.check_data_type(data_type)
         if description is not None and len(description) > 1024:
             raise InvalidRequest("description: at most 1024 characters")
@@ -73,6 +74,9 @@ class ParameterService:
                 raise Conflict(f"parameter {name} already exists: give --overwrite to change it")
             if current is None and tags is None:
                 tags = {}
+            # An overwrite without a type keeps the current one: a secret never turns into
+            # plain text because a client left the type out.
+            type = type or (current["type"] if current else "String")
             tier = tier or (current["tier"] if current else "Standard")
             rules.check_tier(tier)
             if current is not None and current["tier"] == "Advanced" and tier == "Standard":
@@ -83,7 +87,7 @@ class ParameterService:
                 pattern = current["allowed_pattern"]
             if pattern is not None:
                 rules.check_value_matches(pattern, value)
-            parsed = rules.parse_policies(policies, tier) if policies is not None else None
+            parsed = rules.parse_policies(policies, tier, now) if policies is not None else None
             if parsed is None and current is not None:
                 parsed = rules.parse_policies(current["policies"] or None, tier)
             stored_value = (
@@ -263,10 +267,8 @@ class ParameterService:
     ) -> list[dict[str, Any]]:
         """Parameters under ``path`` (direct children unless ``recursive``), those the caller
         may see; values decrypted where ``decrypt(name)``."""
-        if path != "/":
-            rules.check_name(path)
-        if not path.startswith("/"):
-            raise InvalidRequest("a path starts with '/'")
+        rules.check_path(path)
+        path = path.rstrip("/") or "/"
         depth = 0 if path == "/" else path.count("/")
         async with self._db.read() as conn:
             if path == "/":
