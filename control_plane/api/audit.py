@@ -42,14 +42,18 @@ async def list_entries(
     return {"entries": page.entries, "next_cursor": page.next_cursor}
 
 
-@router.get("/export", response_model=None)
+class JsonLinesResponse(StreamingResponse):
+    media_type = "application/jsonl"
+
+
+@router.get("/export", response_model=None, response_class=JsonLinesResponse)
 async def export(
     cp: CP,
     _caller: Annotated[Caller, allow("audit:Export", "audit/*", audit=True)],
     since: Since = None,
     until: Since = None,
 ) -> StreamingResponse:
-    return StreamingResponse(cp.audit.export(since, until), media_type="application/jsonl")
+    return JsonLinesResponse(cp.audit.export(since, until))
 
 
 @router.get("/verify")
@@ -69,7 +73,7 @@ async def verify(
     }
 
 
-@router.get("/public-key", response_model=None)
+@router.get("/public-key", response_model=None, response_class=PlainTextResponse)
 async def public_key(
     cp: CP, _caller: Annotated[Caller, allow("audit:Verify", "audit/*")]
 ) -> PlainTextResponse:

@@ -22,6 +22,7 @@ from control_plane.store.db import Database
 log = logging.getLogger("corral.nodes")
 
 MAX_PING_TIMEOUT = 300.0
+TAGS_CACHE_SECONDS = 30.0
 
 
 def parse_filters(filters: list[str]) -> list[tuple[str, str]]:
@@ -44,6 +45,9 @@ class NodeService:
         self._channel = channel
         self._clock = clock
         self._pings: dict[str, asyncio.Future[float]] = {}
+        # Tags for authorization, kept TAGS_CACHE_SECONDS; tagging through this server drops
+        # the node's entry at once (a replica's change is seen within the TTL).
+        self._tags: dict[str, tuple[float, dict[str, str]]] = {}
         channel.register_handler(wire.MSG_HEARTBEAT, self._on_heartbeat)
         channel.register_handler(wire.MSG_PONG, self._on_pong)
 
@@ -81,8 +85,16 @@ class NodeService:
 
     async def tags_of(self, node_id: str) -> dict[str, str]:
         """The node's tags (for authorization; an unknown node has none)."""
+        now = self._clock()
+        cached = self._tags.get(node_id)
+        if cached is not None and now - cached[0] < TAGS_CACHE_SECONDS:
+            return cached[1]
         async with self._db.read() as conn:
-            return (await store.tags_for(conn, [node_id])).get(node_id, {})
+            tags = (await store.tags_for(conn, [node_id])).get(node_id, {})
+        if len(self._tags) > 100_000:
+            self._tags.clear()
+        self._tags[node_id] = (now, tags)
+        return tags
 
     async def get(self, node_id: str, conn: AsyncConnection | None = None) -> dict[str, Any]:
         if conn is None:
@@ -103,7 +115,9 @@ class NodeService:
             if len(set(current) | set(new)) > MAX_TAGS:
                 raise InvalidRequest(f"a node may have at most {MAX_TAGS} tags")
             await store.set_tags(conn, node_id, new)
-            return await self.get(node_id, conn)
+            shown = await self.get(node_id, conn)
+        self._tags.pop(node_id, None)  # after the commit: a read in between saw the old tags
+        return shown
 
     async def untag(self, node_id: str, keys: list[Any]) -> dict[str, Any]:
         if not keys:
@@ -112,7 +126,9 @@ class NodeService:
         async with self._db.transaction() as conn:
             await self.get(node_id, conn)
             await store.remove_tags(conn, node_id, clean)
-            return await self.get(node_id, conn)
+            shown = await self.get(node_id, conn)
+        self._tags.pop(node_id, None)
+        return shown
 
     async def deregister(self, node_id: str) -> dict[str, Any]:
         async with self._db.transaction() as conn:
