@@ -279,8 +279,12 @@ class Server:
 
 
 @contextlib.contextmanager
-def running_server(root: Path, start_timeout: float = 60.0) -> Iterator[Server]:
-    """``corral-server init`` + ``serve`` on a free loopback port; stopped on the way out."""
+def running_server(
+    root: Path, start_timeout: float = 60.0, settings: dict[str, Any] | None = None
+) -> Iterator[Server]:
+    """``corral-server init`` + ``serve`` on a free loopback port; stopped on the way out.
+    ``settings`` go under ``[server]`` in config.toml before the start (e.g. rate limits
+    raised: a bench is not abuse)."""
     data_dir = root / "server"
     port = free_port()
     listen = f"127.0.0.1:{port}"
@@ -299,6 +303,15 @@ def running_server(root: Path, start_timeout: float = 60.0) -> Iterator[Server]:
     if result.returncode != 0:
         raise BenchError(f"corral-server init failed: {result.stderr.strip()}")
     info = json.loads(result.stdout)
+    if settings:
+        import tomllib
+
+        import tomli_w
+
+        config_file = data_dir / "config.toml"
+        config = tomllib.loads(config_file.read_text())
+        config.setdefault("server", {}).update(settings)
+        config_file.write_text(tomli_w.dumps(config))
     server = Server(
         data_dir=data_dir,
         url=f"https://127.0.0.1:{port}",

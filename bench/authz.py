@@ -39,32 +39,25 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
-import json
 import sys
 import time
-import tomllib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import tomli_w
 from _common import (
-    BIN,
     BenchError,
-    Proc,
     Server,
     code_under_test,
     deadline,
-    free_port,
     install_signal_handlers,
     median,
     percentile,
     print_table,
-    run_cli,
+    running_server,
     verdict,
-    wait_until,
     workdir,
 )
 from fastapi import Request as HttpRequest
@@ -142,42 +135,11 @@ def policy_document() -> dict[str, Any]:
 
 
 # The server --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def serving(root: Path, start_timeout: float = 60.0) -> Iterator[Server]:
+def serving(root: Path, start_timeout: float = 60.0) -> contextlib.AbstractContextManager[Server]:
     """``corral-server init``, rate limits raised (a bench is not abuse), ``serve``."""
-    data_dir = root / "server"
-    listen = f"127.0.0.1:{free_port()}"
-    init = run_cli(
-        [
-            *(str(BIN / "corral-server"), "init", "--data-dir", str(data_dir)),
-            *("--listen", listen, "--output", "json"),
-        ]
+    return running_server(
+        root, start_timeout, settings={"rate_limit_per_second": 100000, "rate_limit_burst": 1000000}
     )
-    if init.returncode != 0:
-        raise BenchError(f"corral-server init failed: {init.stderr.strip()}")
-    info = json.loads(init.stdout)
-    config_file = data_dir / "config.toml"
-    config = tomllib.loads(config_file.read_text())
-    config["server"].update(rate_limit_per_second=100000, rate_limit_burst=1000000)
-    config_file.write_text(tomli_w.dumps(config))
-    server = Server(
-        data_dir=data_dir,
-        url=f"https://{listen}",
-        listen=listen,
-        token=info["admin_token"],
-        ca_hash=info["ca_hash"],
-        ca_file=info["ca_file"],
-    )
-    server.proc = Proc(
-        [str(BIN / "corral-server"), "serve", "--data-dir", str(data_dir), "--listen", listen],
-        root,
-        "server",
-    )
-    try:
-        wait_until(server._ready, start_timeout, "the server's /readyz")
-        yield server
-    finally:
-        server.proc.stop()
 
 
 @dataclass

@@ -28,36 +28,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import random
 import secrets
 import string
 import sys
 import threading
 import time
-import tomllib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import tomli_w
 from _common import (
-    BIN,
     BenchError,
-    Proc,
     Server,
     code_under_test,
     deadline,
-    free_port,
     install_signal_handlers,
     percentile,
     print_table,
-    run_cli,
+    running_server,
     tree_cpu_seconds,
-    wait_until,
     workdir,
 )
 
@@ -68,44 +61,9 @@ REQUEST_TIMEOUT = 60.0
 
 
 # The server --------------------------------------------------------------------------------
-@contextlib.contextmanager
-def serving(root: Path, start_timeout: float = 60.0) -> Iterator[Server]:
-    """``corral-server init``, the token rate limit raised (a bench is not abuse), ``serve``."""
-    data_dir = root / "server"
-    listen = f"127.0.0.1:{free_port()}"
-    init = run_cli(
-        [
-            *(str(BIN / "corral-server"), "init", "--data-dir", str(data_dir)),
-            *("--listen", listen, "--output", "json"),
-        ]
-    )
-    if init.returncode != 0:
-        raise BenchError(f"corral-server init failed: {init.stderr.strip()}")
-    info = json.loads(init.stdout)
-    config_file = data_dir / "config.toml"
-    config = tomllib.loads(config_file.read_text())
-    config.setdefault("server", {}).update(RATE_LIMITS)
-    config_file.write_text(tomli_w.dumps(config))
-    server = Server(
-        data_dir=data_dir,
-        url=f"https://{listen}",
-        listen=listen,
-        token=info["admin_token"],
-        ca_hash=info["ca_hash"],
-        ca_file=info["ca_file"],
-    )
-    server.proc = Proc(
-        [str(BIN / "corral-server"), "serve", "--data-dir", str(data_dir), "--listen", listen],
-        root,
-        "server",
-    )
-    try:
-        wait_until(server._ready, start_timeout, "the server's /readyz")
-        yield server
-    finally:
-        code = server.proc.stop()
-        if code not in (0, None):
-            print(f"server exited with {code}:\n{server.proc.stderr_tail()}", file=sys.stderr)
+def serving(root: Path, start_timeout: float = 60.0) -> contextlib.AbstractContextManager[Server]:
+    """``corral-server init``, rate limits raised (a bench is not abuse), ``serve``."""
+    return running_server(root, start_timeout, settings=RATE_LIMITS)
 
 
 # Measuring ---------------------------------------------------------------------------------

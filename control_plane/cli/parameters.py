@@ -337,7 +337,8 @@ def _current_type(api: Any, name: str) -> str:
 @click.option(
     "--value-only",
     is_flag=True,
-    help="Print only the value and a newline (for scripts); **** for a SecureString not shown.",
+    help="Print only the value and a newline (for scripts); with --decrypt, a value that is "
+    "not shown (no parameters:GetDecrypted) is an error (exit 1), never ****.",
 )
 @output_option
 @pass_runtime
@@ -351,6 +352,9 @@ def get(
     with rt.client() as api:
         data = api.get("/v1/parameters/get", params={"name": selector, "decrypt": _flag(decrypt)})
     if value_only:
+        if decrypt and data.get("note"):
+            # A script asking for the secret must not go on with "****".
+            raise CliError(f"{data.get('name')}: {data['note']}")
         click.echo(data.get("value"))
     elif output == "json":
         emit_json(data)

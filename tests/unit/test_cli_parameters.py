@@ -350,13 +350,13 @@ def test_a_secure_string_is_masked_unless_decrypted(live: Live) -> None:
     assert live.json("params", "get", "/db/pass", "--decrypt")["value"] == SECRET
 
 
-def test_without_get_decrypted_value_only_prints_stars_and_a_note(live: Live) -> None:
+def test_without_get_decrypted_value_only_is_an_error_not_stars(live: Live) -> None:
     live.ok("params", "put", "/db/pass", "--value", SECRET, "--type", "SecureString")
     token_profile(live, "ops", "--role", "operator")  # not allowed parameters:GetDecrypted
 
-    result = live.ok("--profile", "ops", "params", "get", "/db/pass", "--decrypt", "--value-only")
-    assert result.stdout == "****\n"
-    assert "not allowed parameters:GetDecrypted" in result.stderr
+    result = live.run("--profile", "ops", "params", "get", "/db/pass", "--decrypt", "--value-only")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "not allowed" in result.stderr and "GetDecrypted" in result.stderr
     history = live.ok("--profile", "ops", "params", "history", "/db/pass", "--decrypt")
     assert SECRET not in history.stdout and "not allowed" in history.stderr
 
