@@ -7,6 +7,7 @@ Every error that reaches an HTTP client maps to a stable code and status::
     │   ├── PayloadTooLarge          413 payload_too_large
     │   └── PolicyError              400 invalid_request
     ├── Unauthorized                 401 unauthorized
+    │   ├── MissingToken             401 unauthorized
     │   ├── TokenExpired             401 token_expired
     │   ├── NodeDeregistered         401 node_deregistered
     │   └── CredentialExpired        401 credential_expired
@@ -49,6 +50,10 @@ class PayloadTooLarge(InvalidRequest):
 class Unauthorized(CorralError):
     status = 401
     code = wire.ERR_UNAUTHORIZED
+
+
+class MissingToken(Unauthorized):
+    """No bearer token at all (refused, but not a guess: no slow-down)."""
 
 
 class TokenExpired(Unauthorized):

@@ -24,7 +24,7 @@ from fastapi import Depends, Request
 
 from control_plane.api import audit_scope
 from control_plane.api.deps import CP, bearer
-from control_plane.errors import Forbidden, RateLimited, Unauthorized
+from control_plane.errors import Forbidden, MissingToken, RateLimited, Unauthorized
 from control_plane.security.actions import ACTIONS
 from control_plane.security.policy import Context, Decision, evaluate
 from control_plane.security.policy_conditions import ContextValue
@@ -138,9 +138,11 @@ async def authenticate(request: Request, cp: ControlPlane, action: str) -> Opera
     if wait > 0:
         raise RateLimited("too many failed authentications from this address", retry_after(wait))
     try:
-        operator = await cp.operators.authenticate(bearer(request))
+        secret = bearer(request)
+        operator = await cp.operators.authenticate(secret)
     except Unauthorized as exc:
-        limits.auth.failed(ip)
+        if not isinstance(exc, MissingToken):  # no token guesses nothing: no slow-down
+            limits.auth.failed(ip)
         await cp.audit.record_standalone(
             AuditEvent(
                 action=action,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from control_plane.errors import RateLimited, TokenExpired, Unauthorized
+from control_plane.errors import MissingToken, RateLimited, TokenExpired, Unauthorized
 from control_plane.security.node_tokens import NodeClaims
 from control_plane.services.audit import AuditEvent
 from control_plane.services.hub import ControlPlane
@@ -25,7 +25,7 @@ def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        raise MissingToken("missing bearer token (Authorization: Bearer <token>)")
     return token.strip()
 
 

@@ -249,6 +249,8 @@ def test_rate_limits_answer_429_with_retry_after(run_api: RunApi) -> None:
         assert (await api.client.get("/v1/nodes", headers=api.admin)).status_code == 200
 
         api.cp.rate_limits = RateLimits(auth_base_delay=2, clock=api.clock)
+        assert (await api.client.get("/v1/nodes")).status_code == 401  # no token: no slow-down
+        assert (await api.client.get("/v1/nodes", headers=api.admin)).status_code == 200
         bad = {"authorization": "Bearer crl_nope"}
         assert (await api.client.get("/v1/nodes", headers=bad)).status_code == 401
         slowed = await api.client.get("/v1/nodes", headers=api.admin)
