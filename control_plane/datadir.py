@@ -17,6 +17,7 @@ from control_plane.config import (
     DEFAULT_LISTEN,
     ServerConfig,
     config_to_toml,
+    duration_seconds,
     parse_listen,
     url_for,
 )
@@ -77,12 +78,22 @@ def _prepare_dir(data_dir: Path, force: bool) -> None:
 
 
 def init_data_dir(
-    data_dir: Path, hostnames: list[str], force: bool = False, listen: str = DEFAULT_LISTEN
+    data_dir: Path,
+    hostnames: list[str],
+    force: bool = False,
+    listen: str = DEFAULT_LISTEN,
+    audit_retention: str = "365d",
 ) -> InitResult:
     data_dir = data_dir.resolve()
     host, port = parse_listen(listen)
+    duration_seconds(audit_retention)  # refused before anything is written
     _prepare_dir(data_dir, force)
-    config = ServerConfig(data_dir=data_dir, listen=listen, hostnames=list(hostnames))
+    config = ServerConfig(
+        data_dir=data_dir,
+        listen=listen,
+        hostnames=list(hostnames),
+        audit_retention=audit_retention,
+    )
     ca_pem, ca_key = create_ca()
     config.ca_file.write_bytes(ca_pem)
     write_private(config.ca_key_file, ca_key)

@@ -46,12 +46,27 @@ def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
     "--listen", default="127.0.0.1:8443", show_default=True, help="HOST:PORT to serve on."
 )
 @click.option("--force", is_flag=True, help="Replace an existing server in DATA_DIR.")
+@click.option(
+    "--audit-retention",
+    default="365d",
+    show_default=True,
+    help="Keep audit entries this long (e.g. 365d, 90d); written to the config.",
+)
 @click.option("--output", type=click.Choice(["table", "json"]), default="table")
-def init(data_dir: Path, hostnames: tuple[str, ...], listen: str, force: bool, output: str) -> None:
+def init(
+    data_dir: Path,
+    hostnames: tuple[str, ...],
+    listen: str,
+    force: bool,
+    audit_retention: str,
+    output: str,
+) -> None:
     """Create the CA, server certificate, first admin token, config and database."""
     from control_plane.datadir import init_data_dir
 
-    result = init_data_dir(data_dir, list(hostnames), force=force, listen=listen)
+    result = init_data_dir(
+        data_dir, list(hostnames), force=force, listen=listen, audit_retention=audit_retention
+    )
     if output == "json":
         click.echo(
             json.dumps(
@@ -81,12 +96,23 @@ def init(data_dir: Path, hostnames: tuple[str, ...], listen: str, force: bool, o
     default=None,
     help="HOST:PORT (default from config, 127.0.0.1:8443); IPv6 as [::1]:8443.",
 )
-def serve(data_dir: Path, listen: str | None) -> None:
+@click.option(
+    "--audit-retention",
+    default=None,
+    help="Keep audit entries this long (e.g. 365d); overrides the config's audit_retention.",
+)
+def serve(data_dir: Path, listen: str | None, audit_retention: str | None) -> None:
     """Run the server (migrates the database first)."""
-    from control_plane.config import load_config
+    import dataclasses
+
+    from control_plane.config import duration_seconds, load_config
     from control_plane.serve import run
 
-    run(load_config(data_dir.resolve()), listen)
+    config = load_config(data_dir.resolve())
+    if audit_retention is not None:
+        duration_seconds(audit_retention)
+        config = dataclasses.replace(config, audit_retention=audit_retention)
+    run(config, listen)
 
 
 @cli.command()

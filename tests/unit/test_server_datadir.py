@@ -108,3 +108,14 @@ def test_bad_listen_is_refused_before_anything_is_created(tmp_path: Path) -> Non
     with pytest.raises(SetupError, match="invalid --listen"):
         init_data_dir(data_dir, [], listen="::1:8443")
     assert not data_dir.exists()
+
+
+def test_audit_retention_is_written_to_the_config_and_a_bad_one_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SetupError, match="invalid duration"):
+        init_data_dir(tmp_path / "bad", [], audit_retention="0d")
+    assert not (tmp_path / "bad").exists()
+    init_data_dir(tmp_path / "srv", [], audit_retention="90d")
+    config = load_config(tmp_path / "srv")
+    assert config.audit_retention_seconds == 90 * 86400
