@@ -150,6 +150,9 @@ def _banner(
         "Try, from another terminal:",
         "  corral nodes list",
         f"  corral nodes ping {node_id}",
+        "  corral run --targets all --wait -- uptime",
+        "  corral params put /demo/greeting --value hello",
+        "  corral audit list --since 1h",
         "  corral activations create --limit 5 --tag team=web",
         "",
     ]
