@@ -11,7 +11,7 @@ none (a denied call was recorded when it was denied).
 from __future__ import annotations
 
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +36,14 @@ def expect(event: AuditEvent) -> None:
     pending = _current.get()
     if pending is not None:
         pending.event = event
+
+
+def name_resource(resource: str) -> None:
+    """The pending entry is about ``resource`` (a route that learns which item it creates,
+    e.g. the new token's id, says so before the change commits)."""
+    pending = _current.get()
+    if pending is not None and pending.event is not None and not pending.written:
+        pending.event = replace(pending.event, resource=resource)
 
 
 def hook(audit: AuditService) -> BeforeCommit:

@@ -9,12 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
+from control_plane.api import audit_scope
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import InvalidRequest
 from control_plane.security.actions import lookup
 from control_plane.security.policy import evaluate, parse_policy, policy_warnings
 from control_plane.security.policy_conditions import ContextValue
+from control_plane.services.operators import new_token_id
 
 router = APIRouter(tags=["access"])
 
@@ -70,12 +72,15 @@ async def create_token(
     warnings: list[str] = []
     if body.policy is not None:
         warnings = policy_warnings(parse_policy(body.policy, name=body.name))
+    token_id = new_token_id()
+    audit_scope.name_resource(f"token/{token_id}")
     token_id, secret = await cp.operators.create_token(
         body.name,
         role=body.role,
         policy=body.policy,
         expires_in=body.expires_in_seconds,
         created_by=caller.operator,
+        token_id=token_id,
     )
     shown = await cp.operators.get_token(token_id)
     return {**shown, "secret": secret, "warnings": warnings}

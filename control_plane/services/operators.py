@@ -27,6 +27,10 @@ MAX_TOKEN_SECONDS = 3650 * 86400
 TOKEN_CACHE_SECONDS = 30.0
 
 
+def new_token_id() -> str:
+    return "tok-" + uuid.uuid4().hex[:16]
+
+
 @dataclass(frozen=True)
 class Operator:
     token_id: str
@@ -75,6 +79,7 @@ class OperatorService:
         policy: dict[str, Any] | None = None,
         expires_in: float | None = None,
         created_by: Operator | None = None,
+        token_id: str | None = None,
     ) -> tuple[str, str]:
         """Returns (token id, secret).  ``created_by`` (None: the server itself) may not give
         the new token a right it does not hold."""
@@ -99,7 +104,7 @@ class OperatorService:
                 raise InvalidRequest("token expiry must be between 1 minute and 3650 days")
             expires_at = now + expires_in
         secret = secrets.new_token()
-        token_id = "tok-" + uuid.uuid4().hex[:16]
+        token_id = token_id or new_token_id()
         async with self._db.transaction() as conn:
             await store.insert(
                 conn,

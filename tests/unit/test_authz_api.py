@@ -89,6 +89,8 @@ def test_roles(run_api: RunApi) -> None:
         who = (await api.client.get("/v1/whoami", headers=hdr(viewer))).json()
         assert (who["name"], who["role"]) == ("v", "viewer")
 
+        made_entries = await audit(api, action="tokens:Create", outcome="allowed")
+        assert f"token/{viewer['id']}" in {e["resource"] for e in made_entries}
         denied = await audit(api, outcome="denied")
         assert {(e["identity_name"], e["action"]) for e in denied} >= {
             ("v", "commands:Send"),
