@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, replace
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -38,12 +39,24 @@ def expect(event: AuditEvent) -> None:
         pending.event = event
 
 
-def name_resource(resource: str) -> None:
+def discard() -> None:
+    """The call is refused after all: its pending entry must not be written (the refusal is
+    recorded instead)."""
+    pending = _current.get()
+    if pending is not None and not pending.written:
+        pending.event = None
+
+
+def name_resource(resource: str, **details: Any) -> None:
     """The pending entry is about ``resource`` (a route that learns which item it creates,
-    e.g. the new token's id, says so before the change commits)."""
+    e.g. the new token's id, says so before the change commits); ``details`` join its
+    request summary (e.g. the nodes a command's targets resolved to)."""
     pending = _current.get()
     if pending is not None and pending.event is not None and not pending.written:
-        pending.event = replace(pending.event, resource=resource)
+        request = pending.event.request
+        if details:
+            request = {**(request if isinstance(request, dict) else {}), **details}
+        pending.event = replace(pending.event, resource=resource, request=request)
 
 
 def hook(audit: AuditService) -> BeforeCommit:

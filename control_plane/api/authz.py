@@ -83,6 +83,7 @@ class Caller:
 
     async def denied(self, action: str, resource: str, why: str) -> None:
         op = self.operator
+        audit_scope.discard()  # the route's "allowed" entry, if one was expected, never happens
         await self.cp.audit.record_standalone(
             AuditEvent(
                 action=action,

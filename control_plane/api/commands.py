@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -9,6 +10,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from agent import wire
+from control_plane.api import audit_scope
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import NotFound, OutOfScope
@@ -41,11 +43,20 @@ async def send(
     body: SendCommand, cp: CP, caller: Annotated[Caller, allow("commands:Send", per_item=True)]
 ) -> dict[str, Any]:
     await caller.require("commands:Send", f"document/{body.document}")
+    command_id = str(uuid.uuid4())
+    audit_scope.name_resource(f"command/{command_id}")
+
+    def check_targets(tags_by_node: dict[str, dict[str, str]]) -> list[str]:
+        # The audit entry lists the nodes the targets resolved to ("what ran on db-1?").
+        audit_scope.name_resource(f"command/{command_id}", nodes=sorted(tags_by_node)[:1000])
+        return caller.out_of_scope("commands:Send", tags_by_node)
+
     try:
         return await cp.commands.send(
             requested_by=caller.operator.name,
-            authorize=lambda tags: caller.out_of_scope("commands:Send", tags),
+            authorize=check_targets,
             authorize_parameter=caller.allowed,
+            command_id=command_id,
             **body.model_dump(),
         )
     except OutOfScope as exc:  # nothing was stored: record the refusal, then refuse

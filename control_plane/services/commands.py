@@ -155,6 +155,7 @@ class CommandService:
         comment: str = "",
         authorize: NodeCheck | None = None,
         authorize_parameter: Decide | None = None,
+        command_id: str | None = None,
     ) -> dict[str, Any]:
         """``authorize`` sees every resolved target with its tags before anything is stored,
         and refuses the whole command if any is out of the sender's scope."""
@@ -175,7 +176,7 @@ class CommandService:
         content = await embed_nested_documents(self._documents, resolved.document, values)
         now = self._clock()
         row: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
+            "id": command_id or str(uuid.uuid4()),
             "document_name": resolved.name,
             "document_version": resolved.version,
             "document_sha256": resolved.sha256,

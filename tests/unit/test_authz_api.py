@@ -89,9 +89,15 @@ def test_roles(run_api: RunApi) -> None:
         who = (await api.client.get("/v1/whoami", headers=hdr(viewer))).json()
         assert (who["name"], who["role"]) == ("v", "viewer")
 
+        # exactly one: the viewer's refused send left a denial, not an "allowed" entry
+        (sent_entry,) = await audit(api, action="commands:Send", outcome="allowed")
+        assert sent_entry["resource"] == f"command/{command_id}"
+        assert sent_entry["request"]["nodes"] == [node.node_id]
         made_entries = await audit(api, action="tokens:Create", outcome="allowed")
         assert f"token/{viewer['id']}" in {e["resource"] for e in made_entries}
         denied = await audit(api, outcome="denied")
+        allowed_ids = {e["request_id"] for e in await audit(api, outcome="allowed")}
+        assert not allowed_ids & {e["request_id"] for e in denied}, "a refused call also 'allowed'"
         assert {(e["identity_name"], e["action"]) for e in denied} >= {
             ("v", "commands:Send"),
             ("v", "commands:GetOutput"),
