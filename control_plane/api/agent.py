@@ -98,6 +98,7 @@ async def register(body: RegisterBody, request: Request, cp: CP) -> dict[str, An
     try:
         return await cp.registration.register(**body.model_dump())
     except Forbidden as exc:
+        audit_scope.discard()  # the denial replaces the expected entry
         await cp.audit.record_standalone(replace(event, outcome="denied", error=exc.message))
         raise
 

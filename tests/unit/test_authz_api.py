@@ -290,3 +290,15 @@ def test_a_forged_node_proof_is_refused_and_audited(run_api: RunApi) -> None:
         assert await audit(api, action="agent:Authenticate", resource=wire.ROUTE_POLL)
 
     run_api(scenario)
+
+
+def test_a_refused_registration_is_one_denied_entry(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        activation = await api.create_activation()
+        refused = await api.register({**activation, "activation_code": "wrong-code-123"})
+        assert refused.status_code == 403
+        entries = await audit(api, action="nodes:Register")
+        assert [e["outcome"] for e in entries] == ["denied"]
+        assert "wrong-code" not in str(entries)
+
+    run_api(scenario)
