@@ -223,3 +223,32 @@ def test_key_rotation_keeps_old_values_readable(run_api: RunApi, server_dir: Ser
         assert (await get(api, "/k/new", decrypt="true")).json()["value"] == "new-secret"
 
     run_api(scenario)
+
+
+def test_a_missing_or_wrong_key_ring_is_a_clear_error_and_changes_nothing(
+    run_api: RunApi, server_dir: ServerDir
+) -> None:
+    async def scenario(api: Api) -> None:
+        assert (await put(api, "/k/s", SECRET, type="SecureString")).status_code == 200
+        ring_file = server_dir.path / "keyring.json"
+        saved = ring_file.read_bytes()
+        ring_file.unlink()
+        api.cp._keyring = None
+        refused = await put(api, "/k/s2", "x", type="SecureString")
+        assert refused.status_code >= 400 and "keys create" in refused.json()["error"]["message"]
+        unreadable = await get(api, "/k/s", decrypt="true")
+        assert unreadable.status_code >= 400 and SECRET not in unreadable.text
+        assert "key" in unreadable.json()["error"]["message"]
+        # A different key ring (a wrong key): refused the same way, nothing decrypted.
+        KeyRing.load_or_create(server_dir.path)
+        api.cp._keyring = None
+        wrong = await get(api, "/k/s", decrypt="true")
+        assert wrong.status_code >= 400 and SECRET not in wrong.text
+        # Nothing was corrupted: with the right key ring back, the value reads again.
+        ring_file.write_bytes(saved)
+        ring_file.chmod(0o600)
+        api.cp._keyring = None
+        assert (await get(api, "/k/s", decrypt="true")).json()["value"] == SECRET
+        assert_error(await get(api, "/k/s2"), 404, "not_found")
+
+    run_api(scenario)
