@@ -27,6 +27,7 @@ from agent.wire import Message
 from tests.unit.test_execution_support import (
     RecordingTransport,
     document,
+    eventually,
     group_members,
     kill_sessions,
     kill_under,
@@ -37,6 +38,7 @@ from tests.unit.test_execution_support import (
     shell,
     sync,
     unreachable,
+    wait_for,
 )
 
 NODE = "mi-0123456789abcdef0"
@@ -253,10 +255,7 @@ async def test_a_finished_worker_is_collected_by_the_next_agent(
         await first.until(running.exists, "the script to start")
     go.touch()  # it finishes while no agent runs
     cmd = Journal(tmp_path / "commands").command("cmd-f")
-    for _ in range(1500):
-        if cmd.state() is State.FINISHED:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: cmd.state() is State.FINISHED, "the worker to finish")
     async with AgentSide(tmp_path, launcher) as second:
         await second.until(lambda: second.done("cmd-f"), "the command to be reported")
         final = await second.final("cmd-f")
@@ -287,10 +286,7 @@ async def test_a_killed_worker_ends_interrupted_and_is_never_rerun(
     os.kill(worker, signal.SIGKILL)
     os.killpg(read_pids(pids)[0], signal.SIGKILL)
     cmd = Journal(tmp_path / "commands").command("cmd-k")
-    for _ in range(1500):
-        if cmd.state() is State.LOST:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: cmd.state() is State.LOST, "the worker to be lost")
     async with AgentSide(tmp_path, launcher) as second:
         await second.until(lambda: second.done("cmd-k"), "the command to be reported")
         final = await second.final("cmd-k")
@@ -515,12 +511,7 @@ def test_forkserver_forks_workers_that_outlive_it(tmp_path: Path) -> None:
         os.close(write_fd)
         server.close()
         assert not live(server.pid)
-        for _ in range(1500):
-            if running.exists():
-                break
-            import time
-
-            time.sleep(0.02)
+        wait_for(running.exists, 30, "the script to start")
         assert live(pid) and os.getsid(pid) == pid
         go.touch()
         with os.fdopen(read_fd, "rb") as events:

@@ -83,6 +83,17 @@ def sync(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return wrapper
 
 
+async def eventually(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """``wait_for`` for a coroutine: polls ``cond`` without blocking the event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
