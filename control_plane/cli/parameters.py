@@ -10,16 +10,15 @@ commands that use them.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import click
 
 from control_plane.cli.context import Runtime, output_option, pass_runtime
 from control_plane.cli.errors import ApiError, CliError
+from control_plane.cli.input_files import read_json_file, read_value
 from control_plane.cli.output import Column, emit_json, emit_list, emit_object, field
 from control_plane.cli.params import tags_callback
 
@@ -27,8 +26,6 @@ TYPES = ("String", "StringList", "SecureString")
 TIERS = ("Standard", "Advanced")
 SECURE = "SecureString"
 MASK = "****"
-STDIN = "-"
-MAX_READ = 64 * 1024  # far above the largest value (8 KB): a bigger input is surely a mistake
 DELETE_BATCH = 10  # the server's limit of names per delete request
 FILTERS = "type=" + "|type=".join(TYPES)
 GET_FIELDS = (
@@ -77,77 +74,16 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-# Reading a value and a policies file ----------------------------------------------------------
-
-
-def _read_value(value: str | None, value_file: str | None) -> str:
-    if (value is None) == (value_file is None):
-        raise click.UsageError(
-            "give the value exactly once: --value V, --value - (stdin) or --value-file F"
-        )
-    if value == STDIN:
-        text = _read_text(sys.stdin.buffer, "stdin", "'--value'")
-        return text[:-1] if text.endswith("\n") else text
-    if value is not None:
-        return value
-    assert value_file is not None
-    if value_file == STDIN:
-        return _read_text(sys.stdin.buffer, "stdin", "'--value-file'")
-    try:
-        with open(value_file, "rb") as file:
-            return _read_text(file, value_file, "'--value-file'")
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {value_file}: {exc.strerror or type(exc).__name__}",
-            param_hint="'--value-file'",
-        ) from None
-
-
-def _read_text(stream: Any, name: str, hint: str) -> str:
-    """The stream's bytes as UTF-8 text; a refusal never quotes the bytes."""
-    data: bytes = stream.read(MAX_READ + 1)
-    if len(data) > MAX_READ:
-        raise click.BadParameter(
-            f"{name} is larger than 64 KB; a value is at most 8 KB (Advanced tier)",
-            param_hint=hint,
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise click.BadParameter(f"{name} is not UTF-8 text", param_hint=hint) from None
+# Reading a policies file ---------------------------------------------------------------------
 
 
 def read_policies(path: str) -> list[Any]:
-    """The JSON list of AWS policy objects in ``path``; a bad file is one usage error naming
-    the file, and the line and column of a JSON syntax error."""
-    import json
-
-    hint = "'--policies'"
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.BadParameter(f"{path} is not UTF-8 text", param_hint=hint) from None
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {path}: {exc.strerror or type(exc).__name__}", param_hint=hint
-        ) from None
-
-    def no_constants(token: str) -> Any:
-        raise ValueError(f"{token} is not a JSON value")
-
-    try:
-        document = json.loads(text, parse_constant=no_constants)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"{path} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}",
-            param_hint=hint,
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise click.BadParameter(f"{path} is not valid JSON: {exc}", param_hint=hint) from None
+    """The JSON list of AWS policy objects in ``path``; a bad file is one usage error."""
+    document = read_json_file(path, "'--policies'")
     if not isinstance(document, list):
         raise click.BadParameter(
             f'{path} must hold a JSON list of policy objects, e.g. [{{"Type": "Expiration", ...}}]',
-            param_hint=hint,
+            param_hint="'--policies'",
         )
     return document
 
@@ -246,7 +182,7 @@ def put(
 
     Prints NAME: version N (TYPE, TIER).
     """
-    text = _read_value(value, value_file)
+    text = read_value(value, value_file)
     policies = read_policies(policies_file) if policies_file is not None else None
     if type_ is None and not overwrite:
         type_ = "String"

@@ -7,9 +7,7 @@ is shown once, by ``tokens create``; the server keeps only a digest.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +15,7 @@ import click
 
 from control_plane.cli.context import Runtime, output_option, pass_runtime
 from control_plane.cli.errors import one_line
+from control_plane.cli.input_files import read_json_file
 from control_plane.cli.output import Column, emit_json, emit_list, emit_message, emit_object, field
 from control_plane.cli.params import parse_duration
 
@@ -72,35 +71,10 @@ def _source_ip_callback(
 
 
 def read_policy(path: str) -> dict[str, Any]:
-    """The policy document in ``path`` (``-``: stdin); a bad file is one usage error naming the
-    file, and the line and column of a JSON syntax error."""
-    import json
-
-    name = "stdin" if path == "-" else path
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.BadParameter(f"{name} is not UTF-8 text", param_hint="'--policy'") from None
-    except OSError as exc:
-        raise click.BadParameter(
-            f"cannot read {name}: {exc.strerror or exc}", param_hint="'--policy'"
-        ) from None
-
-    def no_constants(token: str) -> Any:
-        raise ValueError(f"{token} is not a JSON value")
-
-    try:
-        document = json.loads(text, parse_constant=no_constants)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(
-            f"{name} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}",
-            param_hint="'--policy'",
-        ) from None
-    except ValueError as exc:
-        raise click.BadParameter(
-            f"{name} is not valid JSON: {exc}", param_hint="'--policy'"
-        ) from None
+    """The policy document in ``path`` (``-``: stdin); a bad file is one usage error."""
+    document = read_json_file(path, "'--policy'")
     if not isinstance(document, dict):
+        name = "stdin" if path == "-" else path
         raise click.BadParameter(
             f"{name} must hold a policy document (a JSON object with Version and Statement)",
             param_hint="'--policy'",
