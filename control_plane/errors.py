@@ -12,6 +12,7 @@ Every error that reaches an HTTP client maps to a stable code and status::
     │   ├── NodeDeregistered         401 node_deregistered
     │   └── CredentialExpired        401 credential_expired
     ├── Forbidden                    403 forbidden
+    │   ├── AccessDenied             403 forbidden (one action on one resource, named)
     │   ├── OutOfScope               403 forbidden (targets outside the token's policies)
     │   └── ActivationInvalid        403 activation_invalid
     ├── NotFound                     404 not_found
@@ -71,6 +72,16 @@ class CredentialExpired(Unauthorized):
 class Forbidden(CorralError):
     status = 403
     code = "forbidden"
+
+
+class AccessDenied(Forbidden):
+    """A check inside a service refused ``action`` on ``resource`` (a parameter a command
+    reads, a document it nests): the API records the denial and answers 403."""
+
+    def __init__(self, action: str, resource: str, message: str) -> None:
+        super().__init__(message)
+        self.action = action
+        self.resource = resource
 
 
 class OutOfScope(Forbidden):

@@ -28,7 +28,7 @@ from agent.documents._model import (
     PreconditionResult,
     Step,
 )
-from agent.documents._parameters import parse_param_args, resolve_parameters
+from agent.documents._parameters import nested_parameters, parse_param_args, resolve_parameters
 from agent.documents._preconditions import evaluate_precondition
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "document_from_content",
     "evaluate_precondition",
     "interpolate_step",
+    "nested_parameters",
     "parse_document",
     "parse_param_args",
     "resolve_parameters",

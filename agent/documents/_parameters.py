@@ -90,6 +90,21 @@ def resolve_parameters(doc: Document, given: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def nested_parameters(raw: Any) -> dict[str, Any]:
+    """An ``aws:runDocument`` step's ``documentParameters`` (an object, or its JSON text) as
+    the given values of the nested document; nothing given is ``{}``."""
+    if raw in (None, ""):
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise DocumentError("documentParameters is not a JSON object") from None
+    if not isinstance(raw, dict):
+        raise DocumentError("documentParameters must be an object of parameter values")
+    return raw
+
+
 def _is_ref(value: Any) -> bool:
     if not isinstance(value, str):
         return False

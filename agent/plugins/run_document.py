@@ -8,7 +8,6 @@ nest at most 3 deep; a script inside a nested document cannot reboot the node.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,6 @@ from agent.plugins.base import NestedRun, PluginResult, StepContext, StopReason
 NAME = "aws:runDocument"
 PLATFORMS = frozenset({"Linux", "MacOS", "Windows"})
 MAX_DEPTH = 3
-
-
-def _parameters(raw: Any) -> dict[str, Any]:
-    if raw in (None, ""):
-        return {}
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise DocumentError("documentParameters is not a JSON object") from None
-    if not isinstance(raw, dict):
-        raise DocumentError("documentParameters must be an object of parameter values")
-    return raw
 
 
 class RunDocument:
@@ -51,7 +37,7 @@ class RunDocument:
                 f"aws:runDocument: documents nest at most {MAX_DEPTH} levels deep"
             )
         try:
-            from agent.documents import document_from_content, parse_document
+            from agent.documents import document_from_content, nested_parameters, parse_document
 
             kind = str(inputs.get("documentType") or "SSMDocument")
             where = str(inputs.get("documentPath") or "")
@@ -60,16 +46,13 @@ class RunDocument:
             if kind == "LocalPath":
                 doc = parse_document(_read_local(Path(where)))
             elif kind == "SSMDocument":
-                name = where.partition(":")[0]
-                content = ctx.embedded.get(name)
-                if not isinstance(content, dict):
-                    raise DocumentError(f"document {name} was not sent with the command")
-                doc = document_from_content(content)
+                doc = document_from_content(_embedded(ctx.embedded, where))
             else:
                 raise DocumentError(
                     f"documentType {kind} is not supported (SSMDocument or LocalPath)"
                 )
-            self._nested = ctx.run_nested(doc, _parameters(inputs.get("documentParameters")), ctx)
+            params = nested_parameters(inputs.get("documentParameters"))
+            self._nested = ctx.run_nested(doc, params, ctx)
         except DocumentError as exc:
             return PluginResult.failed(f"aws:runDocument: {exc.message}")
         if self._stopped is not None:
@@ -84,6 +67,16 @@ class RunDocument:
             self._stopped = reason
         if self._nested is not None:
             self._nested.request_stop(reason)
+
+
+def _embedded(embedded: dict[str, Any], where: str) -> dict[str, Any]:
+    """The content the server embedded for ``NAME[:VERSION]``, as the step names it after
+    interpolation.  Only what the server resolved and authorized can run: a path it did not
+    embed (another version, a name built from values it did not see) fails the step."""
+    content = embedded.get(where)
+    if not isinstance(content, dict):
+        raise DocumentError(f"document {where} was not sent with the command")
+    return content
 
 
 def _read_local(path: Path) -> str:

@@ -13,8 +13,7 @@ from agent import wire
 from control_plane.api import audit_scope
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
-from control_plane.errors import NotFound, OutOfScope
-from control_plane.services.parameter_refs import ParameterAccessDenied
+from control_plane.errors import AccessDenied, NotFound, OutOfScope
 from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
@@ -47,22 +46,26 @@ async def send(
     audit_scope.name_resource(f"command/{command_id}")
 
     def check_targets(tags_by_node: dict[str, dict[str, str]]) -> list[str]:
-        # The audit entry lists the nodes the targets resolved to ("what ran on db-1?").
-        audit_scope.name_resource(f"command/{command_id}", nodes=sorted(tags_by_node)[:1000])
         return caller.out_of_scope("commands:Send", tags_by_node)
+
+    def audit_details(details: dict[str, Any]) -> None:
+        # The entry names the nodes and documents it resolved to ("what ran on db-1?").
+        audit_scope.name_resource(f"command/{command_id}", **details)
 
     try:
         return await cp.commands.send(
             requested_by=caller.operator.name,
             authorize=check_targets,
             authorize_parameter=caller.allowed,
+            authorize_document=lambda name: caller.allowed("commands:Send", f"document/{name}"),
+            audit_details=audit_details,
             command_id=command_id,
             **body.model_dump(),
         )
     except OutOfScope as exc:  # nothing was stored: record the refusal, then refuse
         await caller.refuse_nodes("commands:Send", exc.nodes)
         raise
-    except ParameterAccessDenied as exc:
+    except AccessDenied as exc:  # a parameter it reads, a document it nests
         await caller.denied(exc.action, exc.resource, exc.message)
         raise
 

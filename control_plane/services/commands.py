@@ -23,7 +23,7 @@ from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.documents import DocumentService
-from control_plane.services.nesting import embed_nested_documents
+from control_plane.services.nesting import DocumentCheck, embed_nested_documents
 from control_plane.services.parameter_refs import Decide
 from control_plane.services.parameters import ParameterService
 from control_plane.services.rate import (
@@ -40,6 +40,8 @@ from control_plane.store.db import Database
 
 # The targets (node id -> tags) the sender may not run on; empty: all allowed.
 NodeCheck = Callable[[dict[str, dict[str, str]]], list[str]]
+# What a command resolved to (its nodes, every document it runs), for its audit entry.
+AuditDetails = Callable[[dict[str, Any]], None]
 
 log = logging.getLogger("corral.commands")
 
@@ -155,10 +157,14 @@ class CommandService:
         comment: str = "",
         authorize: NodeCheck | None = None,
         authorize_parameter: Decide | None = None,
+        authorize_document: DocumentCheck | None = None,
+        audit_details: AuditDetails | None = None,
         command_id: str | None = None,
     ) -> dict[str, Any]:
         """``authorize`` sees every resolved target with its tags before anything is stored,
-        and refuses the whole command if any is out of the sender's scope."""
+        and refuses the whole command if any is out of the sender's scope;
+        ``authorize_document`` is asked for every document the command nests, at any depth;
+        ``audit_details`` hears which nodes and documents it resolved to, before the commit."""
         specs = check_specs(targets)
         check_max_concurrency(max_concurrency)
         check_max_errors(max_errors)
@@ -173,7 +179,13 @@ class CommandService:
         pins = await self._pin_references(
             resolved.document, values, authorize_parameter or (lambda _action, _res: True)
         )
-        content = await embed_nested_documents(self._documents, resolved.document, values)
+        content, nested = await embed_nested_documents(
+            self._documents,
+            resolved.name,
+            resolved.document,
+            values,
+            authorize_document or (lambda _name: True),
+        )
         now = self._clock()
         row: dict[str, Any] = {
             "id": command_id or str(uuid.uuid4()),
@@ -200,6 +212,13 @@ class CommandService:
             node_ids = await resolve(conn, specs)
             if not node_ids:
                 raise InvalidRequest(f"the targets {' '.join(specs)} match no registered node")
+            if audit_details is not None:
+                audit_details(
+                    {
+                        "nodes": sorted(node_ids)[:1000],
+                        "documents": [f"{resolved.name}:{resolved.version}", *nested.runs],
+                    }
+                )
             if authorize is not None:
                 out = authorize(await node_store.tags_for(conn, node_ids))
                 if out:

@@ -22,17 +22,14 @@ from typing import Any
 
 from agent.documents import Document
 from agent.documents._util import REF_RE, is_ssm_ref, single_ref, walk_strings
-from control_plane.errors import Forbidden, InvalidRequest
+from control_plane.errors import AccessDenied, InvalidRequest
 
 SECURE_PREFIX = "ssm-secure:"
 MAX_REFERENCES = 100
 
 
-class ParameterAccessDenied(Forbidden):
-    def __init__(self, action: str, resource: str, message: str) -> None:
-        super().__init__(message)
-        self.action = action
-        self.resource = resource
+class ParameterAccessDenied(AccessDenied):
+    """The sender may not read a parameter the command references."""
 
 
 @dataclass(frozen=True)

@@ -212,12 +212,20 @@ def test_run_document_from_a_local_file_shares_the_step_output(tmp_path: Path) -
 
 
 def test_run_document_embedded_by_the_server(tmp_path: Path) -> None:
-    embedded = {"Org-Hello": document(shell("hi", "echo embedded"))}
+    """The server embeds each document under the path the step names (NAME[:VERSION]);
+    only that runs: another version of the same document was not authorized or resolved."""
+    embedded = {"Org-Hello:3": document(shell("hi", "echo embedded"))}
     outcome = run_engine(
-        document(run_doc("Org-Hello:3", "SSMDocument")), tmp_path, embedded=embedded
+        document(
+            run_doc("Org-Hello:3", "SSMDocument"), run_doc("Org-Hello:4", "SSMDocument", name="v4")
+        ),
+        tmp_path,
+        embedded=embedded,
     )
     assert outcome.steps[0]["status"] == wire.ST_SUCCESS
     assert outcome.steps[0]["stdout"] == "embedded\n"
+    assert outcome.steps[1]["status"] == wire.ST_FAILED
+    assert "document Org-Hello:4 was not sent with the command" in outcome.steps[1]["stderr"]
 
 
 def test_run_document_that_was_not_sent_fails(tmp_path: Path) -> None:
