@@ -68,6 +68,10 @@ class Caller:
         if not decision.allowed:
             await self.denied(action, resource, decision.describe())
 
+    def output_access(self, command_id: str) -> OutputReader:
+        """This caller as a reader of the command's output (commands:GetOutput per node)."""
+        return OutputReader(self, command_id)
+
     def out_of_scope(self, action: str, tags_by_node: dict[str, dict[str, str]]) -> list[str]:
         """The nodes this caller may not ``action`` (checked with each node's tags)."""
         return [
@@ -99,6 +103,24 @@ class Caller:
             )
         )
         raise Forbidden(f"{op.name} ({op.token_id}) may not {action} on {resource}: {why}")
+
+
+class OutputReader:
+    """``commands:GetOutput`` on ``command/ID`` and on each ``node/ID`` (with its tags): the
+    :class:`control_plane.services.command_views.OutputAccess` the views ask."""
+
+    def __init__(self, caller: Caller, command_id: str) -> None:
+        self._caller = caller
+        self._command = caller.allowed("commands:GetOutput", f"command/{command_id}")
+
+    @property
+    def uses_node_tags(self) -> bool:
+        return self._command and self._caller.operator.uses_node_tags
+
+    def may_read(self, node_id: str, tags: dict[str, str] | None) -> bool:
+        return self._command and self._caller.allowed(
+            "commands:GetOutput", f"node/{node_id}", tags
+        )
 
 
 def client_ip(request: Request) -> str:

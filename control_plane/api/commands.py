@@ -13,10 +13,12 @@ from agent import wire
 from control_plane.api import audit_scope
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
-from control_plane.errors import AccessDenied, NotFound, OutOfScope
+from control_plane.errors import AccessDenied, InvalidRequest, NotFound, OutOfScope
 from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
+
+MAX_NODE_FILTER = 1000
 
 
 class SendCommand(BaseModel):
@@ -89,9 +91,52 @@ async def list_commands(
 async def show(
     command_id: str,
     cp: CP,
-    _caller: Annotated[Caller, allow("commands:Get", "command/{command_id}")],
+    caller: Annotated[Caller, allow("commands:Get", "command/{command_id}")],
 ) -> dict[str, Any]:
-    return await cp.commands.get(command_id)
+    """The command and every invocation; step output only on the nodes where the caller
+    may ``commands:GetOutput`` (elsewhere ``output_omitted`` says so)."""
+    return await cp.commands.get(command_id, caller.output_access(command_id))
+
+
+@router.get("/{command_id}/invocations")
+async def invocations(
+    command_id: str,
+    cp: CP,
+    caller: Annotated[Caller, allow("commands:Get", "command/{command_id}")],
+    node: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: Annotated[str | None, Query(max_length=20)] = None,
+) -> dict[str, Any]:
+    """The command's invocations in send order, a page at a time (``node`` repeatable: only
+    those nodes); step output as in the command's own view."""
+    if node is not None:
+        if len(node) > MAX_NODE_FILTER:
+            raise InvalidRequest(f"at most {MAX_NODE_FILTER} node filters")
+        bad = [n for n in node if not wire.NODE_ID_RE.match(n)]
+        if bad:
+            raise InvalidRequest(f"node {bad[0][:40]!r} is not a node id (mi-...)")
+    after = None
+    if next_token is not None:
+        if not next_token.isdigit():
+            raise InvalidRequest(f"next_token {next_token[:20]!r} is not one this list gave")
+        after = int(next_token)
+    page, last = await cp.commands.invocations(
+        command_id, caller.output_access(command_id), node_ids=node, after_seq=after, limit=limit
+    )
+    return {"invocations": page, "next_token": None if last is None else str(last)}
+
+
+@router.get("/{command_id}/invocations/{node_id}")
+async def invocation(
+    command_id: str,
+    node_id: str,
+    cp: CP,
+    caller: Annotated[Caller, allow("commands:Get", "command/{command_id}")],
+) -> dict[str, Any]:
+    """One node's invocation, with its output when the caller may read it."""
+    return await cp.commands.invocation_detail(
+        command_id, node_id, caller.output_access(command_id)
+    )
 
 
 @router.post("/{command_id}/cancel")

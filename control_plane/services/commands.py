@@ -21,6 +21,13 @@ from control_plane.errors import InvalidRequest, NotFound, OutOfScope
 from control_plane.services import parameter_refs
 from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
+from control_plane.services.command_views import (
+    NoOutput,
+    OutputAccess,
+    command_view,
+    invocation_view,
+    readable_nodes,
+)
 from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.documents import DocumentService
 from control_plane.services.nesting import DocumentCheck, embed_nested_documents
@@ -48,56 +55,6 @@ log = logging.getLogger("corral.commands")
 EXECUTION_TIMEOUT = (5, 172_800)
 DELIVERY_TIMEOUT = (30, 2_592_000)
 MAX_LIST = 500
-
-
-def command_view(
-    row: dict[str, Any], invocations: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "command_id": row["id"],
-        "document_name": row["document_name"],
-        "document_version": row["document_version"],
-        "parameters": row["parameters"],
-        "targets": row["targets"],
-        "comment": row["comment"],
-        "max_concurrency": row["max_concurrency"],
-        "max_errors": row["max_errors"],
-        "timeout_seconds": row["execution_timeout"],
-        "delivery_timeout_seconds": row["delivery_timeout"],
-        "status": row["status"],
-        "status_details": row["status_details"],
-        "target_count": row["target_count"],
-        "requested_by": row["requested_by"],
-        "created_at": rfc3339(row["created_at"]),
-        "completed_at": rfc3339(row["completed_at"]),
-    }
-    if invocations is not None:
-        view["completed_count"] = sum(
-            1 for i in invocations if i["status"] in wire.TERMINAL_STATUSES
-        )
-        view["error_count"] = sum(
-            1
-            for i in invocations
-            if i["status"] == wire.ST_FAILED
-            or i["status_details"] == wire.DETAIL_EXECUTION_TIMED_OUT
-        )
-        view["delivery_timed_out_count"] = sum(
-            1 for i in invocations if i["status_details"] == wire.DETAIL_DELIVERY_TIMED_OUT
-        )
-        view["invocations"] = [invocation_view(i) for i in invocations]
-    return view
-
-
-def invocation_view(inv: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "node_id": inv["node_id"],
-        "status": inv["status"],
-        "status_details": inv["status_details"],
-        "response_code": inv["response_code"],
-        "started_at": rfc3339(inv["started_at"]),
-        "ended_at": rfc3339(inv["ended_at"]),
-        "steps": inv["steps"],
-    }
 
 
 def _check_range(name: str, value: int, bounds: tuple[int, int]) -> int:
@@ -235,15 +192,56 @@ class CommandService:
                 "requested_by": requested_by,
             },
         )
-        return await self.get(row["id"])
+        return await self.get(row["id"], NoOutput())
 
-    async def get(self, command_id: str) -> dict[str, Any]:
+    async def get(self, command_id: str, output: OutputAccess) -> dict[str, Any]:
+        """The command with every invocation; step output only where ``output`` may read."""
         async with self._db.read() as conn:
             row = await store.get(conn, command_id)
             if row is None:
                 raise NotFound(f"command {command_id} not found")
             invocations = await store.invocations_of(conn, command_id)
-        return command_view(row, invocations)
+            readable = await self._readable(conn, output, invocations)
+        return command_view(row, invocations, readable)
+
+    async def invocations(
+        self,
+        command_id: str,
+        output: OutputAccess,
+        *,
+        node_ids: list[str] | None = None,
+        after_seq: int | None = None,
+        limit: int = MAX_LIST,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the command's invocations (in send order, after ``after_seq``; only
+        ``node_ids`` when given) and the sequence number to continue after, or None."""
+        async with self._db.read() as conn:
+            if await store.get(conn, command_id) is None:
+                raise NotFound(f"command {command_id} not found")
+            rows = await store.invocations_of(
+                conn, command_id, node_ids=node_ids, after_seq=after_seq, limit=limit + 1
+            )
+            more = len(rows) > limit
+            rows = rows[:limit]
+            readable = await self._readable(conn, output, rows)
+        views = [invocation_view(r, r["node_id"] in readable) for r in rows]
+        return views, (rows[-1]["seq"] if more else None)
+
+    async def invocation_detail(
+        self, command_id: str, node_id: str, output: OutputAccess
+    ) -> dict[str, Any]:
+        views, _ = await self.invocations(command_id, output, node_ids=[node_id], limit=1)
+        if not views:
+            raise NotFound(f"command {command_id} has no invocation on {node_id}")
+        return views[0]
+
+    @staticmethod
+    async def _readable(
+        conn: AsyncConnection, output: OutputAccess, invocations: list[dict[str, Any]]
+    ) -> set[str]:
+        node_ids = [i["node_id"] for i in invocations]
+        tags = await node_store.tags_for(conn, node_ids) if output.uses_node_tags else None
+        return readable_nodes(output, node_ids, tags)
 
     async def list_all(self, status: str | None, node_id: str | None) -> list[dict[str, Any]]:
         async with self._db.read() as conn:
@@ -258,7 +256,7 @@ class CommandService:
         return inv
 
     async def cancel(self, command_id: str, node_ids: list[str] | None) -> dict[str, Any]:
-        command = await self.get(command_id)
+        command = await self.get(command_id, NoOutput())
         if node_ids:
             known = {i["node_id"] for i in command["invocations"]}
             unknown = [n for n in node_ids if n not in known]

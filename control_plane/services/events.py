@@ -1,10 +1,16 @@
 """Status-change events: an in-process bus for ``GET /v1/events`` (Server-Sent Events) and
 durable webhook deliveries.
 
-Event names: ``command.status_changed`` (the command's overall status) and
-``command.invocation_status_changed`` (one node's).  Webhooks subscribe with a glob
-(``command.*``); each event is queued in ``webhook_deliveries`` in the same transaction as the
-change it reports, and POSTed until the receiver answers 2xx.
+Event names: ``command.status_changed`` (the command's overall status),
+``command.invocation_status_changed`` (one node's), ``parameter.changed`` /
+``parameter.deleted`` / ``parameter.expired`` and the parameter policies' notifications.
+Webhooks subscribe with a glob (``command.*``); each event is queued in
+``webhook_deliveries`` in the same transaction as the change it reports, and POSTed until the
+receiver answers 2xx.
+
+Who may see an event is :func:`read_permission`'s answer, one rule for every reader (an
+``/v1/events`` subscriber, a webhook's owner).  Events carry statuses and names, never
+command output or parameter values.
 """
 
 from __future__ import annotations
@@ -16,11 +22,23 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from control_plane.security.actions import resource_name
 from control_plane.store import webhooks as webhook_store
 
 log = logging.getLogger("corral.events")
 
 SUBSCRIBER_QUEUE = 1000
+
+
+def read_permission(event: dict[str, Any]) -> tuple[str, str] | None:
+    """The action and resource a reader needs to see ``event``; None: no one (an event type
+    without a rule here is never shown, so a new one cannot leak by default)."""
+    kind = str(event.get("type", ""))
+    if kind.startswith("command."):
+        return "commands:Get", f"command/{event.get('command_id', '')}"
+    if kind.startswith("parameter."):
+        return "parameters:List", resource_name("parameter", str(event.get("name", "")))
+    return None
 
 
 class EventBus:

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from control_plane.store.schema import commands, invocations
+from control_plane.store.schema import commands, invocations, nodes
 
 
 async def insert(
@@ -64,12 +64,27 @@ async def active_ids(conn: AsyncConnection) -> list[str]:
     return list((await conn.execute(query)).scalars())
 
 
-async def invocations_of(conn: AsyncConnection, command_id: str) -> list[dict[str, Any]]:
+async def invocations_of(
+    conn: AsyncConnection,
+    command_id: str,
+    *,
+    node_ids: list[str] | None = None,
+    after_seq: int | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The command's invocations in send order (``seq``), each with its node's name."""
     query = (
-        sa.select(invocations)
+        sa.select(invocations, nodes.c.name.label("node_name"))
+        .select_from(invocations.outerjoin(nodes, nodes.c.id == invocations.c.node_id))
         .where(invocations.c.command_id == command_id)
         .order_by(invocations.c.seq)
     )
+    if node_ids is not None:
+        query = query.where(invocations.c.node_id.in_(node_ids))
+    if after_seq is not None:
+        query = query.where(invocations.c.seq > after_seq)
+    if limit is not None:
+        query = query.limit(limit)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
