@@ -3,8 +3,9 @@
 ``?command_id=ID`` filters to one command.  A subscriber sees the events it may read
 (``events.read_permission``: ``commands:Get`` on the command, ``parameters:List`` on the
 parameter; decided once per resource and stream); events carry statuses, never output.
-A comment line every 15 s keeps proxies from closing an idle stream.  On server shutdown
-the stream ends.
+A comment line after 15 s without an event for this subscriber keeps proxies from closing an
+idle stream (and tells a follower to catch up on what a full queue may have dropped).  On
+server shutdown the stream ends.
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ async def events(
     queue = cp.events.subscribe()
 
     async def stream() -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
         try:
             yield b": connected\n\n"
+            last = loop.time()
             while not cp.presence.shutting_down.is_set():
                 try:
-                    async with asyncio.timeout(KEEPALIVE_SECONDS):
+                    async with asyncio.timeout_at(last + KEEPALIVE_SECONDS):
                         event = await queue.get()
-                except TimeoutError:
+                except TimeoutError:  # nothing for this subscriber for a while
                     yield b": keepalive\n\n"
+                    last = loop.time()
                     continue
                 if command_id and event.get("command_id") != command_id:
                     continue
@@ -55,6 +59,7 @@ async def events(
                     continue
                 data = json.dumps(event, separators=(",", ":"))
                 yield f"event: {event['type']}\ndata: {data}\n\n".encode()
+                last = loop.time()
         finally:
             cp.events.unsubscribe(queue)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 from urllib.parse import quote
 
 import click
 
 from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.follow import Follower
+from control_plane.cli.node_results import echo_result
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
 from control_plane.cli.run import print_result
 
@@ -15,7 +18,6 @@ LIST_COLUMNS: list[Column] = [
     field("command_id"), field("document_name"), field("status"), field("status_details"),
     field("target_count"), field("created_at"),
 ]  # fmt: skip
-TERMINAL = {"Success", "Failed", "Cancelled", "TimedOut"}
 
 
 @click.group()
@@ -38,20 +40,14 @@ def list_(rt: Runtime, status: str | None, node: str | None, output: str) -> Non
 
 @commands.command()
 @click.argument("command_id")
+@click.option("--no-output", is_flag=True, help="Each node's status only, not its output.")
 @output_option
 @pass_runtime
-def show(rt: Runtime, command_id: str, output: str) -> None:
-    """A command and its status on every node, with step results."""
+def show(rt: Runtime, command_id: str, no_output: bool, output: str) -> None:
+    """A command: every node's status and what it printed (where your token may read it)."""
     with rt.client() as api:
         result = api.get(f"/v1/commands/{quote(command_id, safe='')}")
-    print_result(result, output)
-    if output == "table":
-        for inv in result.get("invocations", []):
-            for step in inv.get("steps", []):
-                click.echo(
-                    f"  {inv['node_id']} {step.get('name')}: {step.get('status')} "
-                    f"code={step.get('response_code')} {step.get('status_details') or ''}".rstrip()
-                )
+    print_result(result, output, show_output=not no_output)
 
 
 @commands.command()
@@ -87,32 +83,27 @@ def cancel(rt: Runtime, command_id: str, nodes: tuple[str, ...], output: str) ->
 
 @commands.command()
 @click.argument("command_id")
+@click.option("--no-output", is_flag=True, help="Status changes only, not what nodes printed.")
 @pass_runtime
-def watch(rt: Runtime, command_id: str) -> None:
-    """Print status changes as they happen, until the command finishes."""
-    import json
+def watch(rt: Runtime, command_id: str, no_output: bool) -> None:
+    """Print status changes as they happen, and each node's output as it finishes, until
+    the command ends."""
+
+    def changed(event: dict[str, Any]) -> None:
+        who = event.get("node_id", "command")
+        status = f"{event['status']} ({event['status_details']})"
+        click.echo(f"{event.get('time', 0):.3f} {who}: {status}")
+
+    def finished(inv: dict[str, Any]) -> None:
+        if not no_output:
+            echo_result(inv)
 
     with rt.client() as api:
         current = api.get(f"/v1/commands/{quote(command_id, safe='')}")
         click.echo(f"{command_id}: {current['status']} ({current['status_details']})")
         if current.get("completed_at"):
             return
-        buffer = b""
-        for chunk in api.stream("/v1/events", params={"command_id": command_id}):
-            buffer += chunk
-            while b"\n\n" in buffer:
-                frame, buffer = buffer.split(b"\n\n", 1)
-                data = [
-                    line[5:].strip() for line in frame.split(b"\n") if line.startswith(b"data:")
-                ]
-                if not data:
-                    continue
-                event = json.loads(b"".join(data))
-                who = event.get("node_id", "command")
-                status = f"{event['status']} ({event['status_details']})"
-                click.echo(f"{event.get('time', 0):.3f} {who}: {status}")
-                if event["type"] == "command.status_changed" and event["status"] in TERMINAL:
-                    return
+        Follower(api, command_id, finished, on_event=changed).run()
 
 
 __all__ = ["commands", "emit_object"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,13 +9,9 @@ import click
 
 from control_plane.cli.context import Runtime, output_option, pass_runtime
 from control_plane.cli.errors import CliError
-from control_plane.cli.output import Column, emit_list, emit_object, field
-
-WAIT_POLL_SECONDS = 0.25
-INVOCATION_COLUMNS: list[Column] = [
-    field("node_id"), field("status"), field("status_details"), field("response_code"),
-    field("started_at"), field("ended_at"),
-]  # fmt: skip
+from control_plane.cli.follow import Follower
+from control_plane.cli.node_results import echo_result
+from control_plane.cli.output import emit_object
 
 
 class CommandFailed(CliError):
@@ -86,7 +81,13 @@ def _rate(value: str, name: str, allow_zero: bool) -> str:
 )
 @click.option("--comment", default="", help="Up to 100 characters.")
 @click.option(
-    "--wait", is_flag=True, help="Wait until every node finished; exit 1 unless all succeeded."
+    "--wait",
+    is_flag=True,
+    help="Wait, printing each node's result and output as it finishes; exit 1 unless all "
+    "succeeded.",
+)
+@click.option(
+    "--no-output", is_flag=True, help="With --wait: each node's status only, not its output."
 )
 @click.argument("command", nargs=-1, metavar="[-- COMMAND ...]")
 @output_option
@@ -103,6 +104,7 @@ def run(
     delivery_timeout: int,
     comment: str,
     wait: bool,
+    no_output: bool,
     command: tuple[str, ...],
     output: str,
 ) -> None:
@@ -140,8 +142,11 @@ def run(
                 ("command_id", "document_name", "document_version", "status", "target_count"),
             )
             return
-        result = wait_for_command(api, sent["command_id"])
-    print_result(result, output)
+        result = follow(api, sent["command_id"], output, show_output=not no_output)
+    if output == "json":
+        emit_object(result if not no_output else without_output(result), output)
+    else:
+        click.echo(summary(result))
     if result["status"] != "Success":
         raise CommandFailed(
             f"command {result['command_id']} ended {result['status']} ({result['status_details']})"
@@ -153,21 +158,41 @@ def _split_document(spec: str) -> tuple[str, str | None]:
     return name, version or None
 
 
-def wait_for_command(api: Any, command_id: str) -> dict[str, Any]:
-    while True:
-        result: dict[str, Any] = api.get(f"/v1/commands/{command_id}")
-        if result.get("completed_at"):
-            return result
-        time.sleep(WAIT_POLL_SECONDS)
-
-
-def print_result(result: dict[str, Any], output: str) -> None:
+def follow(api: Any, command_id: str, output: str, *, show_output: bool) -> dict[str, Any]:
+    """Wait for the command to end; in a table, print each node's result as it finishes."""
     if output == "json":
-        emit_object(result, output)
-        return
-    click.echo(
+        return Follower(api, command_id, lambda _inv: None).run()
+    return Follower(api, command_id, lambda inv: echo_result(inv, output=show_output)).run()
+
+
+def summary(result: dict[str, Any]) -> str:
+    return (
         f"command {result['command_id']}: {result['status']} ({result['status_details']}), "
         f"{result.get('completed_count', 0)}/{result['target_count']} done, "
         f"{result.get('error_count', 0)} errors"
     )
-    emit_list(result.get("invocations", []), INVOCATION_COLUMNS, output)
+
+
+def without_output(result: dict[str, Any]) -> dict[str, Any]:
+    """The command's view with its steps' stdout and stderr left out."""
+    invocations = [
+        {
+            **inv,
+            "steps": [
+                {k: v for k, v in step.items() if k not in ("stdout", "stderr")}
+                for step in inv.get("steps", [])
+            ],
+        }
+        for inv in result.get("invocations", [])
+    ]
+    return {**result, "invocations": invocations}
+
+
+def print_result(result: dict[str, Any], output: str, *, show_output: bool = True) -> None:
+    """A command that has ended (or not): every node's result, then the summary."""
+    if output == "json":
+        emit_object(result if show_output else without_output(result), output)
+        return
+    for inv in result.get("invocations", []):
+        echo_result(inv, output=show_output)
+    click.echo(summary(result))
