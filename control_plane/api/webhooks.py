@@ -22,9 +22,12 @@ class CreateWebhook(BaseModel):
 
 @router.post("", status_code=201)
 async def create(
-    body: CreateWebhook, cp: CP, _caller: Annotated[Caller, allow("webhooks:Create", "webhook/*")]
+    body: CreateWebhook, cp: CP, caller: Annotated[Caller, allow("webhooks:Create", "webhook/*")]
 ) -> dict[str, Any]:
-    return await cp.webhooks.create(body.url, body.events, body.secret)
+    """Events are delivered as the caller's token: only those it may read."""
+    return await cp.webhooks.create(
+        body.url, body.events, body.secret, created_by=caller.operator.token_id
+    )
 
 
 @router.get("")

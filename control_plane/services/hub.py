@@ -73,7 +73,7 @@ class ControlPlane:
         )
         self.dispatcher.parameter_values = self.parameters.values_for
         self.groups = GroupService(self.db, clock)
-        self.webhooks = WebhookService(self.db, self.events, clock)
+        self.webhooks = WebhookService(self.db, self.events, clock, self.operators)
         self.audit = AuditService(self.db, clock, config.data_dir)
         self._keyring: KeyRing | None = None
         self._keyring_seen: float | None = None

@@ -155,6 +155,17 @@ class OperatorService:
             raise NotFound(f"token {token_id} not found")
         return self._operator(row)
 
+    async def active_operator(self, token_id: str) -> Operator | None:
+        """The identity of a token that may still act (not revoked, not expired), or None:
+        what a webhook's deliveries are evaluated as."""
+        async with self._db.read() as conn:
+            row = await store.get(conn, token_id)
+        if row is None or row["revoked_at"] is not None:
+            return None
+        if row["expires_at"] is not None and row["expires_at"] <= self._clock():
+            return None
+        return self._operator(row)
+
     # Policies ----------------------------------------------------------------------------
     async def list_policies(self) -> list[dict[str, Any]]:
         async with self._db.read() as conn:

@@ -1,11 +1,17 @@
 """Webhooks: each matching event is POSTed as JSON, signed with HMAC-SHA256 of the body in
 ``X-Corral-Signature: sha256=<hex>`` when the webhook has a secret, and retried with
 exponential backoff until the receiver answers 2xx (deliveries are stored, so a restart loses
-none).  After MAX_ATTEMPTS the delivery is dropped and logged."""
+none).  After MAX_ATTEMPTS the delivery is dropped and logged.
+
+A webhook acts as the token that made it: an event is delivered only if that token, now, may
+read it (``events.read_permission``: ``commands:Get`` on its command, ``parameters:List`` on
+its parameter); a revoked or expired token's webhook delivers nothing.  Events carry statuses
+and names, never output or values."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -19,8 +25,11 @@ from typing import Any
 import httpx
 
 from control_plane.errors import InvalidRequest, NotFound
+from control_plane.security.policy import evaluate
+from control_plane.security.policy_conditions import ContextValue
 from control_plane.services.clock import Clock, rfc3339
-from control_plane.services.events import EventBus
+from control_plane.services.events import EventBus, read_permission
+from control_plane.services.operators import Operator, OperatorService
 from control_plane.store import webhooks as store
 from control_plane.store.db import Database
 
@@ -45,19 +54,53 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
         "events": row["events"],
         "signed": bool(row["secret"]),
         "created_at": rfc3339(row["created_at"]),
+        "created_by": row.get("created_by"),
     }
+
+
+class _Owners:
+    """Whether a webhook's owner may read an event, looked up once per delivery round."""
+
+    def __init__(self, operators: OperatorService, clock: Clock) -> None:
+        self._operators = operators
+        self._clock = clock
+        self._owners: dict[str, Operator | None] = {}
+
+    async def may_see(self, owner: str | None, event: dict[str, Any]) -> bool:
+        if owner is None:  # made before owners were recorded
+            return True
+        if owner not in self._owners:
+            self._owners[owner] = await self._operators.active_operator(owner)
+        operator = self._owners[owner]
+        if operator is None:
+            return False
+        context: dict[str, ContextValue] = {
+            "current_time": dt.datetime.fromtimestamp(self._clock(), dt.UTC),
+            "token:id": operator.token_id,
+            "token:name": operator.name,
+        }
+        needed = read_permission(event)
+        return needed is not None and evaluate(operator.policies, *needed, context).allowed
 
 
 class WebhookService:
     def __init__(
-        self, db: Database, events: EventBus, clock: Clock, verify: ssl.SSLContext | bool = True
+        self,
+        db: Database,
+        events: EventBus,
+        clock: Clock,
+        operators: OperatorService,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._db = db
         self._events = events
         self._clock = clock
+        self._operators = operators
         self._verify = verify
 
-    async def create(self, url: str, events: str, secret: str | None) -> dict[str, Any]:
+    async def create(
+        self, url: str, events: str, secret: str | None, created_by: str | None
+    ) -> dict[str, Any]:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname or len(url) > 2048:
             raise InvalidRequest(f"webhook url {url!r} must be an http(s) URL")
@@ -73,6 +116,7 @@ class WebhookService:
             "events": events,
             "secret": secret,
             "created_at": self._clock(),
+            "created_by": created_by,
         }
         async with self._db.transaction() as conn:
             await store.insert(conn, row)
@@ -101,7 +145,16 @@ class WebhookService:
         now = self._clock()
         async with self._db.read() as conn:
             due = await store.due(conn, now, 50)
+        owners = _Owners(self._operators, self._clock)
         for delivery in due:
+            if not await owners.may_see(delivery["created_by"], delivery["event"]):
+                async with self._db.transaction() as conn:
+                    await store.delivered(conn, delivery["id"])
+                log.info(
+                    "webhook event withheld: its owner may not read it",
+                    extra={"webhook_id": delivery["webhook_id"], "owner": delivery["created_by"]},
+                )
+                continue
             body = json.dumps(delivery["event"], separators=(",", ":")).encode()
             headers = {"content-type": "application/json", "user-agent": "corral-webhooks"}
             if delivery["secret"]:

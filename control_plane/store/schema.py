@@ -168,6 +168,9 @@ webhooks = sa.Table(
     sa.Column("events", sa.String(128), nullable=False),
     sa.Column("secret", sa.String(256), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The token that made it: deliveries carry only events that token may read (NULL: made
+    # before owners were recorded, delivered unfiltered).
+    sa.Column("created_by", sa.String(40), nullable=True),
 )
 
 # Webhook deliveries wait here until the receiver answers 2xx (retried with backoff).
