@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import InvalidRequest
-from control_plane.services.parameter_rules import parse_selector
+from control_plane.rules.parameters import parse_selector
 from control_plane.services.parameters import SECURE
 
 router = APIRouter(prefix="/v1/parameters", tags=["parameters"])

@@ -4,7 +4,7 @@ Names hold slashes (``/app/prod/db-url``), so they travel in query strings and b
 URL paths.  A SecureString value leaves the server only for ``--decrypt`` to a token allowed
 ``parameters:GetDecrypted``; otherwise it arrives as ``****`` and the CLI says why on stderr.
 No message of this module repeats a value: the client-side checks are the server's own rules
-(control_plane/services/parameter_rules.py, whose messages never echo one), imported by the
+(control_plane/rules/parameters.py, whose messages never echo one), imported by the
 commands that use them.
 """
 
@@ -226,7 +226,7 @@ def _check_put(
 ) -> None:
     """The server's rules, applied before anything is sent (the server applies them again).
     ``type_`` None: not known yet (an overwrite keeps the current type)."""
-    from control_plane.services import parameter_rules as rules
+    from control_plane.rules import parameters as rules
 
     _precheck("'NAME'", rules.check_name, name)
     _precheck("'--data-type'", rules.check_data_type, data_type)
@@ -245,7 +245,7 @@ def _check_put(
 
 
 def _check_value(value: str, type_: str, tier: str | None) -> None:
-    from control_plane.services import parameter_rules as rules
+    from control_plane.rules import parameters as rules
 
     # Without --tier, an existing parameter may be Advanced: check against the larger bound.
     _precheck("'--value'", rules.check_value, value, type_, tier or "Advanced")
@@ -364,7 +364,7 @@ def history(rt: Runtime, name: str, decrypt: bool, output: str) -> None:
 
 
 def _check_labels(labels: Sequence[str]) -> list[str]:
-    from control_plane.services import parameter_rules as rules
+    from control_plane.rules import parameters as rules
 
     for text in labels:
         _precheck("'LABEL'", rules.check_label, text)

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from control_plane.errors import Conflict, InvalidRequest, NotFound
+from control_plane.rules import parameters as rules
 from control_plane.security import envelope
 from control_plane.security.keyring import KeyRing
-from control_plane.services import parameter_rules as rules
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.events import EventBus
 from control_plane.store import parameters as store

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from control_plane.errors import InvalidRequest, ParameterMaxVersionLimitExceeded
-from control_plane.services import parameter_rules as rules
-from control_plane.services.parameter_rules import (
+from control_plane.rules import parameters as rules
+from control_plane.rules.parameters import (
     Expiration,
     ExpirationNotification,
     NoChangeNotification,
