@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from agent import __version__, wire
 from control_plane.api import (
     activations,
+    api_browser,
     agent,
     audit,
     audit_scope,
@@ -54,7 +55,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         title="Corral",
         version=__version__,
         openapi_url="/v1/openapi.json",
-        docs_url="/v1/docs",
+        docs_url=None,  # served offline by api_browser
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -63,6 +64,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
     cp.db.before_commit = audit_scope.hook(cp.audit)
     for module in (
         health,
+        api_browser,
         activations,
         nodes,
         agent,

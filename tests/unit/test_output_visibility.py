@@ -131,6 +131,8 @@ class World:
             values["name"] = "everything"
         elif path.startswith("/v1/policies/"):
             values["name"] = "operator"
+        elif path.startswith("/v1/docs/assets/"):
+            values["name"] = "swagger-ui.css"
         return values
 
 
