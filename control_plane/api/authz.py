@@ -154,30 +154,42 @@ async def _request_summary(request: Request, redact: tuple[str, ...] = ()) -> di
 
 
 async def authenticate(request: Request, cp: ControlPlane, action: str) -> Operator:
-    """The token's operator, or 401 (recorded, and the source address slowed down)."""
+    """The token's operator, or 401 (recorded, and the source address slowed down).
+
+    An address that keeps presenting bad tokens waits before its next *unknown* token is
+    evaluated (429, nothing read, nothing audited one by one); a token the server knows is
+    never held back, so a valid CLI or CI job behind the same NAT keeps working while an
+    attacker there is slowed.  Tokens are 256-bit secrets: the slow-down is there to keep a
+    flood of bad ones from costing database reads and audit entries."""
     ip = client_ip(request)
     limits = cp.rate_limits
-    wait = limits.auth.check(ip)
-    if wait > 0:
-        raise RateLimited("too many failed authentications from this address", retry_after(wait))
     try:
         secret = bearer(request)
+        wait = limits.auth.check(ip)
+        if wait > 0 and not await cp.operators.is_known(secret):
+            limits.auth.refused(ip)
+            raise RateLimited(
+                "too many failed authentications from this address", retry_after(wait)
+            )
         operator = await cp.operators.authenticate(secret)
     except Unauthorized as exc:
+        message = exc.message
         if not isinstance(exc, MissingToken):  # no token guesses nothing: no slow-down
             limits.auth.failed(ip)
+            skipped = limits.auth.take_refused(ip)
+            if skipped:
+                message += f" ({skipped} more attempts from this address refused unevaluated)"
         await cp.audit.record_standalone(
             AuditEvent(
                 action=action,
                 resource=request.url.path[:200],
                 outcome="denied",
                 source_ip=ip,
-                error=exc.message,
+                error=message,
                 request_id=request.scope.get("state", {}).get("request_id"),
             )
         )
         raise
-    limits.auth.succeeded(ip)
     wait = limits.operator(operator.token_id)
     if wait > 0:
         raise RateLimited(f"rate limit of token {operator.token_id} exceeded", retry_after(wait))

@@ -64,6 +64,10 @@ class OperatorService:
         # read.  Revoking through this server drops the entry at once; expiry is checked on
         # every request.  (Replicas: a revocation elsewhere takes effect within the TTL.)
         self._cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Digests of every token that may still authenticate, read at most once per
+        # TOKEN_CACHE_SECONDS and only while some address is slowed down (is_known).
+        self._known: set[str] = set()
+        self._known_at: float | None = None
 
     async def install_roles(self) -> None:
         """Store the built-in roles (refreshed at each start: an upgrade may change them)."""
@@ -120,6 +124,7 @@ class OperatorService:
                     "revoked_at": None,
                 },
             )
+        self._known.add(secrets.digest(secret))
         return token_id, secret
 
     async def list_tokens(self) -> list[dict[str, Any]]:
@@ -142,6 +147,7 @@ class OperatorService:
             changed = await store.revoke(conn, token_id, self._clock())
             row = await store.get(conn, token_id)
         self._cache = {d: c for d, c in self._cache.items() if c[1]["id"] != token_id}
+        self._known_at = None  # re-read: the revoked digest must no longer count as known
         assert row is not None
         view = self._view(row, self._clock())
         view["message"] = f"token {token_id} revoked" if changed else "token was already revoked"
@@ -188,6 +194,23 @@ class OperatorService:
         }
 
     # Authentication ----------------------------------------------------------------------
+    async def is_known(self, secret: str) -> bool:
+        """Whether ``secret`` is a token this server issued that may still authenticate,
+        without a database read per call: a caller slowed down for others' failures is let
+        through when its own credential is known.  The set of digests is re-read at most
+        once per TOKEN_CACHE_SECONDS (tokens made by another replica appear within that)."""
+        if not secret.startswith(secrets.TOKEN_PREFIX) or len(secret) > 256:
+            return False
+        digest = secrets.digest(secret)
+        now = self._clock()
+        if digest in self._cache and now - self._cache[digest][0] < TOKEN_CACHE_SECONDS:
+            return True
+        if self._known_at is None or now - self._known_at >= TOKEN_CACHE_SECONDS:
+            async with self._db.read() as conn:
+                self._known = set(await store.active_digests(conn, now))
+            self._known_at = now
+        return digest in self._known
+
     async def authenticate(self, secret: str) -> Operator:
         if not secret.startswith(secrets.TOKEN_PREFIX) or len(secret) > 256:
             raise Unauthorized("invalid token")

@@ -106,21 +106,24 @@ class TokenBuckets:
 
 
 class _Failures:
-    __slots__ = ("count", "delay", "last", "until")
+    __slots__ = ("count", "delay", "last", "refused", "until")
 
     def __init__(self) -> None:
         self.count = 0
         self.delay = 0.0
         self.last = 0.0
         self.until = 0.0
+        self.refused = 0
 
 
 class AuthFailures:
-    """Failed authentication per source IP: the n-th consecutive failure makes the IP wait
-    ``min(max_delay, base_delay * 2**(n-1))`` seconds before its next attempt is evaluated.
+    """Failed authentication per source IP: the n-th failure makes the IP wait
+    ``min(max_delay, base_delay * 2**(n-1))`` seconds before its next *unknown* credential is
+    evaluated (a credential the server knows is never held back: see api/authz.py).
 
-    A success resets the IP; so do ``forget_after`` seconds without a failure.  A base delay of
-    zero or less turns the slow-down off.
+    Only ``forget_after`` seconds without a failure reset an IP: another caller's success
+    from the same address (a NAT, a bastion) does not.  A base delay of zero or less turns
+    the slow-down off.
     """
 
     def __init__(
@@ -186,9 +189,19 @@ class AuthFailures:
         entry.last = now
         entry.until = now + entry.delay
 
-    def succeeded(self, ip: str) -> None:
-        """Forget ``ip``'s failures after a successful authentication."""
-        self._ips.pop(ip, None)
+    def refused(self, ip: str) -> None:
+        """Count an attempt refused unevaluated while ``ip`` waits."""
+        entry = self._ips.get(ip)
+        if entry is not None:
+            entry.refused += 1
+
+    def take_refused(self, ip: str) -> int:
+        """How many attempts were refused unevaluated since the last call (for the audit)."""
+        entry = self._ips.get(ip)
+        if entry is None:
+            return 0
+        count, entry.refused = entry.refused, 0
+        return count
 
     def _forget(self, now: float) -> None:
         while self._ips:

@@ -22,6 +22,15 @@ async def by_digest(conn: AsyncConnection, digest: str) -> dict[str, Any] | None
     return dict(row) if row else None
 
 
+async def active_digests(conn: AsyncConnection, now: float) -> list[str]:
+    """The digests of the tokens that may authenticate now (not revoked, not expired)."""
+    query = sa.select(tokens.c.secret_digest).where(
+        tokens.c.revoked_at.is_(None),
+        sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > now),
+    )
+    return list((await conn.execute(query)).scalars())
+
+
 async def get(conn: AsyncConnection, token_id: str) -> dict[str, Any] | None:
     result = await conn.execute(sa.select(*_PUBLIC).where(tokens.c.id == token_id))
     row = result.mappings().first()

@@ -261,12 +261,26 @@ def test_rate_limits_answer_429_with_retry_after(run_api: RunApi) -> None:
         assert (await api.client.get("/v1/nodes", headers=api.admin)).status_code == 200
         bad = {"authorization": "Bearer crl_nope"}
         assert (await api.client.get("/v1/nodes", headers=bad)).status_code == 401
-        slowed = await api.client.get("/v1/nodes", headers=api.admin)
+        slowed = await api.client.get("/v1/nodes", headers=bad)
         assert slowed.status_code == 429 and slowed.headers["retry-after"] == "2"
+        # A known token from the same address is never held back (issue 9, item 3) ...
+        assert (await api.client.get("/v1/nodes", headers=api.admin)).status_code == 200
+        # ... nor does its success reset the attacker's count.
         api.clock.advance(2)
         assert (await api.client.get("/v1/nodes", headers=bad)).status_code == 401
-        again = await api.client.get("/v1/nodes", headers=api.admin)
+        again = await api.client.get("/v1/nodes", headers=bad)
         assert again.status_code == 429 and again.headers["retry-after"] == "4"
+        # A token made while the address waits is known at once.
+        made = await token(api, "new-ci", role="viewer")
+        assert (await api.client.get("/v1/nodes", headers=hdr(made))).status_code == 200
+        # The refusals are counted into the next audited failure, not audited one by one.
+        for _ in range(5):
+            assert (await api.client.get("/v1/nodes", headers=bad)).status_code == 429
+        api.clock.advance(4)
+        assert (await api.client.get("/v1/nodes", headers=bad)).status_code == 401
+        denied = await audit(api, outcome="denied")
+        assert len([e for e in denied if e["identity_type"] == "anonymous"]) == 4  # 1 + 3 bad
+        assert "(6 more attempts from this address refused unevaluated)" in denied[0]["error"]
 
     run_api(scenario)
 
@@ -300,5 +314,33 @@ def test_a_refused_registration_is_one_denied_entry(run_api: RunApi) -> None:
         entries = await audit(api, action="nodes:Register")
         assert [e["outcome"] for e in entries] == ["denied"]
         assert "wrong-code" not in str(entries)
+
+    run_api(scenario)
+
+
+def test_a_token_made_by_another_replica_is_known_within_the_cache_period(
+    run_api: RunApi,
+) -> None:
+    async def scenario(api: Api) -> None:
+        from control_plane.security import secrets
+        from control_plane.store import tokens as token_store
+
+        operators = api.cp.operators
+        admin = api.admin["authorization"].removeprefix("Bearer ")
+        assert await operators.is_known(admin)
+        assert not await operators.is_known("crl_" + "x" * 43)
+        assert not await operators.is_known("not-a-token")
+        secret = secrets.new_token()
+        async with api.cp.db.transaction() as conn:  # as another replica would
+            await token_store.insert(
+                conn,
+                {"id": "tok-elsewhere0000000", "name": "elsewhere", "role": "viewer",
+                 "secret_digest": secrets.digest(secret), "created_at": api.clock.now},
+            )  # fmt: skip
+        assert not await operators.is_known(secret)
+        api.clock.advance(30)
+        assert await operators.is_known(secret)
+        await operators.revoke("tok-elsewhere0000000")
+        assert not await operators.is_known(secret)
 
     run_api(scenario)

@@ -150,17 +150,21 @@ def test_the_wait_counts_down() -> None:
     assert auth.check("ip") == 0.0
 
 
-def test_success_resets_the_delay() -> None:
+def test_only_time_forgets_failures_and_refusals_are_counted() -> None:
+    """Another caller's success from the same address (a NAT) must not reset an attacker's
+    count: there is nothing that resets it but a quiet period."""
     clock = Clock()
     auth = AuthFailures(clock)
     for _ in range(4):
         fail(auth, clock, "ip")
-    auth.succeeded("ip")
-    assert auth.check("ip") == 0.0
-    assert fail(auth, clock, "ip") == 0.5
-    assert len(auth) == 1
-    auth.succeeded("ip")
-    assert len(auth) == 0
+    assert not hasattr(auth, "succeeded")
+    assert auth.check("ip") == 4.0
+    for _ in range(3):
+        auth.refused("ip")
+    assert auth.take_refused("ip") == 3
+    assert auth.take_refused("ip") == 0
+    auth.refused("elsewhere")  # an address without failures keeps no entry for it
+    assert auth.take_refused("elsewhere") == 0 and len(auth) == 1
 
 
 def test_failures_are_forgotten_after_a_quiet_period() -> None:
