@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from agent import __version__, wire
 from control_plane.api import (
     activations,
-    api_browser,
     agent,
+    api_browser,
     audit,
     audit_scope,
     commands,
