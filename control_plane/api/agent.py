@@ -10,10 +10,10 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from agent import wire
-from control_plane.api import audit_scope
 from control_plane.api.authz import client_ip, public
 from control_plane.api.deps import CP, NodeDep
 from control_plane.errors import Forbidden, Unauthorized
+from control_plane.services import audit_context
 from control_plane.services.audit import AuditEvent
 
 router = APIRouter(tags=["agent"])
@@ -94,11 +94,11 @@ async def register(body: RegisterBody, request: Request, cp: CP) -> dict[str, An
         f"activation/{body.activation_id}",
         request={"activation_id": body.activation_id, "name": body.name, "hostname": body.hostname},
     )
-    audit_scope.expect(event)
+    audit_context.expect(event)
     try:
         return await cp.registration.register(**body.model_dump())
     except Forbidden as exc:
-        audit_scope.discard()  # the denial replaces the expected entry
+        audit_context.discard()  # the denial replaces the expected entry
         await cp.audit.record_standalone(replace(event, outcome="denied", error=exc.message))
         raise
 

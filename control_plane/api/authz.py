@@ -5,7 +5,8 @@ the dependency authenticates the bearer token (slowing down a source address tha
 failing), applies the token's rate limit, evaluates its policies (IAM's rules, with the
 request's context: source IP, time, token, the node's tags for ``node/`` resources), records
 a denied call in the audit trail, and marks a call that changes something for the audit trail
-(written in the same transaction as the change; see control_plane/api/audit_scope.py).
+(written in the same transaction as the change; see control_plane/api/audit_scope.py and
+control_plane/services/audit_context.py).
 
 Routes that are not an operator's declare that too: ``Public("why")`` (health, the CA
 certificate, registration with an activation code) or the node dependency (agent routes).
@@ -22,12 +23,12 @@ from typing import Any
 
 from fastapi import Depends, Request
 
-from control_plane.api import audit_scope
 from control_plane.api.deps import CP, bearer
 from control_plane.errors import Forbidden, MissingToken, RateLimited, Unauthorized
 from control_plane.security.actions import ACTIONS
 from control_plane.security.policy import Context, Decision, evaluate
 from control_plane.security.policy_conditions import ContextValue
+from control_plane.services import audit_context
 from control_plane.services.audit import AuditEvent
 from control_plane.services.hub import ControlPlane
 from control_plane.services.operators import Operator
@@ -54,17 +55,41 @@ class Caller:
         self.request_id = request_id
         self.request_summary: dict[str, Any] | None = None
 
-    def decide(self, action: str, resource: str, tags: dict[str, str] | None = None) -> Decision:
-        context: Context = self.context
-        if tags:
-            context = {**self.context, **{f"node:tag/{k}": v for k, v in tags.items()}}
-        return evaluate(self.operator.policies, action, resource, context)
+    def decide(
+        self,
+        action: str,
+        resource: str,
+        tags: dict[str, str] | None = None,
+        *,
+        context: dict[str, ContextValue] | None = None,
+    ) -> Decision:
+        """``tags``: the node's, as ``node:tag/KEY``; ``context``: more condition keys of
+        this resource (``parameter:type``)."""
+        full: Context = self.context
+        if tags or context:
+            full = {**self.context, **(context or {})}
+            full.update({f"node:tag/{k}": v for k, v in (tags or {}).items()})
+        return evaluate(self.operator.policies, action, resource, full)
 
-    def allowed(self, action: str, resource: str, tags: dict[str, str] | None = None) -> bool:
-        return self.decide(action, resource, tags).allowed
+    def allowed(
+        self,
+        action: str,
+        resource: str,
+        tags: dict[str, str] | None = None,
+        *,
+        context: dict[str, ContextValue] | None = None,
+    ) -> bool:
+        return self.decide(action, resource, tags, context=context).allowed
 
-    async def require(self, action: str, resource: str, tags: dict[str, str] | None = None) -> None:
-        decision = self.decide(action, resource, tags)
+    async def require(
+        self,
+        action: str,
+        resource: str,
+        tags: dict[str, str] | None = None,
+        *,
+        context: dict[str, ContextValue] | None = None,
+    ) -> None:
+        decision = self.decide(action, resource, tags, context=context)
         if not decision.allowed:
             await self.denied(action, resource, decision.describe())
 
@@ -87,7 +112,7 @@ class Caller:
 
     async def denied(self, action: str, resource: str, why: str) -> None:
         op = self.operator
-        audit_scope.discard()  # the route's "allowed" entry, if one was expected, never happens
+        audit_context.discard()  # the route's "allowed" entry, if one was expected, never happens
         await self.cp.audit.record_standalone(
             AuditEvent(
                 action=action,
@@ -248,7 +273,7 @@ class Allow:
                 tags = await cp.nodes.tags_of(resource.removeprefix("node/"))
             await caller.require(self.action, resource, tags)
         if self.audited:
-            audit_scope.expect(
+            audit_context.expect(
                 AuditEvent(
                     action=self.audit_as,
                     resource=resource,

@@ -10,10 +10,10 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from agent import wire
-from control_plane.api import audit_scope
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import AccessDenied, InvalidRequest, NotFound, OutOfScope
+from control_plane.services import audit_context
 from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/commands", tags=["commands"])
@@ -45,20 +45,22 @@ async def send(
 ) -> dict[str, Any]:
     await caller.require("commands:Send", f"document/{body.document}")
     command_id = str(uuid.uuid4())
-    audit_scope.name_resource(f"command/{command_id}")
+    audit_context.name_resource(f"command/{command_id}")
 
     def check_targets(tags_by_node: dict[str, dict[str, str]]) -> list[str]:
         return caller.out_of_scope("commands:Send", tags_by_node)
 
     def audit_details(details: dict[str, Any]) -> None:
         # The entry names the nodes and documents it resolved to ("what ran on db-1?").
-        audit_scope.name_resource(f"command/{command_id}", **details)
+        audit_context.name_resource(f"command/{command_id}", **details)
 
     try:
         return await cp.commands.send(
             requested_by=caller.operator.name,
             authorize=check_targets,
-            authorize_parameter=caller.allowed,
+            authorize_parameter=lambda action, resource, kind: caller.allowed(
+                action, resource, context={"parameter:type": kind}
+            ),
             authorize_document=lambda name: caller.allowed("commands:Send", f"document/{name}"),
             audit_details=audit_details,
             command_id=command_id,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.services import audit_context
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 
@@ -22,8 +23,10 @@ class CreateGroup(BaseModel):
 
 @router.post("", status_code=201)
 async def create(
-    body: CreateGroup, cp: CP, _caller: Annotated[Caller, allow("groups:Create", "group/*")]
+    body: CreateGroup, cp: CP, caller: Annotated[Caller, allow("groups:Create", per_item=True)]
 ) -> dict[str, Any]:
+    await caller.require("groups:Create", f"group/{body.name}")
+    audit_context.name_resource(f"group/{body.name}")
     return await cp.groups.create(body.name, list(body.targets), body.description)
 
 

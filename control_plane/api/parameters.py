@@ -13,6 +13,9 @@ from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import InvalidRequest
 from control_plane.rules.parameters import parse_selector
+from control_plane.security.actions import resource_name
+from control_plane.security.policy_conditions import ContextValue
+from control_plane.services.hub import ControlPlane
 from control_plane.services.parameters import SECURE
 
 router = APIRouter(prefix="/v1/parameters", tags=["parameters"])
@@ -21,7 +24,7 @@ Name = Annotated[str, Query(min_length=1, max_length=2048)]
 
 
 def resource(name: str) -> str:
-    return "parameter" + (name if name.startswith("/") else "/" + name)
+    return resource_name("parameter", name)
 
 
 class PutParameter(BaseModel):
@@ -51,13 +54,28 @@ class DeleteBody(BaseModel):
     names: list[StrictStr] = Field(min_length=1, max_length=10)
 
 
+async def _current_type(cp: ControlPlane, caller: Caller, name: str) -> str | None:
+    """The parameter's type now (None: it does not exist), read only when the caller's
+    policies have a ``parameter:type`` condition."""
+    if not caller.operator.uses_key("parameter:type"):
+        return None
+    row = await cp.parameters.metadata(name)
+    return str(row["type"]) if row else None
+
+
+def _typed(kind: str | None) -> dict[str, ContextValue] | None:
+    """The ``parameter:type`` condition key of a request about a parameter of this type."""
+    return {"parameter:type": kind} if kind else None
+
+
 @router.put("")
 async def put(
     body: PutParameter,
     cp: CP,
     caller: Annotated[Caller, allow("parameters:Put", per_item=True, redact=("value",))],
 ) -> dict[str, Any]:
-    await caller.require("parameters:Put", resource(body.name))
+    kind = body.type or await _current_type(cp, caller, body.name) or "String"
+    await caller.require("parameters:Put", resource(body.name), context=_typed(kind))
     return await cp.parameters.put(by=caller.operator.name, **body.model_dump())
 
 
@@ -70,8 +88,11 @@ async def get(
 ) -> dict[str, Any]:
     """``name`` is a selector: NAME, NAME:VERSION or NAME:LABEL."""
     base = parse_selector(name).name
-    await caller.require("parameters:Get", resource(base))
-    allowed = decrypt and caller.allowed("parameters:GetDecrypted", resource(base))
+    typed = _typed(await _current_type(cp, caller, base))
+    await caller.require("parameters:Get", resource(base), context=typed)
+    allowed = decrypt and caller.allowed(
+        "parameters:GetDecrypted", resource(base), context=typed
+    )
     shown = await cp.parameters.get(name, decrypt=allowed)
     if decrypt and shown["type"] == SECURE and not allowed:
         shown["note"] = "value not shown: parameters:GetDecrypted is not allowed"
@@ -89,8 +110,10 @@ async def by_path(
     found = await cp.parameters.by_path(
         path,
         recursive=recursive,
-        visible=lambda n: caller.allowed("parameters:Get", resource(n)),
-        decrypt=lambda n: decrypt and caller.allowed("parameters:GetDecrypted", resource(n)),
+        visible=lambda n, t: caller.allowed("parameters:Get", resource(n), context=_typed(t)),
+        decrypt=lambda n, t: (
+            decrypt and caller.allowed("parameters:GetDecrypted", resource(n), context=_typed(t))
+        ),
     )
     return {"parameters": found}
 
@@ -103,7 +126,9 @@ async def list_parameters(
     type: Annotated[str | None, Query(max_length=16)] = None,
 ) -> dict[str, Any]:
     found = await cp.parameters.list_all(
-        path=path, type_=type, visible=lambda n: caller.allowed("parameters:List", resource(n))
+        path=path,
+        type_=type,
+        visible=lambda n, t: caller.allowed("parameters:List", resource(n), context=_typed(t)),
     )
     return {"parameters": found}
 
@@ -115,8 +140,11 @@ async def history(
     caller: Annotated[Caller, allow("parameters:GetHistory", per_item=True)],
     decrypt: bool = False,
 ) -> dict[str, Any]:
-    await caller.require("parameters:GetHistory", resource(name))
-    allowed = decrypt and caller.allowed("parameters:GetDecrypted", resource(name))
+    typed = _typed(await _current_type(cp, caller, name))
+    await caller.require("parameters:GetHistory", resource(name), context=typed)
+    allowed = decrypt and caller.allowed(
+        "parameters:GetDecrypted", resource(name), context=typed
+    )
     shown: dict[str, Any] = {"versions": await cp.parameters.history(name, decrypt=allowed)}
     if decrypt and not allowed and any(v["type"] == SECURE for v in shown["versions"]):
         shown["note"] = "values not shown: parameters:GetDecrypted is not allowed"
@@ -129,7 +157,8 @@ async def label(
     cp: CP,
     caller: Annotated[Caller, allow("parameters:Label", per_item=True)],
 ) -> dict[str, Any]:
-    await caller.require("parameters:Label", resource(body.name))
+    typed = _typed(await _current_type(cp, caller, body.name))
+    await caller.require("parameters:Label", resource(body.name), context=typed)
     return await cp.parameters.label(body.name, body.version, list(body.labels))
 
 
@@ -139,7 +168,8 @@ async def unlabel(
     cp: CP,
     caller: Annotated[Caller, allow("parameters:Unlabel", per_item=True)],
 ) -> dict[str, Any]:
-    await caller.require("parameters:Unlabel", resource(body.name))
+    typed = _typed(await _current_type(cp, caller, body.name))
+    await caller.require("parameters:Unlabel", resource(body.name), context=typed)
     if body.version is None:
         raise InvalidRequest("version: required to remove labels")
     return await cp.parameters.unlabel(body.name, body.version, list(body.labels))
@@ -152,5 +182,6 @@ async def delete(
     caller: Annotated[Caller, allow("parameters:Delete", per_item=True)],
 ) -> dict[str, Any]:
     for name in body.names:
-        await caller.require("parameters:Delete", resource(name))
+        typed = _typed(await _current_type(cp, caller, name))
+        await caller.require("parameters:Delete", resource(name), context=typed)
     return await cp.parameters.delete(list(body.names))

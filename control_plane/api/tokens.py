@@ -9,13 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
-from control_plane.api import audit_scope
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.errors import InvalidRequest
 from control_plane.security.actions import lookup
 from control_plane.security.policy import evaluate, parse_policy, policy_warnings
 from control_plane.security.policy_conditions import ContextValue
+from control_plane.services import audit_context
 from control_plane.services.operators import new_token_id
 
 router = APIRouter(tags=["access"])
@@ -62,6 +62,7 @@ async def login(
     caller: Annotated[Caller, allow("identity:WhoAmI", "*", audit=True, audit_as="identity:Login")],
 ) -> dict[str, Any]:
     """``corral login``: who the token is, and an audit entry that it logged in."""
+    audit_context.name_resource(f"token/{caller.operator.token_id}")
     return _whoami(caller)
 
 
@@ -73,7 +74,7 @@ async def create_token(
     if body.policy is not None:
         warnings = policy_warnings(parse_policy(body.policy, name=body.name))
     token_id = new_token_id()
-    audit_scope.name_resource(f"token/{token_id}")
+    audit_context.name_resource(f"token/{token_id}")
     token_id, secret = await cp.operators.create_token(
         body.name,
         role=body.role,

@@ -7,6 +7,7 @@ from typing import Any
 
 from control_plane.errors import InvalidRequest, NotFound
 from control_plane.security import secrets
+from control_plane.services import audit_context
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.validation import check_tags, check_text
 from control_plane.store import activations as store
@@ -73,6 +74,7 @@ class ActivationService:
         }
         async with self._db.transaction() as conn:
             await store.insert(conn, row)
+            audit_context.name_resource(f"activation/{row['id']}")
         return {**view(row, now), "activation_code": code}
 
     async def list_all(self) -> list[dict[str, Any]]:

@@ -134,7 +134,7 @@ class CommandService:
         except DocumentError as exc:
             raise InvalidRequest(exc.message) from None
         pins = await self._pin_references(
-            resolved.document, values, authorize_parameter or (lambda _action, _res: True)
+            resolved.document, values, authorize_parameter or (lambda _action, _res, _type: True)
         )
         content, nested = await embed_nested_documents(
             self._documents,

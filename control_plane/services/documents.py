@@ -24,6 +24,7 @@ from agent.documents import Document, builtin_documents, document_from_content, 
 from agent.errors import DocumentError
 from agent.wire import MAX_DOCUMENT_BYTES
 from control_plane.errors import Conflict, InvalidRequest, NotFound
+from control_plane.services import audit_context
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.validation import check_tags
 from control_plane.store import documents as store
@@ -154,6 +155,7 @@ class DocumentService:
         async with self._db.transaction() as conn:
             if not await store.insert_document(conn, row, first):
                 raise Conflict(f"document {name} already exists; use update to add a version")
+            audit_context.name_resource(f"document/{name}", version=1)
         return _detail(row, first, content=False)
 
     async def update(
@@ -183,6 +185,7 @@ class DocumentService:
             number = row["last_version"] + 1
             version = _version_row(name, number, vname, document, fmt, content, now)
             await store.add_version(conn, version, now)
+            audit_context.name_resource(f"document/{name}", version=number)
         row.update(latest_version=number, last_version=number, updated_at=now)
         return _detail(row, version, content=False)
 
@@ -195,6 +198,7 @@ class DocumentService:
             row = await self._get_row(conn, name, lock=True)
             chosen = await self._select(conn, row, selector)
             await store.set_default(conn, name, chosen["version"], now)
+            audit_context.name_resource(f"document/{name}", version=chosen["version"])
         row.update(default_version=chosen["version"], updated_at=now)
         return _summary(row, chosen)
 
@@ -207,6 +211,7 @@ class DocumentService:
             if selector is None:
                 if not await store.delete(conn, name):
                     raise NotFound(f"document {name} not found")
+                audit_context.name_resource(f"document/{name}", version="all")
                 return {"deleted": name}
             row = await self._get_row(conn, name, lock=True)
             chosen = await self._select(conn, row, selector)
@@ -217,6 +222,7 @@ class DocumentService:
                     " the default first, or delete the whole document"
                 )
             await store.delete_version(conn, name, number, self._clock())
+            audit_context.name_resource(f"document/{name}", version=number)
         return {"deleted": name, "version": str(number)}
 
     # --- reading ---------------------------------------------------------------------------

@@ -46,8 +46,13 @@ class Operator:
     @property
     def uses_node_tags(self) -> bool:
         """Whether a decision can depend on a node's tags (else they need not be read)."""
+        return self.uses_key("node:tag/")
+
+    def uses_key(self, prefix: str) -> bool:
+        """Whether a condition of the policies reads a key starting with ``prefix`` (else
+        what it names need not be looked up for a decision)."""
         return any(
-            clause.key.startswith("node:tag/")
+            clause.key.startswith(prefix)
             for policy in self.policies
             for st in policy.statements
             if st.condition is not None

@@ -23,6 +23,7 @@ from typing import Any
 from agent.documents import Document
 from agent.documents._util import REF_RE, is_ssm_ref, single_ref, walk_strings
 from control_plane.errors import AccessDenied, InvalidRequest
+from control_plane.security.actions import resource_name
 
 SECURE_PREFIX = "ssm-secure:"
 MAX_REFERENCES = 100
@@ -84,11 +85,12 @@ def _check_secure_placement(doc: Document, values: dict[str, Any]) -> None:
             )
 
 
-Decide = Callable[[str, str], bool]  # (action, resource) -> allowed
+# (action, resource, the parameter's type) -> allowed
+Decide = Callable[[str, str, str], bool]
 
 
 def resource(name: str) -> str:
-    return "parameter" + (name if name.startswith("/") else "/" + name)
+    return resource_name("parameter", name)
 
 
 def check_access(refs: list[Reference], names: dict[str, tuple[str, str]], allowed: Decide) -> None:
@@ -105,7 +107,7 @@ def check_access(refs: list[Reference], names: dict[str, tuple[str, str]], allow
         if ref.secure:
             needed.append("parameters:GetDecrypted")
         for action in needed:
-            if not allowed(action, resource(name)):
+            if not allowed(action, resource(name), type_):
                 raise ParameterAccessDenied(
                     action,
                     resource(name),

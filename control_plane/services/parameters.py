@@ -20,13 +20,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from control_plane.errors import Conflict, InvalidRequest, NotFound
 from control_plane.rules import parameters as rules
 from control_plane.security import envelope
+from control_plane.security.actions import resource_name
 from control_plane.security.keyring import KeyRing
+from control_plane.services import audit_context
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.events import EventBus
 from control_plane.store import parameters as store
 from control_plane.store.db import Database
 
 log = logging.getLogger("corral.parameters")
+
+# (parameter name, its type) -> may the caller see it / read its value
+Visible = Callable[[str, str], bool]
 
 MASK = "****"
 SECURE = "SecureString"
@@ -139,6 +144,7 @@ class ParameterService:
                 await store.update(conn, name, **fields)
             fires = rules.next_fire_times(parsed, now) if parsed else []
             await store.replace_schedule(conn, name, fires)
+            audit_context.name_resource(resource_name("parameter", name), version=version)
             event = self._event(
                 "parameter.changed", name, now, version=version, parameter_type=type
             )
@@ -170,6 +176,7 @@ class ParameterService:
             new = [lbl for lbl in labels if lbl not in mine]
             rules.check_label_count(mine, new)
             await store.set_labels(conn, name, version, mine + new)
+            audit_context.name_resource(resource_name("parameter", name), version=version)
         return {"name": name, "version": version, "labels": mine + new, "moved_from": moved}
 
     async def unlabel(self, name: str, version: int, labels: list[str]) -> dict[str, Any]:
@@ -181,6 +188,7 @@ class ParameterService:
             present = [lbl for lbl in labels if lbl in row["labels"]]
             kept = [lbl for lbl in row["labels"] if lbl not in labels]
             await store.set_labels(conn, name, version, kept)
+            audit_context.name_resource(resource_name("parameter", name), version=version)
         missing = [lbl for lbl in labels if lbl not in present]
         return {"name": name, "version": version, "removed": present, "invalid": missing}
 
@@ -195,6 +203,9 @@ class ParameterService:
                     events.append(self._event("parameter.deleted", name, now))
                 else:
                     invalid.append(name)
+            for i, name in enumerate(deleted):  # one audit entry per parameter deleted
+                name_it = audit_context.also if i else audit_context.name_resource
+                name_it(resource_name("parameter", name))
             await self._events.record(conn, events, now)
         self._events.publish(events)
         return {"deleted": deleted, "invalid": invalid}
@@ -261,12 +272,12 @@ class ParameterService:
         path: str,
         *,
         recursive: bool,
-        decrypt: Callable[[str], bool],
-        visible: Callable[[str], bool],
+        decrypt: Visible,
+        visible: Visible,
         limit: int = MAX_PAGE,
     ) -> list[dict[str, Any]]:
         """Parameters under ``path`` (direct children unless ``recursive``), those the caller
-        may see; values decrypted where ``decrypt(name)``."""
+        may see; values decrypted where ``decrypt(name, type)``."""
         rules.check_path(path)
         path = path.rstrip("/") or "/"
         depth = 0 if path == "/" else path.count("/")
@@ -278,13 +289,17 @@ class ParameterService:
             rows = [
                 r
                 for r in rows
-                if (recursive or r["name"].count("/") == depth + 1) and visible(r["name"])
+                if (recursive or r["name"].count("/") == depth + 1)
+                and visible(r["name"], r["type"])
             ][:limit]
             values = await store.current_values(conn, rows)
-        return [self._view(r, values[r["name"]], decrypt(r["name"]), r["name"]) for r in rows]
+        return [
+            self._view(r, values[r["name"]], decrypt(r["name"], r["type"]), r["name"])
+            for r in rows
+        ]
 
     async def list_all(
-        self, *, path: str | None, type_: str | None, visible: Callable[[str], bool]
+        self, *, path: str | None, type_: str | None, visible: Visible
     ) -> list[dict[str, Any]]:
         if type_ is not None:
             rules.check_type(type_)
@@ -295,7 +310,7 @@ class ParameterService:
                     rows = [r for r in rows if r["type"] == type_]
             else:
                 rows = await store.list_page(conn, type_=type_, limit=MAX_PAGE)
-        return [self._meta(r) for r in rows if visible(r["name"])]
+        return [self._meta(r) for r in rows if visible(r["name"], r["type"])]
 
     async def history(self, name: str, *, decrypt: bool) -> list[dict[str, Any]]:
         async with self._db.read() as conn:

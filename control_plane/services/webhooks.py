@@ -27,6 +27,7 @@ import httpx
 from control_plane.errors import InvalidRequest, NotFound
 from control_plane.security.policy import evaluate
 from control_plane.security.policy_conditions import ContextValue
+from control_plane.services import audit_context
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.events import EventBus, read_permission
 from control_plane.services.operators import Operator, OperatorService
@@ -120,6 +121,7 @@ class WebhookService:
         }
         async with self._db.transaction() as conn:
             await store.insert(conn, row)
+            audit_context.name_resource(f"webhook/{row['id']}")
         self._events.invalidate_hooks()
         return _view(row)
 
