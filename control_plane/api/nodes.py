@@ -33,8 +33,11 @@ async def list_nodes(
     cp: CP,
     caller: Annotated[Caller, allow("nodes:List", per_item=True)],
     filter: Annotated[list[str] | None, Query()] = None,
+    targets: Annotated[list[str] | None, Query()] = None,
 ) -> dict[str, Any]:
-    nodes = await cp.nodes.list_all(filter or [])
+    """Nodes the caller may list; ``targets`` (repeatable target specs, as ``corral run``
+    takes them) shows exactly the nodes a command to them would reach."""
+    nodes = await cp.nodes.list_all(filter or [], targets)
     return {
         "nodes": [
             n

@@ -64,13 +64,25 @@ def nodes() -> None:
     metavar="tag:KEY=VALUE",
     help="Only nodes with this tag (repeatable: all must match).",
 )
+@click.option(
+    "--targets",
+    "targets",
+    multiple=True,
+    metavar="SPEC",
+    help="Only the nodes these target specs match, exactly as `corral run --targets` would "
+    "reach them (repeatable: a union).",
+)
 @output_option
 @pass_runtime
-def list_(rt: Runtime, filters: list[str], output: str) -> None:
-    """List nodes."""
-    params = {"filter": filters} if filters else None
+def list_(rt: Runtime, filters: list[str], targets: tuple[str, ...], output: str) -> None:
+    """List nodes (--targets previews what a command would reach)."""
+    params: dict[str, list[str]] = {}
+    if filters:
+        params["filter"] = filters
+    if targets:
+        params["targets"] = list(targets)
     with rt.client() as api:
-        rows = api.get_list("/v1/nodes", "nodes", params=params)
+        rows = api.get_list("/v1/nodes", "nodes", params=params or None)
     emit_list(rows, COLUMNS, output)
 
 

@@ -50,7 +50,8 @@ def _rate(value: str, name: str, allow_zero: bool) -> str:
     "targets",
     multiple=True,
     metavar="SPEC",
-    help="tag:KEY=V1,V2 | tag-key:KEY | group:NAME | all | a node id (repeatable).",
+    help="name:GLOB | tag:KEY=V1,V2 | tag-key:KEY | platform:NAME | ip:CIDR | group:NAME | "
+    "all | a node id (repeatable: a union).",
 )
 @click.option("--node", "nodes", multiple=True, metavar="ID", help="A node id (repeatable).")
 @click.option("--document", default=None, metavar="NAME[:VERSION]", help="The document to run.")

@@ -14,6 +14,7 @@ from control_plane.errors import InvalidRequest, NotFound, Timeout
 from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.presence import Presence
+from control_plane.services.targets import check_specs, resolve
 from control_plane.services.validation import MAX_TAGS, check_tag_key, check_tags
 from control_plane.store import messages
 from control_plane.store import nodes as store
@@ -71,14 +72,23 @@ class NodeService:
             "deregistered_at": rfc3339(row["deregistered_at"]),
         }
 
-    async def list_all(self, filters: list[str]) -> list[dict[str, Any]]:
+    async def list_all(
+        self, filters: list[str], targets: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every node, or those matching every ``tag:K=V`` filter; with ``targets``, only
+        the nodes those target specs resolve to (what a command to them would reach)."""
         tag_filters = parse_filters(filters)
+        specs = check_specs(targets) if targets else None
         async with self._db.read() as conn:
+            ids: list[str] | None = None
             if tag_filters:
                 ids = await store.list_ids_with_tags(conn, tag_filters)
-                rows = await store.list_rows(conn, ids)
-            else:
-                rows = await store.list_rows(conn)
+            if specs is not None:
+                matched = await resolve(conn, specs)
+                ids = matched if ids is None else [i for i in matched if i in set(ids)]
+            rows = await store.list_rows(conn, ids) if ids is not None else (
+                await store.list_rows(conn)
+            )
             tags = await store.tags_for(conn, [r["id"] for r in rows])
         now = self._clock()
         return [self._view(r, tags[r["id"]], now) for r in rows]

@@ -1,12 +1,19 @@
 """Target specs, resolved to node ids when a command is sent.
 
 ``mi-…`` node ids, ``tag:KEY=V1,V2`` (any of the values), ``tag-key:KEY``, ``group:NAME``
-(a saved target query), ``all``.  Several specs are a union.  Deregistered nodes are never
-targets.
+(a saved target query), ``all``, and the way Salt and Ansible users name hosts:
+``name:web-*`` (a shell-style glob, ``*`` ``?`` ``[...]``, on the node's name, ignoring
+case as host names do; ``name:db-1`` is one name), ``platform:Linux`` (Linux, MacOS or
+Windows, any case) and ``ip:10.0.3.0/24`` (a network or one address, IPv4 or IPv6, matched
+against every address the node reported).  Several specs are a union.  Deregistered nodes
+are never targets.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +25,8 @@ from control_plane.services.validation import check_tag_key
 from control_plane.store.schema import node_groups, node_tags, nodes
 
 MAX_SPECS = 50
+MAX_NAME_GLOB = 256
+PLATFORMS = ("Linux", "MacOS", "Windows")
 
 
 def check_specs(specs: list[Any], allow_groups: bool = True) -> list[str]:
@@ -42,10 +51,22 @@ def check_specs(specs: list[Any], allow_groups: bool = True) -> list[str]:
         elif kind == "group" and sep and allow_groups:
             if not rest:
                 raise InvalidRequest(f"target {spec!r}: expected group:NAME")
+        elif kind == "name" and sep:
+            if not rest or len(rest) > MAX_NAME_GLOB:
+                raise InvalidRequest(
+                    f"target {_short(spec)}: expected name:GLOB of 1 to {MAX_NAME_GLOB} characters"
+                )
+        elif kind == "platform" and sep:
+            if _platform(rest) is None:
+                raise InvalidRequest(
+                    f"target {_short(spec)}: the platform is one of {', '.join(PLATFORMS)}"
+                )
+        elif kind == "ip" and sep:
+            _network(spec, rest)
         else:
             raise InvalidRequest(
-                f"unknown target {spec!r}: use a node id, tag:KEY=VALUE, tag-key:KEY, "
-                "group:NAME or all"
+                f"unknown target {_short(spec)}: use a node id, name:GLOB, tag:KEY=VALUE, "
+                "tag-key:KEY, platform:NAME, ip:CIDR, group:NAME or all"
             )
         out.append(spec)
     return out
@@ -74,6 +95,14 @@ async def resolve(conn: AsyncConnection, specs: list[str], depth: int = 0) -> li
             query = live.where(
                 sa.exists().where(node_tags.c.node_id == nodes.c.id, node_tags.c.key == rest)
             )
+        elif kind == "platform":
+            query = live.where(sa.func.lower(nodes.c.platform) == rest.lower())
+        elif kind == "name":
+            found.update(await _by_name(conn, live, rest))
+            continue
+        elif kind == "ip":
+            found.update(await _by_address(conn, _network(spec, rest)))
+            continue
         else:  # group
             row = (
                 await conn.execute(
@@ -95,3 +124,56 @@ async def resolve(conn: AsyncConnection, specs: list[str], depth: int = 0) -> li
         .order_by(nodes.c.registered_at, nodes.c.id)
     )
     return list(ordered.scalars())
+
+
+def _short(spec: str) -> str:
+    return repr(spec if len(spec) <= 80 else spec[:80] + "...")
+
+
+def _platform(text: str) -> str | None:
+    """The platform's canonical name (any case given), or None."""
+    return next((p for p in PLATFORMS if p.lower() == text.lower()), None)
+
+
+def _network(spec: str, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise InvalidRequest(
+            f"target {_short(spec)}: expected ip:ADDRESS or ip:NETWORK/PREFIX "
+            "(10.0.3.0/24, fd00::/64)"
+        ) from None
+
+
+async def _by_name(conn: AsyncConnection, live: sa.Select[Any], glob: str) -> list[str]:
+    if not any(c in glob for c in "*?["):  # one name: let the database find it
+        query = live.where(sa.func.lower(nodes.c.name) == glob.lower())
+        return list((await conn.execute(query)).scalars())
+    pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE)
+    rows = await conn.execute(
+        sa.select(nodes.c.id, nodes.c.name).where(nodes.c.deregistered_at.is_(None))
+    )
+    return [row.id for row in rows if pattern.match(row.name)]
+
+
+async def _by_address(
+    conn: AsyncConnection, network: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> list[str]:
+    rows = await conn.execute(
+        sa.select(nodes.c.id, nodes.c.ip_addresses).where(nodes.c.deregistered_at.is_(None))
+    )
+    return [row.id for row in rows if _in_network(row.ip_addresses, network)]
+
+
+def _in_network(
+    addresses: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> bool:
+    for text in addresses if isinstance(addresses, list) else []:
+        try:
+            # An address may carry a zone (fe80::1%eth0): the zone does not count.
+            address = ipaddress.ip_address(str(text).split("%", 1)[0])
+        except ValueError:
+            continue
+        if address.version == network.version and address in network:
+            return True
+    return False
