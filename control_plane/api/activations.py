@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 from control_plane.services.activations import DEFAULT_EXPIRY_SECONDS
+from control_plane.services.paging import paginate
 
 router = APIRouter(prefix="/v1/activations", tags=["activations"])
 
@@ -34,9 +36,20 @@ async def create(
 
 @router.get("")
 async def list_activations(
-    cp: CP, _caller: Annotated[Caller, allow("activations:List", "activation/*")]
+    cp: CP,
+    _caller: Annotated[Caller, allow("activations:List", "activation/*")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return {"activations": await cp.activations.list_all()}
+    """Activations in the order they were made, a page at a time."""
+    page = paginate(
+        await cp.activations.list_all(),
+        key=lambda a: (a["created_at"], a["activation_id"]),
+        limit=limit,
+        next_token=next_token,
+        shape=(str, str),
+    )
+    return body("activations", page)
 
 
 @router.get("/{activation_id}")

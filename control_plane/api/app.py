@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from agent import __version__, wire
 from control_plane.api import (
@@ -29,6 +29,7 @@ from control_plane.api import (
 )
 from control_plane.api.audit_scope import AuditMiddleware
 from control_plane.api.limits import BodyLimitMiddleware
+from control_plane.api.query import known_query_only
 from control_plane.api.request_log import RequestLogMiddleware
 from control_plane.services.hub import ControlPlane
 
@@ -58,6 +59,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         docs_url=None,  # served offline by api_browser
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(known_query_only)],
     )
     app.state.control_plane = cp
     errors.install(app)

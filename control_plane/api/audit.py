@@ -9,7 +9,9 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken
 from control_plane.security.audit_chain import public_key_pem
+from control_plane.services import paging
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -26,9 +28,15 @@ async def list_entries(
     action: Annotated[str | None, Query(max_length=128)] = None,
     resource: Annotated[str | None, Query(max_length=2048)] = None,
     outcome: Annotated[str | None, Query(max_length=16)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
 ) -> dict[str, Any]:
+    """Entries newest first, a page at a time (``cursor``/``next_cursor``, the sequence
+    number, still work beside ``next_token``)."""
+    after = paging.decode(next_token, (int,))
+    if after is not None:
+        cursor = str(after[0])
     page = await cp.audit.list_entries(
         since=since,
         until=until,
@@ -39,7 +47,8 @@ async def list_entries(
         limit=limit,
         cursor=cursor,
     )
-    return {"entries": page.entries, "next_cursor": page.next_cursor}
+    token = None if page.next_cursor is None else paging.encode((int(page.next_cursor),))
+    return {"entries": page.entries, "next_token": token, "next_cursor": page.next_cursor}
 
 
 class JsonLinesResponse(StreamingResponse):

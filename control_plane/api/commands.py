@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from agent import wire
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 from control_plane.errors import AccessDenied, InvalidRequest, NotFound, OutOfScope
 from control_plane.services import audit_context
 from control_plane.services.targets import MAX_SPECS
@@ -80,13 +81,18 @@ async def list_commands(
     caller: Annotated[Caller, allow("commands:List", per_item=True)],
     status: Annotated[str | None, Query(max_length=32)] = None,
     node: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    commands = await cp.commands.list_all(status, node)
-    return {
-        "commands": [
-            c for c in commands if caller.allowed("commands:List", f"command/{c['command_id']}")
-        ]
-    }
+    """Commands newest first, those the caller may list, a page at a time."""
+    page = await cp.commands.list_page(
+        status,
+        node,
+        limit=limit,
+        next_token=next_token,
+        visible=lambda command_id: caller.allowed("commands:List", f"command/{command_id}"),
+    )
+    return body("commands", page)
 
 
 @router.get("/{command_id}")
@@ -106,8 +112,8 @@ async def invocations(
     cp: CP,
     caller: Annotated[Caller, allow("commands:Get", "command/{command_id}")],
     node: Annotated[list[str] | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    next_token: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
     """The command's invocations in send order, a page at a time (``node`` repeatable: only
     those nodes); step output as in the command's own view."""
@@ -117,15 +123,14 @@ async def invocations(
         bad = [n for n in node if not wire.NODE_ID_RE.match(n)]
         if bad:
             raise InvalidRequest(f"node {bad[0][:40]!r} is not a node id (mi-...)")
-    after = None
-    if next_token is not None:
-        if not next_token.isdigit():
-            raise InvalidRequest(f"next_token {next_token[:20]!r} is not one this list gave")
-        after = int(next_token)
-    page, last = await cp.commands.invocations(
-        command_id, caller.output_access(command_id), node_ids=node, after_seq=after, limit=limit
+    page = await cp.commands.invocations(
+        command_id,
+        caller.output_access(command_id),
+        node_ids=node,
+        limit=limit,
+        next_token=next_token,
     )
-    return {"invocations": page, "next_token": None if last is None else str(last)}
+    return body("invocations", page)
 
 
 @router.get("/{command_id}/invocations/{node_id}")

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
+from control_plane.services.paging import paginate
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -47,9 +49,19 @@ async def create(
 async def list_documents(
     cp: CP,
     _caller: Annotated[Caller, allow("documents:List", "document/*")],
-    owner: Annotated[str | None, Query()] = None,
+    owner: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return {"documents": await cp.documents.list_all(owner)}
+    """Documents by name, a page at a time."""
+    page = paginate(
+        await cp.documents.list_all(owner),
+        key=lambda d: (d["name"],),
+        limit=limit,
+        next_token=next_token,
+        shape=(str,),
+    )
+    return body("documents", page)
 
 
 @router.get("/{name}")
@@ -78,8 +90,19 @@ async def versions(
     name: str,
     cp: CP,
     _caller: Annotated[Caller, allow("documents:ListVersions", "document/{name}")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return await cp.documents.versions(name)
+    """The document's versions, oldest first, a page at a time."""
+    shown = await cp.documents.versions(name)
+    page = paginate(
+        shown["versions"],
+        key=lambda v: (int(v["version"]),),
+        limit=limit,
+        next_token=next_token,
+        shape=(int,),
+    )
+    return {**shown, **body("versions", page)}
 
 
 @router.put("/{name}/default")

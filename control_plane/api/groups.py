@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 from control_plane.services import audit_context
+from control_plane.services.paging import paginate
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 
@@ -32,9 +34,20 @@ async def create(
 
 @router.get("")
 async def list_groups(
-    cp: CP, _caller: Annotated[Caller, allow("groups:List", "group/*")]
+    cp: CP,
+    _caller: Annotated[Caller, allow("groups:List", "group/*")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return {"groups": await cp.groups.list_all()}
+    """Groups by name, a page at a time."""
+    page = paginate(
+        await cp.groups.list_all(),
+        key=lambda g: (g["name"],),
+        limit=limit,
+        next_token=next_token,
+        shape=(str,),
+    )
+    return body("groups", page)
 
 
 @router.get("/{name}")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 
 router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
 
@@ -34,17 +35,20 @@ async def list_nodes(
     caller: Annotated[Caller, allow("nodes:List", per_item=True)],
     filter: Annotated[list[str] | None, Query()] = None,
     targets: Annotated[list[str] | None, Query()] = None,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    """Nodes the caller may list; ``targets`` (repeatable target specs, as ``corral run``
-    takes them) shows exactly the nodes a command to them would reach."""
-    nodes = await cp.nodes.list_all(filter or [], targets)
-    return {
-        "nodes": [
-            n
-            for n in nodes
-            if caller.allowed("nodes:List", f"node/{n['node_id']}", n.get("tags") or {})
-        ]
-    }
+    """Nodes the caller may list, in registration order, a page at a time; ``targets``
+    (repeatable target specs, as ``corral run`` takes them) shows exactly the nodes a command
+    to them would reach."""
+    page = await cp.nodes.list_page(
+        filter or [],
+        targets,
+        limit=limit,
+        next_token=next_token,
+        visible=lambda n: caller.allowed("nodes:List", f"node/{n['node_id']}", n.get("tags") or {}),
+    )
+    return body("nodes", page)
 
 
 @router.get("/{node_id}")

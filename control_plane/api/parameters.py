@@ -11,11 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 from control_plane.errors import InvalidRequest
 from control_plane.rules.parameters import parse_selector
 from control_plane.security.actions import resource_name
 from control_plane.security.policy_conditions import ContextValue
 from control_plane.services.hub import ControlPlane
+from control_plane.services.paging import paginate
 from control_plane.services.parameters import SECURE
 
 router = APIRouter(prefix="/v1/parameters", tags=["parameters"])
@@ -106,16 +108,20 @@ async def by_path(
     caller: Annotated[Caller, allow("parameters:Get", per_item=True)],
     recursive: bool = False,
     decrypt: bool = False,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    found = await cp.parameters.by_path(
+    page = await cp.parameters.by_path(
         path,
         recursive=recursive,
+        limit=limit,
+        next_token=next_token,
         visible=lambda n, t: caller.allowed("parameters:Get", resource(n), context=_typed(t)),
         decrypt=lambda n, t: (
             decrypt and caller.allowed("parameters:GetDecrypted", resource(n), context=_typed(t))
         ),
     )
-    return {"parameters": found}
+    return body("parameters", page)
 
 
 @router.get("")
@@ -124,13 +130,17 @@ async def list_parameters(
     caller: Annotated[Caller, allow("parameters:List", per_item=True)],
     path: Annotated[str | None, Query(max_length=2048)] = None,
     type: Annotated[str | None, Query(max_length=16)] = None,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    found = await cp.parameters.list_all(
+    page = await cp.parameters.list_page(
         path=path,
         type_=type,
+        limit=limit,
+        next_token=next_token,
         visible=lambda n, t: caller.allowed("parameters:List", resource(n), context=_typed(t)),
     )
-    return {"parameters": found}
+    return body("parameters", page)
 
 
 @router.get("/history")
@@ -139,13 +149,20 @@ async def history(
     cp: CP,
     caller: Annotated[Caller, allow("parameters:GetHistory", per_item=True)],
     decrypt: bool = False,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
+    """The parameter's versions, oldest first, a page at a time."""
     typed = _typed(await _current_type(cp, caller, name))
     await caller.require("parameters:GetHistory", resource(name), context=typed)
     allowed = decrypt and caller.allowed(
         "parameters:GetDecrypted", resource(name), context=typed
     )
-    shown: dict[str, Any] = {"versions": await cp.parameters.history(name, decrypt=allowed)}
+    versions = await cp.parameters.history(name, decrypt=allowed)
+    page = paginate(
+        versions, key=lambda v: (v["version"],), limit=limit, next_token=next_token, shape=(int,)
+    )
+    shown = body("versions", page)
     if decrypt and not allowed and any(v["type"] == SECURE for v in shown["versions"]):
         shown["note"] = "values not shown: parameters:GetDecrypted is not allowed"
     return shown

@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 from control_plane.errors import InvalidRequest
 from control_plane.security.actions import lookup
 from control_plane.security.policy import evaluate, parse_policy, policy_warnings
 from control_plane.security.policy_conditions import ContextValue
 from control_plane.services import audit_context
 from control_plane.services.operators import new_token_id
+from control_plane.services.paging import paginate
 
 router = APIRouter(tags=["access"])
 
@@ -89,12 +91,21 @@ async def create_token(
 
 @router.get("/v1/tokens")
 async def list_tokens(
-    cp: CP, caller: Annotated[Caller, allow("tokens:List", per_item=True)]
+    cp: CP,
+    caller: Annotated[Caller, allow("tokens:List", per_item=True)],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    tokens = await cp.operators.list_tokens()
-    return {
-        "tokens": [t for t in tokens if caller.allowed("tokens:List", f"token/{t['token_id']}")]
-    }
+    """The tokens the caller may list, in the order they were made, a page at a time."""
+    page = paginate(
+        await cp.operators.list_tokens(),
+        key=lambda t: (t["created_at"], t["token_id"]),
+        limit=limit,
+        next_token=next_token,
+        shape=(str, str),
+        visible=lambda t: caller.allowed("tokens:List", f"token/{t['token_id']}"),
+    )
+    return body("tokens", page)
 
 
 @router.get("/v1/tokens/{token_id}")
@@ -113,9 +124,19 @@ async def revoke_token(
 
 @router.get("/v1/policies")
 async def list_policies(
-    cp: CP, _caller: Annotated[Caller, allow("policies:List", "policy/*")]
+    cp: CP,
+    _caller: Annotated[Caller, allow("policies:List", "policy/*")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return {"policies": await cp.operators.list_policies()}
+    page = paginate(
+        await cp.operators.list_policies(),
+        key=lambda p: (p["name"],),
+        limit=limit,
+        next_token=next_token,
+        shape=(str,),
+    )
+    return body("policies", page)
 
 
 @router.get("/v1/policies/{name}")

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
+from control_plane.api.paging import DEFAULT, Limit, NextToken, body
+from control_plane.services.paging import paginate
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -32,9 +34,20 @@ async def create(
 
 @router.get("")
 async def list_webhooks(
-    cp: CP, _caller: Annotated[Caller, allow("webhooks:List", "webhook/*")]
+    cp: CP,
+    _caller: Annotated[Caller, allow("webhooks:List", "webhook/*")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return {"webhooks": await cp.webhooks.list_all()}
+    """Webhooks in the order they were made, a page at a time."""
+    page = paginate(
+        await cp.webhooks.list_all(),
+        key=lambda w: (w["created_at"], w["webhook_id"]),
+        limit=limit,
+        next_token=next_token,
+        shape=(str, str),
+    )
+    return body("webhooks", page)
 
 
 @router.delete("/{webhook_id}")

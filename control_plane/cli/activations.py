@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
 from control_plane.cli.params import expiry_callback, tags_callback
 
@@ -116,12 +116,13 @@ def _register_help(created: Mapping[str, Any], url: str, ca_hash: str) -> str:
 
 
 @activations.command("list")
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, output: str) -> None:
+def list_(rt: Runtime, max_items: int | None, output: str) -> None:
     """List activations."""
     with rt.client() as api:
-        rows = api.get_list("/v1/activations", "activations")
+        rows = api.get_list("/v1/activations", "activations", max_items=max_items)
     emit_list(rows, COLUMNS, output)
 
 

@@ -22,7 +22,6 @@ from control_plane.cli.errors import BadResponse, CliError, one_line
 from control_plane.cli.output import Column, emit_json, emit_list, field
 from control_plane.cli.params import parse_duration
 
-MAX_PAGE = 1000  # the server's largest page
 MAX_TIME = 1e11  # the server's bound on since/until
 OUTCOMES = ("allowed", "denied", "error")
 KEY_ROUTE = "/v1/audit/public-key"
@@ -109,6 +108,8 @@ def audit() -> None:
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
 @click.option(
     "--limit",
+    "--max-items",
+    "limit",
     type=click.IntRange(1, 100_000),
     default=100,
     show_default=True,
@@ -137,23 +138,10 @@ def list_(
         resource=resource,
         outcome=outcome,
     )
-    entries: list[dict[str, Any]] = []
-    cursor: str | None = None
     with rt.client() as api:
-        while len(entries) < limit:
-            page = _params(**query, limit=min(MAX_PAGE, limit - len(entries)), cursor=cursor)
-            data = api.get("/v1/audit", params=page)
-            rows = data.get("entries") if isinstance(data, dict) else None
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise BadResponse(f"{api.url} answered GET /v1/audit without an 'entries' list")
-            entries.extend(rows)
-            following = data.get("next_cursor")
-            if not rows or not isinstance(following, str) or following == cursor:
-                cursor = None
-                break
-            cursor = following
+        entries, more = api.pages("/v1/audit", "entries", params=query, max_items=limit)
     emit_list(entries, LIST_COLUMNS, output)
-    if cursor is not None:
+    if more:
         click.echo(
             f"note: showing the newest {len(entries)} entries; more match (raise --limit)",
             err=True,

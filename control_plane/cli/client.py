@@ -39,6 +39,7 @@ USER_AGENT = f"corral-cli/{__version__}"
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 MAX_RETRY_AFTER = 10.0
+PAGE_LIMIT = 1000  # the server's largest page
 RETRIES_ON_429 = 2
 
 
@@ -139,13 +140,34 @@ class ApiClient:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
-    def get_list(self, path: str, key: str, *, params: Any = None) -> list[dict[str, Any]]:
-        """The list under ``key`` of a ``{key: [...]}`` answer."""
-        data = self.get(path, params=params)
-        rows = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise BadResponse(f"{self.url} answered GET {path} without a {key!r} list")
-        return rows
+    def get_list(
+        self, path: str, key: str, *, params: Any = None, max_items: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The list under ``key`` of ``{key: [...], "next_token": ...}`` answers, every page
+        followed (up to ``max_items``)."""
+        return self.pages(path, key, params=params, max_items=max_items)[0]
+
+    def pages(
+        self, path: str, key: str, *, params: Any = None, max_items: int | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """(the items, whether more were left when ``max_items`` stopped the reading)."""
+        query = dict(params or {})
+        rows: list[dict[str, Any]] = []
+        while True:
+            want = PAGE_LIMIT if max_items is None else min(PAGE_LIMIT, max_items - len(rows))
+            data = self.get(path, params={**query, "limit": want})
+            page = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(page, list) or not all(isinstance(r, dict) for r in page):
+                raise BadResponse(f"{self.url} answered GET {path} without the {key!r} list")
+            rows.extend(page)
+            token = data.get("next_token")
+            if not isinstance(token, str) or not token:
+                return rows, False
+            if max_items is not None and len(rows) >= max_items:
+                return rows[:max_items], True
+            if token == query.get("next_token"):
+                raise BadResponse(f"{self.url} gave the same next_token twice for GET {path}")
+            query["next_token"] = token
 
     def stream(self, path: str, *, params: Any = None) -> Iterator[bytes]:
         """A GET whose body is read in chunks as it arrives (output blobs, event streams)."""

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.follow import Follower
 from control_plane.cli.node_results import echo_result
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
@@ -28,13 +28,16 @@ def commands() -> None:
 @commands.command("list")
 @click.option("--status", default=None, help="Only commands with this status.")
 @click.option("--node", default=None, help="Only commands that targeted this node.")
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, status: str | None, node: str | None, output: str) -> None:
+def list_(
+    rt: Runtime, status: str | None, node: str | None, max_items: int | None, output: str
+) -> None:
     """List recent commands, newest first."""
     params = {k: v for k, v in (("status", status), ("node", node)) if v}
     with rt.client() as api:
-        rows = api.get_list("/v1/commands", "commands", params=params or None)
+        rows = api.get_list("/v1/commands", "commands", params=params or None, max_items=max_items)
     emit_list(rows, LIST_COLUMNS, output)
 
 

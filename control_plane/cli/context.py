@@ -60,3 +60,14 @@ def output_option(func: F) -> F:
         show_default=True,
         help="Output format.",
     )(func)
+
+
+def max_items_option(func: F) -> F:
+    """``--max-items N``: a list command follows every page unless told to stop after N."""
+    return click.option(
+        "--max-items",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Stop after N items (default: every page).",
+    )(func)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
 from control_plane.cli.params import tags_callback
 
@@ -171,13 +171,14 @@ def _optional(fmt: str | None, version_name: str | None) -> dict[str, str]:
     metavar="owner:self|corral",
     help="Only your documents (owner:self) or the built-ins (owner:corral).",
 )
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, owner: str | None, output: str) -> None:
+def list_(rt: Runtime, owner: str | None, max_items: int | None, output: str) -> None:
     """List documents."""
     params = {"owner": owner} if owner else None
     with rt.client() as api:
-        rows = api.get_list("/v1/documents", "documents", params=params)
+        rows = api.get_list("/v1/documents", "documents", params=params, max_items=max_items)
     emit_list(rows, COLUMNS, output)
 
 
@@ -235,12 +236,13 @@ def set_default(rt: Runtime, name: str, version: str, output: str) -> None:
 
 @documents.command()
 @click.argument("name")
+@max_items_option
 @output_option
 @pass_runtime
-def versions(rt: Runtime, name: str, output: str) -> None:
+def versions(rt: Runtime, name: str, max_items: int | None, output: str) -> None:
     """List a document's versions."""
     with rt.client() as api:
-        rows = api.get_list(_path(name, "versions"), "versions")
+        rows = api.get_list(_path(name, "versions"), "versions", max_items=max_items)
     emit_list(rows, VERSION_COLUMNS, output)
 
 

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.errors import BadResponse
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
 from control_plane.cli.params import (
@@ -72,9 +72,12 @@ def nodes() -> None:
     help="Only the nodes these target specs match, exactly as `corral run --targets` would "
     "reach them (repeatable: a union).",
 )
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, filters: list[str], targets: tuple[str, ...], output: str) -> None:
+def list_(
+    rt: Runtime, filters: list[str], targets: tuple[str, ...], max_items: int | None, output: str
+) -> None:
     """List nodes (--targets previews what a command would reach)."""
     params: dict[str, list[str]] = {}
     if filters:
@@ -82,7 +85,7 @@ def list_(rt: Runtime, filters: list[str], targets: tuple[str, ...], output: str
     if targets:
         params["targets"] = list(targets)
     with rt.client() as api:
-        rows = api.get_list("/v1/nodes", "nodes", params=params or None)
+        rows = api.get_list("/v1/nodes", "nodes", params=params or None, max_items=max_items)
     emit_list(rows, COLUMNS, output)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.errors import ApiError, CliError
 from control_plane.cli.input_files import read_json_file, read_value
 from control_plane.cli.output import Column, emit_json, emit_list, emit_object, field
@@ -310,9 +310,12 @@ def get(
 @click.option(
     "--decrypt", is_flag=True, help="Show SecureString values (needs parameters:GetDecrypted)."
 )
+@max_items_option
 @output_option
 @pass_runtime
-def get_by_path(rt: Runtime, path: str, recursive: bool, decrypt: bool, output: str) -> None:
+def get_by_path(
+    rt: Runtime, path: str, recursive: bool, decrypt: bool, max_items: int | None, output: str
+) -> None:
     """Parameters under a path, with their values.
 
     PATH is like /app/prod: its direct children, or with --recursive every level below it.
@@ -322,6 +325,7 @@ def get_by_path(rt: Runtime, path: str, recursive: bool, decrypt: bool, output: 
             "/v1/parameters/by-path",
             "parameters",
             params={"path": path, "recursive": _flag(recursive), "decrypt": _flag(decrypt)},
+            max_items=max_items,
         )
     emit_list(rows, PATH_COLUMNS, output)
     _note_masked(rows, decrypt)
@@ -336,13 +340,16 @@ def get_by_path(rt: Runtime, path: str, recursive: bool, decrypt: bool, output: 
     metavar="type=TYPE",
     help=f"Only parameters of one type: {FILTERS}.",
 )
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, path: str | None, type_: str | None, output: str) -> None:
+def list_(
+    rt: Runtime, path: str | None, type_: str | None, max_items: int | None, output: str
+) -> None:
     """List parameters (metadata only, no values)."""
     query = {k: v for k, v in {"path": path, "type": type_}.items() if v is not None}
     with rt.client() as api:
-        rows = api.get_list("/v1/parameters", "parameters", params=query)
+        rows = api.get_list("/v1/parameters", "parameters", params=query, max_items=max_items)
     emit_list(rows, LIST_COLUMNS, output)
 
 
@@ -351,13 +358,17 @@ def list_(rt: Runtime, path: str | None, type_: str | None, output: str) -> None
 @click.option(
     "--decrypt", is_flag=True, help="Show SecureString values (needs parameters:GetDecrypted)."
 )
+@max_items_option
 @output_option
 @pass_runtime
-def history(rt: Runtime, name: str, decrypt: bool, output: str) -> None:
+def history(rt: Runtime, name: str, decrypt: bool, max_items: int | None, output: str) -> None:
     """The kept versions of a parameter, oldest first, with their labels."""
     with rt.client() as api:
         rows = api.get_list(
-            "/v1/parameters/history", "versions", params={"name": name, "decrypt": _flag(decrypt)}
+            "/v1/parameters/history",
+            "versions",
+            params={"name": name, "decrypt": _flag(decrypt)},
+            max_items=max_items,
         )
     emit_list(rows, HISTORY_COLUMNS, output)
     _note_masked(rows, decrypt)

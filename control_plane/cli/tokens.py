@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.errors import one_line
 from control_plane.cli.input_files import read_json_file
 from control_plane.cli.output import Column, emit_json, emit_list, emit_message, emit_object, field
@@ -164,12 +164,13 @@ def _created_text(created: Mapping[str, Any]) -> str:
 
 
 @tokens.command("list")
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, output: str) -> None:
+def list_(rt: Runtime, max_items: int | None, output: str) -> None:
     """List tokens (those this token may see)."""
     with rt.client() as api:
-        rows = api.get_list("/v1/tokens", "tokens")
+        rows = api.get_list("/v1/tokens", "tokens", max_items=max_items)
     emit_list(rows, TOKEN_COLUMNS, output)
 
 
@@ -230,12 +231,13 @@ def policies() -> None:
 
 
 @policies.command("list")
+@max_items_option
 @output_option
 @pass_runtime
-def policies_list(rt: Runtime, output: str) -> None:
+def policies_list(rt: Runtime, max_items: int | None, output: str) -> None:
     """List stored policies."""
     with rt.client() as api:
-        rows = api.get_list("/v1/policies", "policies")
+        rows = api.get_list("/v1/policies", "policies", max_items=max_items)
     emit_list(rows, POLICY_COLUMNS, output)
 
 

@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
 
 COLUMNS: list[Column] = [field("webhook_id"), field("url"), field("events"), field("signed")]
@@ -31,12 +31,13 @@ def create(rt: Runtime, url: str, events: str, secret: str | None, output: str) 
 
 
 @webhooks.command("list")
+@max_items_option
 @output_option
 @pass_runtime
-def list_(rt: Runtime, output: str) -> None:
+def list_(rt: Runtime, max_items: int | None, output: str) -> None:
     """List webhooks."""
     with rt.client() as api:
-        emit_list(api.get_list("/v1/webhooks", "webhooks"), COLUMNS, output)
+        emit_list(api.get_list("/v1/webhooks", "webhooks", max_items=max_items), COLUMNS, output)
 
 
 @webhooks.command()

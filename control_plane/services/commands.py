@@ -18,7 +18,7 @@ from agent.documents import resolve_parameters, ssm_references
 from agent.errors import DocumentError
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound, OutOfScope
-from control_plane.services import parameter_refs
+from control_plane.services import paging, parameter_refs
 from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.command_views import (
@@ -54,7 +54,6 @@ log = logging.getLogger("corral.commands")
 
 EXECUTION_TIMEOUT = (5, 172_800)
 DELIVERY_TIMEOUT = (30, 2_592_000)
-MAX_LIST = 500
 
 
 def _check_range(name: str, value: int, bounds: tuple[int, int]) -> int:
@@ -210,30 +209,36 @@ class CommandService:
         output: OutputAccess,
         *,
         node_ids: list[str] | None = None,
-        after_seq: int | None = None,
-        limit: int = MAX_LIST,
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """A page of the command's invocations (in send order, after ``after_seq``; only
-        ``node_ids`` when given) and the sequence number to continue after, or None."""
+        limit: int = paging.DEFAULT_LIMIT,
+        next_token: str | None = None,
+    ) -> paging.Page[dict[str, Any]]:
+        """The command's invocations in send order (only ``node_ids`` when given), a page at
+        a time, with output where ``output`` may read it."""
+        paging.check_limit(limit)
+        after = paging.decode(next_token, (int,))
         async with self._db.read() as conn:
             if await store.get(conn, command_id) is None:
                 raise NotFound(f"command {command_id} not found")
             rows = await store.invocations_of(
-                conn, command_id, node_ids=node_ids, after_seq=after_seq, limit=limit + 1
+                conn,
+                command_id,
+                node_ids=node_ids,
+                after_seq=None if after is None else int(after[0]),
+                limit=limit + 1,
             )
             more = len(rows) > limit
             rows = rows[:limit]
             readable = await self._readable(conn, output, rows)
         views = [invocation_view(r, r["node_id"] in readable) for r in rows]
-        return views, (rows[-1]["seq"] if more else None)
+        return paging.Page(views, paging.encode((rows[-1]["seq"],)) if more else None)
 
     async def invocation_detail(
         self, command_id: str, node_id: str, output: OutputAccess
     ) -> dict[str, Any]:
-        views, _ = await self.invocations(command_id, output, node_ids=[node_id], limit=1)
-        if not views:
+        page = await self.invocations(command_id, output, node_ids=[node_id], limit=1)
+        if not page.items:
             raise NotFound(f"command {command_id} has no invocation on {node_id}")
-        return views[0]
+        return page.items[0]
 
     @staticmethod
     async def _readable(
@@ -243,10 +248,31 @@ class CommandService:
         tags = await node_store.tags_for(conn, node_ids) if output.uses_node_tags else None
         return readable_nodes(output, node_ids, tags)
 
-    async def list_all(self, status: str | None, node_id: str | None) -> list[dict[str, Any]]:
-        async with self._db.read() as conn:
-            rows = await store.list_commands(conn, status, node_id, MAX_LIST)
-        return [command_view(r) for r in rows]
+    async def list_page(
+        self,
+        status: str | None,
+        node_id: str | None,
+        *,
+        limit: int = paging.DEFAULT_LIMIT,
+        next_token: str | None = None,
+        visible: Callable[[str], bool] = lambda _command_id: True,
+    ) -> paging.Page[dict[str, Any]]:
+        """Commands newest first, those ``visible(command_id)``, a page at a time."""
+
+        async def fetch(after: paging.Key | None, n: int) -> list[dict[str, Any]]:
+            key = None if after is None else (-after[0], after[1])
+            async with self._db.read() as conn:
+                return await store.list_commands(conn, status, node_id, n, key)
+
+        page = await paging.scan(
+            fetch,
+            key=lambda row: (-row["created_at"], row["id"]),
+            limit=limit,
+            next_token=next_token,
+            shape=(float, str),
+            visible=lambda row: visible(row["id"]),
+        )
+        return paging.Page([command_view(r) for r in page.items], page.next_token)
 
     async def invocation(self, command_id: str, node_id: str) -> dict[str, Any]:
         async with self._db.read() as conn:

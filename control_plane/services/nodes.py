@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound, Timeout
+from control_plane.services import paging
 from control_plane.services.channel import AfterCommit, AgentChannel
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.presence import Presence
@@ -35,6 +37,10 @@ def parse_filters(filters: list[str]) -> list[tuple[str, str]]:
             raise InvalidRequest(f"unsupported filter {item!r}: expected tag:KEY=VALUE")
         out.append((key, value))
     return out
+
+
+def _key(row: dict[str, Any]) -> paging.Key:
+    return (row["registered_at"], row["id"])
 
 
 class NodeService:
@@ -72,26 +78,47 @@ class NodeService:
             "deregistered_at": rfc3339(row["deregistered_at"]),
         }
 
-    async def list_all(
-        self, filters: list[str], targets: list[str] | None = None
-    ) -> list[dict[str, Any]]:
-        """Every node, or those matching every ``tag:K=V`` filter; with ``targets``, only
-        the nodes those target specs resolve to (what a command to them would reach)."""
+    async def list_page(
+        self,
+        filters: list[str],
+        targets: list[str] | None = None,
+        *,
+        limit: int = paging.DEFAULT_LIMIT,
+        next_token: str | None = None,
+        visible: Callable[[dict[str, Any]], bool] = lambda _node: True,
+    ) -> paging.Page[dict[str, Any]]:
+        """Nodes in registration order, a page at a time: every node, or those matching
+        every ``tag:K=V`` filter; with ``targets``, only the nodes those target specs resolve
+        to (what a command to them would reach); only those ``visible(view)``."""
         tag_filters = parse_filters(filters)
         specs = check_specs(targets) if targets else None
-        async with self._db.read() as conn:
-            ids: list[str] | None = None
-            if tag_filters:
-                ids = await store.list_ids_with_tags(conn, tag_filters)
-            if specs is not None:
-                matched = await resolve(conn, specs)
-                ids = matched if ids is None else [i for i in matched if i in set(ids)]
-            rows = await store.list_rows(conn, ids) if ids is not None else (
-                await store.list_rows(conn)
-            )
-            tags = await store.tags_for(conn, [r["id"] for r in rows])
-        now = self._clock()
-        return [self._view(r, tags[r["id"]], now) for r in rows]
+        ids: list[str] | None = None
+        if tag_filters or specs is not None:
+            async with self._db.read() as conn:
+                if tag_filters:
+                    ids = await store.list_ids_with_tags(conn, tag_filters)
+                if specs is not None:
+                    matched = await resolve(conn, specs)
+                    ids = matched if ids is None else [i for i in matched if i in set(ids)]
+
+        async def fetch(after: paging.Key | None, n: int) -> list[dict[str, Any]]:
+            async with self._db.read() as conn:
+                rows = await store.list_rows(conn, ids, after=after, limit=n)
+                tags = await store.tags_for(conn, [r["id"] for r in rows])
+            now = self._clock()
+            return [{**self._view(r, tags[r["id"]], now), "_key": _key(r)} for r in rows]
+
+        page = await paging.scan(
+            fetch,
+            key=lambda view: view["_key"],
+            limit=limit,
+            next_token=next_token,
+            shape=(float, str),
+            visible=visible,
+        )
+        return paging.Page(
+            [{k: v for k, v in n.items() if k != "_key"} for n in page.items], page.next_token
+        )
 
     async def tags_of(self, node_id: str) -> dict[str, str]:
         """The node's tags (for authorization; an unknown node has none)."""

@@ -22,7 +22,7 @@ from control_plane.rules import parameters as rules
 from control_plane.security import envelope
 from control_plane.security.actions import resource_name
 from control_plane.security.keyring import KeyRing
-from control_plane.services import audit_context
+from control_plane.services import audit_context, paging
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.events import EventBus
 from control_plane.store import parameters as store
@@ -35,7 +35,6 @@ Visible = Callable[[str, str], bool]
 
 MASK = "****"
 SECURE = "SecureString"
-MAX_PAGE = 1000
 
 
 class ParameterService:
@@ -274,43 +273,70 @@ class ParameterService:
         recursive: bool,
         decrypt: Visible,
         visible: Visible,
-        limit: int = MAX_PAGE,
-    ) -> list[dict[str, Any]]:
-        """Parameters under ``path`` (direct children unless ``recursive``), those the caller
-        may see; values decrypted where ``decrypt(name, type)``."""
+        limit: int = paging.DEFAULT_LIMIT,
+        next_token: str | None = None,
+    ) -> paging.Page[dict[str, Any]]:
+        """Parameters under ``path`` (direct children unless ``recursive``) that the caller
+        may see, by name, a page at a time; values decrypted where ``decrypt(name, type)``."""
         rules.check_path(path)
         path = path.rstrip("/") or "/"
         depth = 0 if path == "/" else path.count("/")
-        async with self._db.read() as conn:
-            if path == "/":
-                rows = await store.list_page(conn, type_=None, limit=10 * limit)
-            else:
-                rows = await store.under_path(conn, path, limit=10 * limit)
-            rows = [
-                r
-                for r in rows
-                if (recursive or r["name"].count("/") == depth + 1)
-                and visible(r["name"], r["type"])
-            ][:limit]
-            values = await store.current_values(conn, rows)
-        return [
-            self._view(r, values[r["name"]], decrypt(r["name"], r["type"]), r["name"])
-            for r in rows
-        ]
 
-    async def list_all(
-        self, *, path: str | None, type_: str | None, visible: Visible
-    ) -> list[dict[str, Any]]:
+        async def fetch(after: paging.Key | None, n: int) -> list[dict[str, Any]]:
+            last = None if after is None else str(after[0])
+            async with self._db.read() as conn:
+                if path == "/":
+                    return await store.list_page(conn, type_=None, limit=n, after=last)
+                return await store.under_path(conn, path, limit=n, after=last)
+
+        page = await paging.scan(
+            fetch,
+            key=lambda row: (row["name"],),
+            limit=limit,
+            next_token=next_token,
+            shape=(str,),
+            visible=lambda r: (recursive or r["name"].count("/") == depth + 1)
+            and visible(r["name"], r["type"]),
+        )
+        async with self._db.read() as conn:
+            values = await store.current_values(conn, page.items)
+        shown = [
+            self._view(r, values[r["name"]], decrypt(r["name"], r["type"]), r["name"])
+            for r in page.items
+        ]
+        return paging.Page(shown, page.next_token)
+
+    async def list_page(
+        self,
+        *,
+        path: str | None,
+        type_: str | None,
+        visible: Visible,
+        limit: int = paging.DEFAULT_LIMIT,
+        next_token: str | None = None,
+    ) -> paging.Page[dict[str, Any]]:
+        """Parameters' metadata by name (under ``path``, of ``type_``), those the caller may
+        see, a page at a time."""
         if type_ is not None:
             rules.check_type(type_)
-        async with self._db.read() as conn:
-            if path:
-                rows = await store.under_path(conn, path, limit=MAX_PAGE)
-                if type_:
-                    rows = [r for r in rows if r["type"] == type_]
-            else:
-                rows = await store.list_page(conn, type_=type_, limit=MAX_PAGE)
-        return [self._meta(r) for r in rows if visible(r["name"], r["type"])]
+
+        async def fetch(after: paging.Key | None, n: int) -> list[dict[str, Any]]:
+            last = None if after is None else str(after[0])
+            async with self._db.read() as conn:
+                if path:
+                    return await store.under_path(conn, path, limit=n, after=last)
+                return await store.list_page(conn, type_=type_, limit=n, after=last)
+
+        page = await paging.scan(
+            fetch,
+            key=lambda row: (row["name"],),
+            limit=limit,
+            next_token=next_token,
+            shape=(str,),
+            visible=lambda r: (type_ is None or r["type"] == type_)
+            and visible(r["name"], r["type"]),
+        )
+        return paging.Page([self._meta(r) for r in page.items], page.next_token)
 
     async def history(self, name: str, *, decrypt: bool) -> list[dict[str, Any]]:
         async with self._db.read() as conn:

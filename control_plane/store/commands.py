@@ -41,9 +41,25 @@ async def get(conn: AsyncConnection, command_id: str) -> dict[str, Any] | None:
 
 
 async def list_commands(
-    conn: AsyncConnection, status: str | None, node_id: str | None, limit: int
+    conn: AsyncConnection,
+    status: str | None,
+    node_id: str | None,
+    limit: int,
+    after: tuple[float, str] | None = None,
 ) -> list[dict[str, Any]]:
-    query = sa.select(commands).order_by(commands.c.created_at.desc()).limit(limit)
+    """Newest first (ties by id); ``after``: (created_at, id) of the last one seen."""
+    query = (
+        sa.select(commands)
+        .order_by(commands.c.created_at.desc(), commands.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                commands.c.created_at < after[0],
+                sa.and_(commands.c.created_at == after[0], commands.c.id > after[1]),
+            )
+        )
     if status:
         query = query.where(commands.c.status == status)
     if node_id:

@@ -37,11 +37,25 @@ async def list_ids_with_tags(
 
 
 async def list_rows(
-    conn: AsyncConnection, node_ids: list[str] | None = None
+    conn: AsyncConnection,
+    node_ids: list[str] | None = None,
+    *,
+    after: tuple[Any, ...] | None = None,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
+    """In registration order; ``after``: (registered_at, id) of the last row seen."""
     query = sa.select(nodes).order_by(nodes.c.registered_at, nodes.c.id)
     if node_ids is not None:
         query = query.where(nodes.c.id.in_(node_ids))
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                nodes.c.registered_at > after[0],
+                sa.and_(nodes.c.registered_at == after[0], nodes.c.id > after[1]),
+            )
+        )
+    if limit is not None:
+        query = query.limit(limit)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 

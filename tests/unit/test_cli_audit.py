@@ -125,7 +125,9 @@ def entry(seq: int, **fields: Any) -> dict[str, Any]:
 
 
 def page(entries: list[dict[str, Any]], cursor: str | None) -> httpx.Response:
-    return httpx.Response(200, json={"entries": entries, "next_cursor": cursor})
+    return httpx.Response(
+        200, json={"entries": entries, "next_cursor": cursor, "next_token": cursor}
+    )
 
 
 def test_list_sends_every_filter_as_the_api_expects(logged_in: None) -> None:
@@ -182,7 +184,7 @@ def test_list_follows_the_cursor_up_to_the_limit(logged_in: None) -> None:
 
     assert result.exit_code == 0, result.output
     assert [e["seq"] for e in json.loads(result.stdout)] == [9, 8, 7, 6, 5]
-    asked = [(p.get("cursor"), p["limit"]) for p in map(server.params, range(3))]
+    asked = [(p.get("next_token"), p["limit"]) for p in map(server.params, range(3))]
     assert asked == [(None, "5"), ("8", "3"), ("6", "1")]
     assert "more match (raise --limit)" in result.stderr
 
@@ -221,7 +223,7 @@ def test_list_bad_usage_exits_2_before_sending(
 def test_list_reports_a_response_without_entries(logged_in: None) -> None:
     result = run(Server(httpx.Response(200, json={"nodes": []})), "audit", "list")
     assert result.exit_code == 1
-    assert "without an 'entries' list" in result.stderr
+    assert "without the 'entries' list" in result.stderr
 
 
 # real exports -------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_current_profile_is_used_and_sends_its_token(cfg: Path) -> None:
     result = run(["nodes", "list"], nodes_ok(seen))
 
     assert result.exit_code == 0, result.output
-    assert str(seen[0].url) == f"{URL}/v1/nodes"
+    assert str(seen[0].url) == f"{URL}/v1/nodes?limit=1000"
     assert seen[0].headers["authorization"] == "Bearer crl_dev"
 
 
@@ -154,7 +154,7 @@ def test_env_vars_override_profile_fields(cfg: Path) -> None:
     result = run(["nodes", "list"], nodes_ok(seen), env=env)
 
     assert result.exit_code == 0, result.output
-    assert str(seen[0].url) == "https://other.test:9443/v1/nodes"
+    assert str(seen[0].url) == "https://other.test:9443/v1/nodes?limit=1000"
     assert seen[0].headers["authorization"] == "Bearer crl_env"
 
 

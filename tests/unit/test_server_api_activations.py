@@ -139,7 +139,7 @@ def test_bad_input_is_400_and_creates_nothing(
         response = await api.client.post("/v1/activations", json=body, headers=api.admin)
         assert hint in assert_error(response, 400, "invalid_request")
         listed = await api.client.get("/v1/activations", headers=api.admin)
-        assert listed.json() == {"activations": []}
+        assert listed.json() == {"activations": [], "next_token": None}
 
     run_api(scenario)
 

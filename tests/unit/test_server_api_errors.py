@@ -40,7 +40,7 @@ def test_operator_routes_need_a_valid_token(run_api: RunApi, header: str | None)
             assert_error(response, 401, "unauthorized")
         # Nothing was created by the refused calls.
         listed = await api.client.get("/v1/activations", headers=api.admin)
-        assert listed.json() == {"activations": []}
+        assert listed.json() == {"activations": [], "next_token": None}
 
     run_api(scenario)
 
