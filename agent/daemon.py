@@ -30,6 +30,7 @@ from agent.execution.launcher import Launcher
 from agent.execution.settings import worker_settings
 from agent.outbox import Outbox
 from agent.state import Registration, load_registration, save_status
+from agent.state_recovery import check_certificate, check_status_file, open_outbox, recover_ca
 from agent.transport import Transport
 from agent.transport import load as load_transport
 from agent.wire import Message
@@ -47,11 +48,12 @@ class Daemon:
         config: AgentConfig,
         registration: Registration,
         launcher: Launcher | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.config = config
         self.registration = registration
         self.node_id = registration.node_id
-        self.outbox = Outbox(config.outbox_file)
+        self.outbox = outbox or Outbox(config.outbox_file)
         self.credentials = Credentials(config, registration)
         self.transport: Transport = load_transport(config.transport)(config, self.credentials)
         self.executor = Executor(
@@ -66,6 +68,7 @@ class Daemon:
             backoff=self._backoff,
         )
         self.stopping = asyncio.Event()
+        self.renew_now = False  # the certificate was unreadable: renew at once
         self._seen: dict[str, float] = {}
         self._last_contact: float | None = None
         self._started = time.time()
@@ -179,9 +182,10 @@ class Daemon:
     async def renew_loop(self) -> None:
         await self.credentials.recover_key()
         while True:
-            if self.credentials.renewal_due(time.time()):
+            if self.renew_now or self.credentials.renewal_due(time.time()):
                 try:
                     await self.credentials.renew()
+                    self.renew_now = False
                 except CredentialRevoked:
                     raise
                 except TransportError as exc:
@@ -261,7 +265,7 @@ class Daemon:
 def run(config: AgentConfig, launcher: Launcher | None = None) -> int:
     registration = load_registration(config)
     try:
-        asyncio.run(Daemon(config, registration, launcher).run())
+        asyncio.run(_start(config, registration, launcher))
     except* CredentialRevoked as group:
         exc = group.exceptions[0]
         assert isinstance(exc, CredentialRevoked)
@@ -274,3 +278,21 @@ def run(config: AgentConfig, launcher: Launcher | None = None) -> int:
             exc.code,
         ) from None
     return 0
+
+
+async def _start(
+    config: AgentConfig, registration: Registration, launcher: Launcher | None
+) -> None:
+    """Check the state dir (agent/state_recovery.py: an unreadable file that can be rebuilt is
+    moved aside and rebuilt, and the server is told), then run."""
+    backoff = Backoff(config.backoff_base_seconds, config.backoff_cap_seconds)
+    recovered = check_status_file(config) + check_certificate(config)
+    renew_now = bool(recovered and any(r.file == config.cert_file.name for r in recovered))
+    recovered += await recover_ca(config, registration.url, registration.ca_hash, backoff)
+    outbox, more = open_outbox(config)
+    recovered += more
+    daemon = Daemon(config, registration, launcher, outbox=outbox)
+    daemon.renew_now = renew_now
+    for item in recovered:
+        await outbox.put(item.event())
+    await daemon.run()

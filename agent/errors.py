@@ -3,14 +3,18 @@
 ::
 
     AgentError                       a one-line message for the user; exit code 1
-    ├── ConfigError                  bad/missing state dir, config or identity files
-    ├── NotRegistered                the state dir holds no registration
+    ├── ConfigError                  bad/missing state dir, config or identity files (exit 78)
+    │   └── OutboxCorrupt            (agent/outbox.py) moved aside and replaced, not fatal
+    ├── NotRegistered                the state dir holds no registration (exit 4)
     ├── AlreadyRegistered            register without --force on a registered state dir
     ├── RegistrationError            the server refused the activation, CA hash mismatch, ...
     ├── DocumentError                a document or its parameters are invalid (names the path)
     └── TransportError               the server could not be reached or answered 5xx (retry)
         └── ServerRejected           the server answered 4xx: retrying the same thing won't help
             └── CredentialRevoked    node deregistered / credential expired: stop (exit 3)
+
+An unreadable state file that the agent can rebuild is not an error at all: see
+agent/state_recovery.py.
 """
 
 from __future__ import annotations
@@ -24,12 +28,19 @@ class AgentError(Exception):
         self.message = message
 
 
+# Exit codes that restarting cannot fix (systemd/corral-agent.service lists them in
+# RestartPreventExitStatus, with 2: bad usage): fix the configuration or register again.
+EXIT_DEREGISTERED = 3
+EXIT_NOT_REGISTERED = 4
+EXIT_CONFIG = 78  # EX_CONFIG of sysexits.h
+
+
 class ConfigError(AgentError):
-    pass
+    exit_code = EXIT_CONFIG
 
 
 class NotRegistered(AgentError):
-    pass
+    exit_code = EXIT_NOT_REGISTERED
 
 
 class AlreadyRegistered(AgentError):
@@ -62,4 +73,4 @@ class ServerRejected(TransportError):
 
 
 class CredentialRevoked(ServerRejected):
-    exit_code = 3
+    exit_code = EXIT_DEREGISTERED

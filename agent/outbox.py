@@ -37,17 +37,31 @@ CREATE TABLE IF NOT EXISTS dead (
 """
 
 
+class OutboxCorrupt(ConfigError):
+    """The outbox file is not a database or is damaged (the agent moves it aside)."""
+
+
 class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:  # cannot open it at all (permissions, a directory...)
+            raise ConfigError(f"outbox {path} is unusable: {exc}") from None
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            (check,) = self._conn.execute("PRAGMA quick_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(str(check))
+        except sqlite3.OperationalError as exc:  # locked, read-only, out of space: not its fault
+            self._conn.close()
             raise ConfigError(f"outbox {path} is unusable: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
+            self._conn.close()
+            raise OutboxCorrupt(f"outbox {path} is corrupt: {exc}") from None
         self._new = asyncio.Event()
 
     # Synchronous core (runs in a worker thread) -------------------------------------------

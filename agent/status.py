@@ -8,6 +8,7 @@ from typing import Any
 from agent.config import AgentConfig
 from agent.outbox import read_depth
 from agent.state import load_registration, load_status
+from agent.state_recovery import CORRUPT_DIR
 
 
 def _iso(ts: object) -> str | None:
@@ -25,6 +26,20 @@ def collect(config: AgentConfig) -> dict[str, Any]:
         "registered_at": _iso(reg.registered_at),
         "credential_expires_at": _iso(reg.credential_expires_at),
         "last_contact": _iso(status.get("last_contact")),
-        "outbox_depth": read_depth(config.outbox_file) or 0,
+        "outbox_depth": _depth(config),
         "state_dir": str(config.state_dir),
+        "files_moved_aside": _moved_aside(config),
     }
+
+
+def _depth(config: AgentConfig) -> int | str:
+    if not config.outbox_file.exists():
+        return 0
+    depth = read_depth(config.outbox_file)
+    return "unreadable (moved aside when the agent starts)" if depth is None else depth
+
+
+def _moved_aside(config: AgentConfig) -> int:
+    """State files found unreadable and moved into corrupt/ (agent/state_recovery.py)."""
+    folder = config.state_dir / CORRUPT_DIR
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0

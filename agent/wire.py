@@ -49,10 +49,17 @@ MSG_HEARTBEAT: Final = "heartbeat"
 MSG_PONG: Final = "pong"
 MSG_INVOCATION_UPDATE: Final = "invocation_update"
 MSG_OUTPUT_UPLOADED: Final = "output_uploaded"
+# Something happened on the node that its operator must hear of (a state file found
+# unreadable and moved aside, ...): body ``code``, ``severity``, ``message``, ``time`` and
+# fields of the code's own (``file``, ``moved_to``, ``command_id``).
+MSG_NODE_EVENT: Final = "node_event"
 
 AGENT_TO_SERVER_TYPES: Final = frozenset(
-    {MSG_HEARTBEAT, MSG_PONG, MSG_INVOCATION_UPDATE, MSG_OUTPUT_UPLOADED}
+    {MSG_HEARTBEAT, MSG_PONG, MSG_INVOCATION_UPDATE, MSG_OUTPUT_UPLOADED, MSG_NODE_EVENT}
 )
+NODE_EVENT_SEVERITIES: Final = ("info", "warning", "error")
+EVENT_STATE_FILE_CORRUPT: Final = "state_file_corrupt"
+EVENT_JOURNAL_ENTRY_CORRUPT: Final = "journal_entry_corrupt"
 SERVER_TO_AGENT_TYPES: Final = frozenset({MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND})
 
 # Run Command ------------------------------------------------------------------------------

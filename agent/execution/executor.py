@@ -41,8 +41,10 @@ from agent.execution.journal import (
     invocation_response_code,
 )
 from agent.execution.launcher import Launcher, WorkerHandle
+from agent.execution.lock import is_locked
 from agent.execution.ssm_values import take
 from agent.outbox import Outbox
+from agent.state_recovery import Recovered, quarantine
 from agent.transport.base import Transport
 from agent.wire import Message, StepResult
 
@@ -150,6 +152,10 @@ class Executor:
     async def run(self) -> None:
         await asyncio.to_thread(self.journal.prune)
         pending = await asyncio.to_thread(self.journal.pending)
+        for cmd in pending:
+            recovered = await asyncio.to_thread(replace_unreadable, cmd)
+            if recovered is not None:
+                await self.outbox.put(recovered.event())
         if pending:
             log.info("re-attaching to commands", extra={"count": len(pending)})
         async with asyncio.TaskGroup() as tg:
@@ -440,6 +446,55 @@ def _with_output(cmd: CommandDir, index: int, step: StepResult) -> StepResult:
             step[stream] = read_head(path, limit)  # type: ignore[literal-required]
             step[f"{stream}_bytes"] = path.stat().st_size  # type: ignore[literal-required]
     return step
+
+
+def replace_unreadable(cmd: CommandDir) -> Recovered | None:
+    """An entry whose journal files cannot be read (and whose worker is gone) is moved aside;
+    a fresh entry takes its place holding a Failed (Interrupted) result that says why, so the
+    command is reported, never run again, and a redelivery of it is still recognised."""
+    if is_locked(cmd.lock_file):
+        return None  # a worker is writing it: it is its own
+    bad = cmd.unreadable()
+    if not bad:
+        return None
+    recovered = quarantine(
+        cmd.path.parent.parent,
+        cmd.path,
+        code=wire.EVENT_JOURNAL_ENTRY_CORRUPT,
+        command_id=cmd.command_id,
+        reason="unreadable " + ", ".join(bad),
+        consequence="the command is reported Failed (Interrupted) and never run again; its "
+        "result and output are lost",
+    )
+    now = time.time()
+    cmd.path.mkdir(mode=0o700)
+    note = f"the agent could not read its journal of this command ({recovered.message})\n"
+    step: StepResult = {
+        "name": "corral:journal",
+        "action": "",
+        "status": wire.ST_FAILED,
+        "status_details": wire.DETAIL_INTERRUPTED,
+        "response_code": None,
+        "started_at": None,
+        "ended_at": now,
+        "stdout": "",
+        "stderr": note,
+        "stdout_bytes": 0,
+        "stderr_bytes": len(note.encode()),
+    }
+    cmd.write(
+        "result.json",
+        {
+            "command_id": cmd.command_id,
+            "status": wire.ST_FAILED,
+            "status_details": wire.DETAIL_INTERRUPTED,
+            "response_code": None,
+            "started_at": None,
+            "ended_at": now,
+            "steps": [step],
+        },
+    )
+    return recovered
 
 
 def write_lost(cmd: CommandDir) -> None:

@@ -40,6 +40,14 @@ from agent.wire import StepResult
 
 COMMAND_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 RETENTION_SECONDS = 7 * 24 * 3600
+JOURNAL_FILES = (
+    "request.json",
+    "worker.json",
+    "resume.json",
+    "result.json",
+    "progress.json",
+    "cancel.json",
+)
 _TMP_PREFIX = ".new-"
 
 
@@ -179,6 +187,24 @@ class CommandDir:
         if resume is not None and resume.get("attempt") == worker.get("attempt", 0) + 1:
             return State.RESUME
         return State.LOST
+
+    def unreadable(self) -> list[str]:
+        """The journal files of this entry that exist but cannot be read (its request must
+        exist: the entry is renamed into place with it)."""
+        bad = [
+            name
+            for name in JOURNAL_FILES
+            if (self.path / name).exists() and self.read(name) is None
+        ]
+        if not (self.path / "request.json").exists():
+            bad.append("request.json (missing)")
+        if self.steps_dir.is_dir():
+            bad += [
+                f"steps/{entry.name}"
+                for entry in sorted(self.steps_dir.glob("*.json"))
+                if read_json(entry) is None
+            ]
+        return bad
 
     def worker_pid(self) -> int | None:
         worker = self.read("worker.json")

@@ -58,6 +58,20 @@ async def show(
     return await cp.nodes.get(node_id)
 
 
+@router.get("/{node_id}/events")
+async def events(
+    node_id: str,
+    cp: CP,
+    _caller: Annotated[Caller, allow("nodes:Get", "node/{node_id}")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
+) -> dict[str, Any]:
+    """What the node's agent reported about itself (a state file it found unreadable and
+    moved aside...), newest first, a page at a time."""
+    page = await cp.node_events.list_page(node_id, limit=limit, next_token=next_token)
+    return body("events", page)
+
+
 @router.post("/{node_id}/tags")
 async def tag(
     node_id: str,

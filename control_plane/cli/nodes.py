@@ -100,6 +100,24 @@ def show(rt: Runtime, node_id: str, output: str) -> None:
     emit_object(node, output, FIELDS)
 
 
+EVENT_COLUMNS: list[Column] = [
+    field("time"), field("severity"), field("code"), field("message"),
+]  # fmt: skip
+
+
+@nodes.command()
+@click.argument("node_id")
+@max_items_option
+@output_option
+@pass_runtime
+def events(rt: Runtime, node_id: str, max_items: int | None, output: str) -> None:
+    """What the node's agent reported about itself, newest first (a state file it found
+    unreadable and moved aside: results may have been lost)."""
+    with rt.client() as api:
+        rows = api.get_list(_path(node_id) + "/events", "events", max_items=max_items)
+    emit_list(rows, EVENT_COLUMNS, output)
+
+
 @nodes.command()
 @click.argument("node_id")
 @click.argument("tags", nargs=-1, required=True, callback=tags_callback, metavar="KEY=VALUE...")

@@ -3,7 +3,8 @@ durable webhook deliveries.
 
 Event names: ``command.status_changed`` (the command's overall status),
 ``command.invocation_status_changed`` (one node's), ``parameter.changed`` /
-``parameter.deleted`` / ``parameter.expired`` and the parameter policies' notifications.
+``parameter.deleted`` / ``parameter.expired`` and the parameter policies' notifications,
+``node.event`` (what an agent reports about itself, services/node_events.py).
 Webhooks subscribe with a glob (``command.*``); each event is queued in
 ``webhook_deliveries`` in the same transaction as the change it reports, and POSTed until the
 receiver answers 2xx.
@@ -38,6 +39,8 @@ def read_permission(event: dict[str, Any]) -> tuple[str, str] | None:
         return "commands:Get", f"command/{event.get('command_id', '')}"
     if kind.startswith("parameter."):
         return "parameters:List", resource_name("parameter", str(event.get("name", "")))
+    if kind.startswith("node."):
+        return "nodes:Get", f"node/{event.get('node_id', '')}"
     return None
 
 

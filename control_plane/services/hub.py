@@ -29,6 +29,7 @@ from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.documents import DocumentService
 from control_plane.services.events import EventBus
 from control_plane.services.groups import GroupService
+from control_plane.services.node_events import NodeEventService
 from control_plane.services.nodes import NodeService
 from control_plane.services.operators import OperatorService
 from control_plane.services.parameters import ParameterService
@@ -74,6 +75,7 @@ class ControlPlane:
         self.dispatcher.parameter_values = self.parameters.values_for
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock, self.operators)
+        self.node_events = NodeEventService(self.db, self.channel, self.events, clock)
         self.audit = AuditService(self.db, clock, config.data_dir)
         self._keyring: KeyRing | None = None
         self._keyring_seen: float | None = None

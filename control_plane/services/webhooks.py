@@ -36,7 +36,7 @@ from control_plane.store.db import Database
 
 log = logging.getLogger("corral.webhooks")
 
-_EVENTS = re.compile(r"^(command|parameter)\.[a-z_*?]+$|^\*$")
+_EVENTS = re.compile(r"^(command|parameter|node)\.[a-z_*?]+$|^\*$")
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 600.0

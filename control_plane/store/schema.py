@@ -68,6 +68,23 @@ nodes = sa.Table(
     sa.Column("last_seen", sa.Float, nullable=True),
 )
 
+# What agents report about themselves (agent/state_recovery.py), newest 1,000 per node.
+node_events = sa.Table(
+    "node_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "node_id", sa.String(20), sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("message", sa.String(1024), nullable=False),
+    sa.Column("details", sa.JSON, nullable=False),
+    sa.Index("ix_node_events_node_id", "node_id", "id"),
+)
+
 node_tags = sa.Table(
     "node_tags",
     metadata,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.outbox import Outbox, read_depth
+from agent.outbox import Outbox, OutboxCorrupt, read_depth
 from agent.wire import Message
 
 
@@ -144,5 +144,5 @@ def test_read_depth_of_a_file_that_is_not_an_outbox_is_none(tmp_path: Path) -> N
 def test_a_corrupted_outbox_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match=r"outbox .* is unusable"):
+    with pytest.raises(OutboxCorrupt, match=r"outbox .* is corrupt"):
         Outbox(path)
