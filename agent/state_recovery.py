@@ -27,6 +27,7 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,41 +113,38 @@ def quarantine(
 
 
 def check_status_file(config: AgentConfig) -> list[Recovered]:
-    path = config.status_file
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return [
-            quarantine(
-                config.state_dir,
-                path,
-                reason=_why(exc),
-                consequence="it is written again at the next contact; nothing is lost",
-            )
-        ]
-    return []
+    def parse(text: str) -> None:
+        if not isinstance(json.loads(text), dict):
+            raise ValueError("not a JSON object")
+
+    return _check(
+        config,
+        config.status_file,
+        parse,
+        "it is written again at the next contact; nothing is lost",
+    )
 
 
 def check_certificate(config: AgentConfig) -> list[Recovered]:
     """The node certificate: replaced by a renewal (the caller renews at once)."""
-    path = config.cert_file
+    return _check(
+        config,
+        config.cert_file,
+        ssl.PEM_cert_to_DER_cert,
+        "a new certificate is requested now; nothing is lost",
+    )
+
+
+def _check(
+    config: AgentConfig, path: Path, parse: Callable[[str], object], consequence: str
+) -> list[Recovered]:
+    """``path`` moved aside if it exists and ``parse`` cannot read its text."""
     try:
-        ssl.PEM_cert_to_DER_cert(path.read_text(encoding="ascii"))
+        parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        return [
-            quarantine(
-                config.state_dir,
-                path,
-                reason=_why(exc),
-                consequence="a new certificate is requested now; nothing is lost",
-            )
-        ]
+        return [quarantine(config.state_dir, path, reason=_why(exc), consequence=consequence)]
     return []
 
 

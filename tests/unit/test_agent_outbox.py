@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
 from agent.outbox import Outbox, OutboxCorrupt, read_depth
 from agent.wire import Message
 
