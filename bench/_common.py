@@ -256,12 +256,19 @@ class Server:
         return result
 
     def nodes(self, api: httpx.Client | None = None) -> list[dict[str, Any]]:
+        """Every node (the list is paged: each page followed)."""
+        nodes: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 1000}
         with contextlib.ExitStack() as stack:
             client = api or stack.enter_context(self.api())
-            response = client.get("/v1/nodes")
-        response.raise_for_status()
-        nodes: list[dict[str, Any]] = response.json()["nodes"]
-        return nodes
+            while True:
+                response = client.get("/v1/nodes", params=params)
+                response.raise_for_status()
+                page = response.json()
+                nodes += page["nodes"]
+                if not page.get("next_token"):
+                    return nodes
+                params["next_token"] = page["next_token"]
 
     def psutil_process(self) -> psutil.Process:
         if self.proc is None:

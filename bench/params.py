@@ -188,7 +188,12 @@ def check_get(name: str, value: str) -> Callable[[httpx.Response], None]:
 
 
 def by_path_request(path: str, decrypt: bool) -> Request:
-    params = {"path": path, "recursive": "true", "decrypt": "true" if decrypt else "false"}
+    params = {
+        "path": path,
+        "recursive": "true",
+        "decrypt": "true" if decrypt else "false",
+        "limit": "1000",  # one page holds the 1,000 parameters of a path
+    }
     return lambda client: client.get("/v1/parameters/by-path", params=params)
 
 
