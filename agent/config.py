@@ -52,7 +52,7 @@ def default_reboot_command() -> tuple[str, ...]:
 @dataclass(frozen=True)
 class AgentConfig:
     state_dir: Path
-    transport: str = "https"
+    transport: str = "auto"
     poll_wait_seconds: float = 20.0
     heartbeat_interval_seconds: float = 300.0
     backoff_base_seconds: float = 1.0

@@ -43,6 +43,11 @@ class Credentials:
     def node_id(self) -> str:
         return self.registration.node_id
 
+    @property
+    def expires_at(self) -> float:
+        """When the current access token expires (0 before the first)."""
+        return self._expires
+
     def invalidate(self) -> None:
         self._token = None
 

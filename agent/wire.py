@@ -28,6 +28,9 @@ ROUTE_TOKEN: Final = f"{AGENT_PREFIX}/token"
 ROUTE_RENEW: Final = f"{AGENT_PREFIX}/renew"
 ROUTE_POLL: Final = f"{AGENT_PREFIX}/poll"
 ROUTE_MESSAGES: Final = f"{AGENT_PREFIX}/messages"
+# The websocket control channel (docs/wire.md, "The control channel"): the same messages,
+# pushed both ways on one connection; long-polling is the fallback.
+ROUTE_CONNECT: Final = f"{AGENT_PREFIX}/connect"
 
 # How long the server holds a poll open when nothing is waiting, and the agent's own limit.
 POLL_HOLD_SECONDS: Final = 20.0
@@ -39,6 +42,23 @@ CONNECTION_LOST_AFTER_SECONDS: Final = 3 * POLL_HOLD_SECONDS + 10.0
 
 MAX_REQUEST_BYTES: Final = 1024 * 1024
 MAX_MESSAGES_PER_BATCH: Final = 100
+
+# Control channel frames: JSON text, {"type": ..., ...}.
+FRAME_HELLO: Final = "hello"  # server: node_id, max_frame_bytes, max_messages_per_batch
+FRAME_DELIVER: Final = "deliver"  # server: messages (acknowledge each with an ack frame)
+FRAME_ACK: Final = "ack"  # agent: ids of delivered messages it has made durable
+FRAME_MESSAGES: Final = "messages"  # agent: req, messages (as POST ROUTE_MESSAGES)
+FRAME_ACKED: Final = "acked"  # server: req, ids stored
+FRAME_ERROR: Final = "error"  # server: req, error {code, message}: that frame was refused
+FRAME_TOKEN: Final = "token"  # agent: token (a renewed access token for the open channel)
+MAX_FRAME_BYTES: Final = MAX_REQUEST_BYTES + 64 * 1024
+# Close codes the agent acts on (4000-4999 are the application's).
+CLOSE_UNAUTHORIZED: Final = 4401  # the token expired or is not valid: buy one, reconnect
+CLOSE_DEREGISTERED: Final = 4403  # the node was deregistered or revoked: stop (exit 3)
+CLOSE_REPLACED: Final = 4409  # a newer channel of this node took over
+CLOSE_TOO_SLOW: Final = 4408  # too much left unacknowledged: reconnect, it comes again
+CLOSE_BAD_FRAME: Final = 4400  # a frame that is not a JSON object of a known type
+CLOSE_SHUTDOWN: Final = 1012  # the server is restarting: reconnect with backoff
 
 # Server -> agent message types.
 MSG_PING: Final = "ping"

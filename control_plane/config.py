@@ -31,6 +31,8 @@ class ServerConfig:
     max_request_bytes: int = 1024 * 1024
     shutdown_grace_seconds: float = 10.0
     poll_hold_seconds: float = 20.0
+    # Control channel pings: a half-open connection is closed after two intervals.
+    channel_ping_seconds: float = 20.0
     # Access control and audit (docs/security.md).
     audit_retention: str = "365d"
     audit_sign_interval_seconds: float = 3600.0
@@ -92,6 +94,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "max_request_bytes": (int,),
     "shutdown_grace_seconds": (int, float),
     "poll_hold_seconds": (int, float),
+    "channel_ping_seconds": (int, float),
     "audit_retention": (str,),
     "audit_sign_interval_seconds": (int, float),
     "rate_limit_per_second": (int, float),

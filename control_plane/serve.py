@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator
 
 import uvicorn
 
+from agent import wire
 from control_plane.api.app import create_app
 from control_plane.config import ServerConfig, parse_listen
 from control_plane.services.hub import ControlPlane
@@ -79,6 +80,13 @@ def build_server(config: ServerConfig, listen: str | None = None) -> CorralServe
         timeout_keep_alive=int(config.poll_hold_seconds) + 10,
         backlog=4096,
         lifespan="on",
+        # The control channel (/v1/agent/connect): a frame at most the wire's size; pings every
+        # 20 s (channel_ping_seconds) find a half-open connection within 40 s; no compression
+        # (its buffers cost ~64 KB per connection and the frames are small JSON).
+        ws_max_size=wire.MAX_FRAME_BYTES,
+        ws_ping_interval=config.channel_ping_seconds,
+        ws_ping_timeout=config.channel_ping_seconds,
+        ws_per_message_deflate=False,
     )
     return CorralServer(uv_config, cp)
 

@@ -1,7 +1,8 @@
 """How the agent reaches the control plane, chosen by name from one table.
 
-Only the chosen transport's module is imported.  ``https`` (long-poll) is the default; an
-``mqtt`` transport plugs in here with the same ``Transport`` protocol and message types.
+Only the chosen transport's module is imported.  ``auto`` (the default) is the websocket
+control channel with the HTTPS long-poll as its fallback; ``websocket`` and ``https`` force
+one.  An ``mqtt`` transport plugs in here with the same ``Transport`` protocol and messages.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from agent.errors import ConfigError
 from agent.transport.base import Transport, TransportFactory
 
 TRANSPORTS: dict[str, str] = {
+    "auto": "agent.transport.auto:AutoTransport",
+    "websocket": "agent.transport.websocket:WebSocketTransport",
     "https": "agent.transport.https:HttpsTransport",
 }
 

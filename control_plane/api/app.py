@@ -13,6 +13,7 @@ from agent import __version__, wire
 from control_plane.api import (
     activations,
     agent,
+    agent_channel,
     api_browser,
     audit,
     audit_scope,
@@ -70,6 +71,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         activations,
         nodes,
         agent,
+        agent_channel,
         commands,
         groups,
         webhooks,

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
+from starlette.requests import HTTPConnection
 
-from control_plane.errors import MissingToken, RateLimited, TokenExpired, Unauthorized
+from control_plane.errors import (
+    CorralError,
+    MissingToken,
+    RateLimited,
+    TokenExpired,
+    Unauthorized,
+)
 from control_plane.security.node_tokens import NodeClaims
 from control_plane.services.audit import AuditEvent
 from control_plane.services.hub import ControlPlane
@@ -21,7 +28,7 @@ async def control_plane(request: Request) -> ControlPlane:
 CP = Annotated[ControlPlane, Depends(control_plane)]
 
 
-def bearer(request: Request) -> str:
+def bearer(request: HTTPConnection) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -32,27 +39,42 @@ def bearer(request: Request) -> str:
 async def node(request: Request, cp: CP) -> NodeClaims:
     """A node's access token (agent routes), rate-limited per node.  A token that is not
     merely expired (forged, replayed from a deregistered node) is an audit entry."""
+    claims = await _node_claims(request, cp)
+    request.state.identity = claims.node_id
+    return claims
+
+
+async def node_channel(websocket: WebSocket) -> NodeClaims | CorralError:
+    """The node's access token at a control channel's upgrade (``/v1/agent/connect``), checked
+    as ``node`` checks it; a refusal is returned (the route answers it as HTTP), not raised."""
+    cp: ControlPlane = websocket.app.state.control_plane
     try:
-        claims = cp.registration.authenticate(bearer(request))
+        return await _node_claims(websocket, cp)
+    except CorralError as exc:
+        return exc
+
+
+async def _node_claims(conn: HTTPConnection, cp: ControlPlane) -> NodeClaims:
+    try:
+        claims = cp.registration.authenticate(bearer(conn))
     except TokenExpired:
         raise
     except Unauthorized as exc:
-        ip = request.client.host if request.client else None
+        ip = conn.client.host if conn.client else None
         await cp.audit.record_standalone(
             AuditEvent(
                 action="agent:Authenticate",
-                resource=request.url.path[:200],
+                resource=conn.url.path[:200],
                 outcome="denied",
                 source_ip=ip,
                 error=exc.message,
-                request_id=request.scope.get("state", {}).get("request_id"),
+                request_id=conn.scope.get("state", {}).get("request_id"),
             )
         )
         raise
     wait = cp.rate_limits.node(claims.node_id)
     if wait > 0:
         raise RateLimited(f"rate limit of node {claims.node_id} exceeded", retry_after(wait))
-    request.state.identity = claims.node_id
     return claims
 
 

@@ -4,9 +4,9 @@ default page."""
 
 from __future__ import annotations
 
-from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
 
 from control_plane.errors import InvalidRequest
 
@@ -28,7 +28,7 @@ def _names(dependant: Dependant) -> set[str]:
     return names
 
 
-async def known_query_only(request: Request) -> None:
+async def known_query_only(request: HTTPConnection) -> None:
     """App-wide dependency: every query parameter must be one the route declares."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not request.query_params:

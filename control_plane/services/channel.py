@@ -68,8 +68,7 @@ class AgentChannel:
 
     async def poll(self, node_id: str, acks: list[str], wait: float) -> list[Message]:
         if acks:
-            async with self._db.transaction() as conn:
-                await store.acknowledge(conn, node_id, acks)
+            await self.acknowledge(node_id, acks)
         node = self._presence.get(node_id)
         if node is None:  # pragma: no cover - token checks make this unreachable
             return []
@@ -82,16 +81,9 @@ class AgentChannel:
                 node.wake.clear()
                 if node.deregistered:
                     raise NodeDeregistered(f"node {node_id} is deregistered")
-                if self._presence.has_pending(node_id):
-                    async with self._db.read() as conn:
-                        pending = await store.pending(conn, node_id, MAX_DELIVERY_BATCH)
-                        for message in pending:
-                            expander = self._expanders.get(message["type"])
-                            if expander is not None:
-                                message["body"] = await expander(message["body"], conn)
-                    if pending:
-                        return pending
-                    self._presence.clear_pending(node_id)
+                pending = await self.next_batch(node_id)
+                if pending:
+                    return pending
                 remaining = deadline - loop.time()
                 if remaining <= 0 or self._presence.shutting_down.is_set():
                     return []
@@ -101,6 +93,34 @@ class AgentChannel:
         finally:
             node.polls_held -= 1
             self._presence.seen(node_id, self._clock())
+
+    async def next_batch(
+        self, node_id: str, exclude: frozenset[str] | None = None, limit: int = MAX_DELIVERY_BATCH
+    ) -> list[Message]:
+        """The node's next messages to deliver (none without a database read when nothing was
+        queued for it).  The pending flag is taken *before* the read: a message queued during
+        the read sets it again, so no wake-up is lost between "read nothing" and "wait".
+
+        ``exclude``: the messages an open channel has sent and awaits acknowledgements for.
+        Without it (a long-poll) what is returned stays pending until acknowledged: a poll
+        whose answer was lost gets the same messages again."""
+        if not self._presence.take_pending(node_id):
+            return []
+        async with self._db.read() as conn:
+            pending = await store.pending(conn, node_id, limit + 1, exclude or frozenset())
+            for message in pending[:limit]:
+                expander = self._expanders.get(message["type"])
+                if expander is not None:
+                    message["body"] = await expander(message["body"], conn)
+        if len(pending) > limit or (pending and exclude is None):
+            self._presence.notify(node_id)  # more to come, or due again until acknowledged
+        return pending[:limit]
+
+    async def acknowledge(self, node_id: str, ids: list[str]) -> None:
+        """The agent has these messages safely: they leave its inbox."""
+        if ids:
+            async with self._db.transaction() as conn:
+                await store.acknowledge(conn, node_id, ids)
 
     async def receive(self, node_id: str, batch: list[dict[str, Any]]) -> list[str]:
         """Store a batch of agent messages; returns the ids now safely stored (acks)."""

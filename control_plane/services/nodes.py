@@ -73,7 +73,7 @@ class NodeService:
             "tags": tags,
             "activation_id": row["activation_id"],
             "registered_at": rfc3339(row["registered_at"]),
-            "last_seen": rfc3339(self._presence.last_seen(row["id"], row["last_seen"])),
+            "last_seen": rfc3339(self._presence.last_seen(row["id"], row["last_seen"], now)),
             "boot_time": rfc3339(row["boot_time"]),
             "deregistered_at": rfc3339(row["deregistered_at"]),
         }

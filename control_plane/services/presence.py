@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 
 from agent import wire
 
+# A node whose control channel closed is Online this long, time to reconnect.
+CHANNEL_GRACE_SECONDS = 10.0
+
 
 @dataclass
 class NodePresence:
     generation: int
     deregistered: bool
     last_seen: float | None = None
-    polls_held: int = 0
+    polls_held: int = 0  # long-polls held and control channels open: Online while > 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    link: object | None = None  # the open control channel (services/agent_link.py)
+    link_closed_at: float | None = None  # when the last one closed (None: one is open)
 
 
 class Presence:
@@ -48,6 +53,29 @@ class Presence:
             node.wake.set()
         self._pending.discard(node_id)
 
+    def attach(self, node_id: str, link: object) -> object | None:
+        """``link`` is now the node's control channel; the one it replaces, if any."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return None
+        previous, node.link = node.link, link
+        node.link_closed_at = None
+        node.polls_held += 1
+        return previous
+
+    def detach(self, node_id: str, link: object, now: float) -> None:
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        if node.link is link:
+            node.link = None
+            node.link_closed_at = now
+        node.polls_held -= 1
+
+    def connected(self) -> int:
+        """How many nodes have a control channel open."""
+        return sum(1 for node in self._nodes.values() if node.link is not None)
+
     def seen(self, node_id: str, now: float) -> None:
         node = self._nodes.get(node_id)
         if node is not None:
@@ -64,24 +92,38 @@ class Presence:
         node = self._nodes.get(node_id)
         if node is not None and node.polls_held > 0:
             return "Online"
+        if node is not None and node.link_closed_at is not None and (
+            node.last_seen is None or node.last_seen <= node.link_closed_at
+        ):
+            # Its channel closed (a half-open one is found by pings) and nothing since: lost
+            # unless it reconnects within the grace.
+            return "Online" if now - node.link_closed_at <= CHANNEL_GRACE_SECONDS else (
+                "ConnectionLost"
+            )
         if node is not None and node.last_seen is not None:
             last_seen = max(node.last_seen, last_seen or 0.0)
         if last_seen is not None and now - last_seen <= wire.CONNECTION_LOST_AFTER_SECONDS:
             return "Online"
         return "ConnectionLost"
 
-    def last_seen(self, node_id: str, stored: float | None) -> float | None:
+    def last_seen(self, node_id: str, stored: float | None, now: float) -> float | None:
+        """When the node was last heard from (now, while its control channel is open: the
+        channel's pings prove it is there)."""
         node = self._nodes.get(node_id)
+        if node is not None and node.link is not None:
+            return now
         if node is None or node.last_seen is None:
             return stored
         return max(node.last_seen, stored or 0.0)
 
     # Pending messages and wake-ups ---------------------------------------------------------
-    def has_pending(self, node_id: str) -> bool:
-        return node_id in self._pending
-
-    def clear_pending(self, node_id: str) -> None:
-        self._pending.discard(node_id)
+    def take_pending(self, node_id: str) -> bool:
+        """Whether messages may wait for the node, clearing the flag (see
+        AgentChannel.next_batch for why it is cleared before the read)."""
+        if node_id in self._pending:
+            self._pending.discard(node_id)
+            return True
+        return False
 
     def notify(self, node_id: str) -> None:
         self._pending.add(node_id)

@@ -24,13 +24,20 @@ async def enqueue(conn: AsyncConnection, node_id: str, message: Message) -> None
     )
 
 
-async def pending(conn: AsyncConnection, node_id: str, limit: int) -> list[Message]:
-    result = await conn.execute(
+async def pending(
+    conn: AsyncConnection, node_id: str, limit: int, exclude: frozenset[str] = frozenset()
+) -> list[Message]:
+    """The node's oldest messages not yet acknowledged (but those in ``exclude``: sent on an
+    open channel and awaiting their acknowledgement)."""
+    query = (
         sa.select(node_inbox)
         .where(node_inbox.c.node_id == node_id)
         .order_by(node_inbox.c.created_at, node_inbox.c.id)
         .limit(limit)
     )
+    if exclude:
+        query = query.where(node_inbox.c.id.not_in(exclude))
+    result = await conn.execute(query)
     return [
         Message(id=r["id"], type=r["type"], body=r["body"], created_at=r["created_at"])
         for r in result.mappings()

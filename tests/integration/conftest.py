@@ -9,8 +9,14 @@ from tests.integration.harness import Agent, Server
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Server]:
+    """A started server; ``@pytest.mark.server_config("key = value", ...)`` adds lines to
+    its config.toml's [server] table first."""
     srv = Server(tmp_path)
+    marker = request.node.get_closest_marker("server_config")
+    if marker is not None:
+        with (srv.data_dir / "config.toml").open("a") as fh:
+            fh.writelines(f"{line}\n" for line in marker.args)
     try:
         srv.start()  # a start that fails half-way still gets stopped below
         yield srv

@@ -41,7 +41,7 @@ def config_error(state_dir: Path) -> str:
 def test_defaults_without_agent_toml(tmp_path: Path) -> None:
     config = load_config(tmp_path)
     assert config == AgentConfig(state_dir=tmp_path)
-    assert config.transport == "https"
+    assert config.transport == "auto"
     assert config.poll_wait_seconds == 20.0
     assert config.heartbeat_interval_seconds == 300.0
     assert (config.backoff_base_seconds, config.backoff_cap_seconds) == (1.0, 60.0)
@@ -133,7 +133,8 @@ def test_agent_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_an_unknown_transport_name_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="unknown transport 'carrier-pigeon'; known: https"):
+    known = "known: auto, websocket, https"
+    with pytest.raises(ConfigError, match=f"unknown transport 'carrier-pigeon'; {known}"):
         transport.load("carrier-pigeon")
     assert callable(transport.load("https"))
 

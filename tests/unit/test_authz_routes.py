@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from control_plane.api import deps
 from control_plane.api.app import create_app
@@ -28,23 +28,27 @@ def _declarations(dependant: Dependant) -> list[Any]:
     found: list[Any] = []
     for sub in dependant.dependencies:
         call = sub.call
-        if isinstance(call, Allow | Public) or call is deps.node:
+        if isinstance(call, Allow | Public) or call in (deps.node, deps.node_channel):
             found.append(call)
         found.extend(_declarations(sub))
     return found
 
 
-def _walk(routes: list[Any], prefix: str = "") -> list[APIRoute]:
-    """Every API route, through included routers (newer FastAPI keeps them nested)."""
+def _walk(routes: list[Any], prefix: str = "", sockets: list[Any] | None = None) -> list[APIRoute]:
+    """Every API route, through included routers (newer FastAPI keeps them nested);
+    websocket routes go to ``sockets`` when given."""
     found: list[APIRoute] = []
     for route in routes:
         if isinstance(route, APIRoute):
             found.append(route)
+        elif isinstance(route, APIWebSocketRoute):
+            if sockets is not None:
+                sockets.append(route)
         elif hasattr(route, "original_router"):  # an included router
             context = route.include_context
             extra = [d for d in context.dependencies if d.dependency is not known_query_only]
             assert not extra, "declare authorization on routes, not routers"
-            found.extend(_walk(route.original_router.routes, prefix + context.prefix))
+            found.extend(_walk(route.original_router.routes, prefix + context.prefix, sockets))
         else:
             assert getattr(route, "path", "") in FRAMEWORK_PATHS, route
     return found
@@ -90,3 +94,12 @@ def test_agent_routes_use_node_tokens_or_are_public(server_dir: ServerDir) -> No
         elif route.path not in ("/healthz", "/readyz") and not route.path.startswith("/v1/docs"):
             (decl,) = _declarations(route.dependant)
             assert isinstance(decl, Allow), route.path
+
+
+def test_websocket_routes_authenticate_the_node(server_dir: ServerDir) -> None:
+    app = create_app(ControlPlane(load_config(server_dir.path)))
+    sockets: list[APIWebSocketRoute] = []
+    _walk(list(app.routes), sockets=sockets)
+    assert [s.path for s in sockets] == ["/v1/agent/connect"]
+    for socket in sockets:
+        assert _declarations(socket.dependant) == [deps.node_channel], socket.path

@@ -53,10 +53,12 @@ def test_notify_wakes_a_waiting_poll_and_deregister_wakes_it_too() -> None:
         assert node is not None
         node.wake.clear()
         p.notify("mi-00000000000000001")
-        assert node.wake.is_set() and p.has_pending("mi-00000000000000001")
+        assert node.wake.is_set() and p.take_pending("mi-00000000000000001")
+        assert not p.take_pending("mi-00000000000000001")  # taken: cleared
+        p.notify("mi-00000000000000001")
         node.wake.clear()
         p.deregister("mi-00000000000000001", 2)
         assert node.wake.is_set() and node.deregistered and node.generation == 2
-        assert not p.has_pending("mi-00000000000000001")
+        assert not p.take_pending("mi-00000000000000001")
 
     asyncio.run(scenario())

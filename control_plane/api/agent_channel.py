@@ -1,0 +1,79 @@
+"""``GET /v1/agent/connect``: the node's websocket control channel (docs/wire.md).
+
+The upgrade carries the node's access token (``Authorization: Bearer``); a refused one is
+answered as plain HTTP with the API's error body (401 ``token_expired``,
+``node_deregistered``, ...), so an agent reads it exactly as it reads a refused request.
+Then services/agent_link.py serves the channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from agent import wire
+from control_plane.api.deps import node_channel
+from control_plane.api.errors import error_response
+from control_plane.errors import CorralError, RateLimited
+from control_plane.security.node_tokens import NodeClaims
+from control_plane.services.agent_link import AgentLink, LinkGone
+from control_plane.services.hub import ControlPlane
+
+router = APIRouter(tags=["agent"])
+
+
+@router.websocket(wire.ROUTE_CONNECT)
+async def connect(
+    websocket: WebSocket, claims: Annotated[NodeClaims | CorralError, Depends(node_channel)]
+) -> None:
+    if isinstance(claims, CorralError):
+        refusal = error_response(claims.status, claims.code, claims.message)
+        if isinstance(claims, RateLimited):
+            refusal.headers["retry-after"] = str(claims.retry_after)
+        await websocket.send_denial_response(refusal)
+        return
+    cp: ControlPlane = websocket.app.state.control_plane
+    await websocket.accept()
+
+    async def send(text: str) -> None:
+        try:
+            await websocket.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise LinkGone from exc
+
+    async def close(code: int, reason: str) -> None:
+        try:
+            await websocket.close(code, reason)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise LinkGone from exc
+
+    link = AgentLink(
+        claims=claims,
+        channel=cp.channel,
+        presence=cp.presence,
+        registration=cp.registration,
+        rate_limits=cp.rate_limits,
+        clock=cp.clock,
+        send=send,
+        close=close,
+    )
+    await link.run(_frames(websocket, link))
+
+
+async def _frames(websocket: WebSocket, link: AgentLink) -> AsyncIterator[str]:
+    """The text frames the agent sends, until it leaves; a binary frame closes the channel."""
+    while True:
+        try:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            await link.refuse("frame refused: binary frames are not accepted (JSON text only)")
+            return
+        yield text

@@ -1,0 +1,266 @@
+"""One node's control channel (``/v1/agent/connect``): the agent's messages in, the node's
+inbox pushed out the moment something is queued for it.
+
+Framework-free: the API hands over the frames it receives and two callables, ``send`` (one
+JSON text frame) and ``close`` (a close code and reason).  The protocol is docs/wire.md's
+"The control channel":
+
+* server -> agent: ``hello`` once, then ``deliver`` frames of inbox messages.  A message stays
+  in the inbox until the agent's ``ack`` frame names it, so a cut connection loses nothing:
+  whatever was unacknowledged is delivered again on the next channel (or poll);
+* agent -> server: ``messages`` (as ``POST /v1/agent/messages``), answered ``acked`` with the
+  ids stored, or ``error`` when the frame is refused; ``ack``; ``token`` (a renewed access
+  token: the channel closes with 4401 when the one it holds expires).
+
+Bounds: at most MAX_IN_FLIGHT messages sent and not yet acknowledged; a node that leaves
+them so for STALL_SECONDS is disconnected (4408) and gets them again when it reconnects, so a
+node that stops reading costs the server a bounded amount of memory.  A node has one channel:
+a newer one closes the older (4409).  Deregistration closes it at once (4403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from agent import wire
+from control_plane.errors import CorralError, InvalidRequest, NodeDeregistered, Unauthorized
+from control_plane.security.node_tokens import NodeClaims
+from control_plane.services.channel import MAX_DELIVERY_BATCH, AgentChannel
+from control_plane.services.clock import Clock
+from control_plane.services.presence import Presence
+from control_plane.services.ratelimit import RateLimits
+from control_plane.services.registration import RegistrationService
+
+log = logging.getLogger("corral.channel")
+
+Send = Callable[[str], Awaitable[None]]
+Close = Callable[[int, str], Awaitable[None]]
+
+MAX_IN_FLIGHT = 1000
+STALL_SECONDS = 60.0
+MAX_ACK_IDS = 1000
+
+
+class LinkGone(Exception):
+    """The connection is gone (the peer left): nothing more can be sent on it."""
+
+
+class AgentLink:
+    def __init__(
+        self,
+        *,
+        claims: NodeClaims,
+        channel: AgentChannel,
+        presence: Presence,
+        registration: RegistrationService,
+        rate_limits: RateLimits,
+        clock: Clock,
+        send: Send,
+        close: Close,
+    ) -> None:
+        self.node_id = claims.node_id
+        self._token_expires = claims.expires_at
+        self._channel = channel
+        self._presence = presence
+        self._registration = registration
+        self._limits = rate_limits
+        self._clock = clock
+        self._send = send
+        self._close_cb = close
+        self._in_flight: set[str] = set()
+        self._closed: tuple[int, str] | None = None
+
+    # Lifecycle -----------------------------------------------------------------------------
+    async def run(self, frames: AsyncIterator[str]) -> None:
+        """Serve the channel until the peer leaves or it must close."""
+        previous = self._presence.attach(self.node_id, self)
+        if isinstance(previous, AgentLink):
+            await previous.close(wire.CLOSE_REPLACED, "a newer channel of this node took over")
+        self._presence.notify(self.node_id)  # what waits is delivered (again) on this channel
+        log.info("channel opened", extra={"node_id": self.node_id})
+        try:
+            await self._frame(
+                {
+                    "type": wire.FRAME_HELLO,
+                    "node_id": self.node_id,
+                    "max_frame_bytes": wire.MAX_FRAME_BYTES,
+                    "max_messages_per_batch": wire.MAX_MESSAGES_PER_BATCH,
+                }
+            )
+            reader = asyncio.create_task(self._read(frames), name=f"link-read-{self.node_id}")
+            pump = asyncio.create_task(self._pump(), name=f"link-pump-{self.node_id}")
+            done, rest = await asyncio.wait({reader, pump}, return_when=asyncio.FIRST_COMPLETED)
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+            for task in done:
+                exc = task.exception()
+                if exc is not None and not isinstance(exc, LinkGone):
+                    raise exc
+        except LinkGone:
+            pass
+        finally:
+            self._presence.detach(self.node_id, self, self._clock())
+            if self._in_flight:  # unacknowledged: due again on the next channel or poll
+                self._presence.notify(self.node_id)
+            log.info(
+                "channel closed",
+                extra={"node_id": self.node_id, "code": self._closed[0] if self._closed else None},
+            )
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed is None:
+            self._closed = (code, reason)
+            with contextlib.suppress(LinkGone):
+                await self._close_cb(code, reason)
+            node = self._presence.get(self.node_id)
+            if node is not None:
+                node.wake.set()  # the pump sees it is closed
+
+    # Server -> agent -----------------------------------------------------------------------
+    async def _pump(self) -> None:
+        node = self._presence.get(self.node_id)
+        if node is None:  # pragma: no cover - the token check makes this unreachable
+            return
+        loop = asyncio.get_running_loop()
+        stalled_since: float | None = None
+        while self._closed is None:
+            node.wake.clear()
+            if node.deregistered:
+                await self.close(wire.CLOSE_DEREGISTERED, wire.ERR_NODE_DEREGISTERED)
+                return
+            if self._presence.shutting_down.is_set():
+                await self.close(wire.CLOSE_SHUTDOWN, "the server is restarting")
+                return
+            left = self._token_expires - time.time()  # tokens expire in real time (the signer's)
+            if left <= 0:
+                await self.close(wire.CLOSE_UNAUTHORIZED, wire.ERR_TOKEN_EXPIRED)
+                return
+            wait = left
+            room = MAX_IN_FLIGHT - len(self._in_flight)
+            if room > 0:
+                stalled_since = None
+                batch = await self._channel.next_batch(
+                    self.node_id, frozenset(self._in_flight), min(room, MAX_DELIVERY_BATCH)
+                )
+                if batch:
+                    await self._frame({"type": wire.FRAME_DELIVER, "messages": batch})
+                    self._in_flight.update(m["id"] for m in batch)
+                    continue
+            else:
+                stalled_since = stalled_since or loop.time()
+                if loop.time() - stalled_since >= STALL_SECONDS:
+                    log.warning(
+                        "node leaves messages unacknowledged; disconnecting it",
+                        extra={"node_id": self.node_id, "in_flight": len(self._in_flight)},
+                    )
+                    await self.close(wire.CLOSE_TOO_SLOW, "too many messages unacknowledged")
+                    return
+                wait = min(wait, STALL_SECONDS - (loop.time() - stalled_since))
+            try:
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await node.wake.wait()
+            except TimeoutError:
+                continue
+
+    async def _frame(self, frame: dict[str, Any]) -> None:
+        if self._closed is not None:
+            raise LinkGone
+        await self._send(json.dumps(frame, separators=(",", ":")))
+
+    # Agent -> server -----------------------------------------------------------------------
+    async def _read(self, frames: AsyncIterator[str]) -> None:
+        async for text in frames:
+            try:
+                frame = json.loads(text)
+            except ValueError:
+                frame = None
+            kind = frame.get("type") if isinstance(frame, dict) else None
+            if kind == wire.FRAME_ACK:
+                await self._on_ack(frame)
+            elif kind == wire.FRAME_MESSAGES:
+                await self._on_messages(frame)
+            elif kind == wire.FRAME_TOKEN:
+                await self._on_token(frame)
+            else:
+                shown = "not a JSON object" if kind is None else f"unknown type {str(kind)[:32]!r}"
+                await self.refuse(f"frame refused: {shown}")
+                return
+            if self._closed is not None:
+                return
+            self._presence.seen(self.node_id, self._clock())
+
+    async def refuse(self, reason: str) -> None:
+        """A frame that breaks the protocol closes this channel (and no other)."""
+        log.warning(
+            "bad frame; closing the channel", extra={"node_id": self.node_id, "why": reason}
+        )
+        await self.close(wire.CLOSE_BAD_FRAME, reason[:120])
+
+    async def _on_ack(self, frame: dict[str, Any]) -> None:
+        ids = frame.get("ids")
+        if (
+            not isinstance(ids, list)
+            or len(ids) > MAX_ACK_IDS
+            or not all(isinstance(i, str) for i in ids)
+        ):
+            await self.refuse(f"frame refused: ack ids must be a list of at most {MAX_ACK_IDS}")
+            return
+        await self._channel.acknowledge(self.node_id, ids)
+        self._in_flight.difference_update(ids)
+        node = self._presence.get(self.node_id)
+        if node is not None:
+            node.wake.set()  # room for more
+
+    async def _on_messages(self, frame: dict[str, Any]) -> None:
+        req = frame.get("req")
+        if not isinstance(req, str) or not 1 <= len(req) <= 64:
+            await self.refuse("frame refused: messages needs a req of 1 to 64 characters")
+            return
+        wait = self._limits.node(self.node_id)
+        if wait > 0:  # over its rate: the node waits (its next frame is read later)
+            await asyncio.sleep(wait)
+        try:
+            messages = frame.get("messages")
+            if not isinstance(messages, list) or len(messages) > wire.MAX_MESSAGES_PER_BATCH:
+                raise InvalidRequest(
+                    f"messages must be a list of at most {wire.MAX_MESSAGES_PER_BATCH}"
+                )
+            if not all(isinstance(m, dict) for m in messages):
+                raise InvalidRequest("every message must be an object")
+            acked = await self._channel.receive(self.node_id, messages)
+        except CorralError as exc:
+            await self._frame(
+                {
+                    "type": wire.FRAME_ERROR,
+                    "req": req,
+                    "error": {"code": exc.code, "message": exc.message, "status": exc.status},
+                }
+            )
+            return
+        await self._frame({"type": wire.FRAME_ACKED, "req": req, "ids": acked})
+
+    async def _on_token(self, frame: dict[str, Any]) -> None:
+        token = frame.get("token")
+        try:
+            if not isinstance(token, str) or len(token) > 4096:
+                raise Unauthorized("token must be a string")
+            claims = self._registration.authenticate(token)
+            if claims.node_id != self.node_id:
+                raise Unauthorized("a token of another node")
+        except NodeDeregistered:
+            await self.close(wire.CLOSE_DEREGISTERED, wire.ERR_NODE_DEREGISTERED)
+            return
+        except Unauthorized as exc:
+            await self.close(wire.CLOSE_UNAUTHORIZED, exc.message[:120])
+            return
+        self._token_expires = claims.expires_at
+        node = self._presence.get(self.node_id)
+        if node is not None:
+            node.wake.set()
