@@ -1,4 +1,5 @@
-"""Simulated agents: real HTTPS long-polls, many per process, speaking the agent wire protocol.
+"""Simulated agents: real HTTPS long-polls (or the websocket control channel, ``--transport
+websocket``), many per process, speaking the agent wire protocol.
 
 Registration (``register_nodes``, run by the orchestrating process): activations of up to 1000
 registrations each, then ``POST /v1/agent/register`` with a freshly generated Ed25519 key per
@@ -276,6 +277,85 @@ class SimAgent:
             self._stats.updates += 1
 
 
+class SimChannelAgent(SimAgent):
+    """The same agent over the websocket control channel (``/v1/agent/connect``): messages
+    arrive in ``deliver`` frames; updates leave in ``messages`` frames (their ``acked``
+    answers are only counted); delivered ids are acknowledged in an ``ack`` frame."""
+
+    def __init__(
+        self, node: SimNode, client: httpx.AsyncClient, stats: Stats, ws_url: str, tls: Any
+    ) -> None:
+        super().__init__(node, client, stats)
+        self._ws_url = ws_url
+        self._tls = tls
+        self._conn: Any = None
+        self._req = 0
+
+    async def _open(self) -> None:
+        from websockets.asyncio.client import connect
+
+        if not self._token or self._expires - time.time() < TOKEN_REFRESH_MARGIN:
+            await self._fetch_token()
+        self._conn = await connect(
+            self._ws_url,
+            ssl=self._tls,
+            additional_headers={"authorization": f"Bearer {self._token}"},
+            open_timeout=30,
+            max_size=wire.MAX_FRAME_BYTES,
+            compression=None,
+            ping_interval=None,  # the server pings; a sim agent only answers
+        )
+        hello = json.loads(await self._conn.recv())
+        if hello.get("type") != wire.FRAME_HELLO:
+            raise Rejected(0, f"no hello: {hello}")
+
+    async def connect(self) -> None:
+        await self._open()
+
+    async def run(self, wait: float) -> None:
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+        backoff = 1.0
+        while True:
+            try:
+                if self._conn is None:
+                    await self._open()
+                async for raw in self._conn:
+                    frame = json.loads(raw)
+                    if frame.get("type") != wire.FRAME_DELIVER:
+                        if frame.get("type") == wire.FRAME_ACKED:
+                            self._stats.updates += len(frame.get("ids", []))
+                        continue
+                    self._stats.polls += 1
+                    ids = []
+                    for message in frame.get("messages", []):
+                        if message.get("type") == wire.MSG_PING:
+                            pong = wire.make_message(wire.MSG_PONG, {"ping_id": message["id"]})
+                            await self._frame_messages([pong])
+                            self._stats.pongs += 1
+                        elif message.get("type") == wire.MSG_RUN_COMMAND:
+                            await self._run_command(message.get("body") or {})
+                        ids.append(message["id"])
+                    await self._conn.send(json.dumps({"type": wire.FRAME_ACK, "ids": ids}))
+                backoff = 1.0
+                self._conn = None  # the server closed it: reconnect
+            except (ConnectionClosed, InvalidStatus, OSError, TimeoutError, Rejected) as exc:
+                self._stats.error("channel", exc)
+                self._conn = None
+                await asyncio.sleep(random.uniform(0, backoff))  # full jitter
+                backoff = min(backoff * 2, 30.0)
+
+    async def _frame_messages(self, messages: list[wire.Message]) -> None:
+        self._req += 1
+        frame = {"type": wire.FRAME_MESSAGES, "req": f"r{self._req}", "messages": messages}
+        await self._conn.send(json.dumps(frame))
+
+    async def _send(self, what: str, message: wire.Message) -> bool:
+        """An update goes in a messages frame; the acked answer is counted when it comes."""
+        await self._frame_messages([message])
+        return False  # counted from the server's acked answer instead
+
+
 def _steps_of(document: object) -> list[tuple[str, str]]:
     """(name, action) of each step, as the real agent reports them: a schema 2.x document's
     mainSteps, a 1.2 document's runtimeConfig plugins (named by their action)."""
@@ -295,8 +375,12 @@ def _steps_of(document: object) -> list[tuple[str, str]]:
 
 # The worker process --------------------------------------------------------------------------
 class Worker:
-    def __init__(self, url: str, ca_file: str, per_client: int, wait: float, ramp: int) -> None:
+    def __init__(
+        self, url: str, ca_file: str, per_client: int, wait: float, ramp: int, transport: str
+    ) -> None:
         self._url = url
+        self._transport = transport
+        self._ws_url = "wss://" + url.split("://", 1)[1].rstrip("/") + wire.ROUTE_CONNECT
         self._tls = ssl.create_default_context(cafile=ca_file)
         self._per_client = per_client
         self._wait = wait
@@ -332,14 +416,18 @@ class Worker:
         start = time.monotonic()
 
         async def start_one(node: SimNode) -> bool:
-            agent = SimAgent(node, self._client(), self.stats)
+            agent: SimAgent
+            if self._transport == "websocket":
+                agent = SimChannelAgent(node, self._client(), self.stats, self._ws_url, self._tls)
+            else:
+                agent = SimAgent(node, self._client(), self.stats)
             self.stats.agents += 1
             async with self._gate:
                 for attempt in range(5):
                     try:
                         await agent.connect()
                         break
-                    except (httpx.HTTPError, Rejected) as exc:
+                    except (httpx.HTTPError, Rejected, OSError, TimeoutError) as exc:
                         self.stats.error("connect", exc)
                         await asyncio.sleep(random.uniform(0, 2**attempt))
                 else:
@@ -400,7 +488,9 @@ class Worker:
 
 
 async def worker_main(args: argparse.Namespace) -> None:
-    worker = Worker(args.url, args.ca_file, args.agents_per_client, args.wait, args.ramp)
+    worker = Worker(
+        args.url, args.ca_file, args.agents_per_client, args.wait, args.ramp, args.transport
+    )
 
     def reply(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -434,6 +524,9 @@ def main() -> None:
     w.add_argument("--agents-per-client", type=int, default=20)
     w.add_argument("--wait", type=float, default=wire.POLL_HOLD_SECONDS)
     w.add_argument("--ramp", type=int, default=50, help="agents connecting at once")
+    w.add_argument(
+        "--transport", choices=["https", "websocket"], default="https", help="how agents connect"
+    )
     args = parser.parse_args()
     from _common import raise_open_file_limit
 

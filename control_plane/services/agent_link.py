@@ -146,9 +146,16 @@ class AgentLink:
             room = MAX_IN_FLIGHT - len(self._in_flight)
             if room > 0:
                 stalled_since = None
-                batch = await self._channel.next_batch(
-                    self.node_id, frozenset(self._in_flight), min(room, MAX_DELIVERY_BATCH)
-                )
+                limit = min(room, MAX_DELIVERY_BATCH)
+                fresh = self._presence.take_fresh(self.node_id, limit)
+                if fresh:  # pushed as they were queued: no need to read the inbox
+                    batch = await self._channel.expand(
+                        [m for m in fresh if m["id"] not in self._in_flight]
+                    )
+                else:
+                    batch = await self._channel.next_batch(
+                        self.node_id, frozenset(self._in_flight), limit
+                    )
                 if batch:
                     await self._frame({"type": wire.FRAME_DELIVER, "messages": batch})
                     self._in_flight.update(m["id"] for m in batch)

@@ -1,5 +1,6 @@
-"""The agent channel: long-poll delivery of server -> agent messages, and storage of the
-agent's messages (idempotent by message id).
+"""The agent channel: delivery of server -> agent messages (long-polls here, control
+channels in services/agent_link.py), and storage of the agent's messages (idempotent by
+message id, group-committed by services/channel_writer.py).
 
 A poll acknowledges what the agent has safely received, then returns pending messages at
 once, or waits on the node's in-memory wake-up until the hold time runs out.
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NodeDeregistered
+from control_plane.services.channel_writer import AfterCommit, BatchHandler, ChannelWriter
 from control_plane.services.clock import Clock
 from control_plane.services.presence import Presence
 from control_plane.store import messages as store
@@ -26,13 +28,15 @@ from control_plane.store.db import Database
 log = logging.getLogger("corral.channel")
 
 # A handler stores what the message says inside the receiving transaction, and may return a
-# callback to run once that transaction has committed (e.g. wake a waiting ping).
-AfterCommit = Callable[[], None]
+# callback to run once that transaction has committed (e.g. wake a waiting ping).  A batch
+# handler gets every message of its type in a group commit at once (the hot types).
 Handler = Callable[[AsyncConnection, str, Message], Awaitable[AfterCommit | None]]
+# Checks a message before it is stored: an InvalidRequest refuses the agent's whole request.
+Validator = Callable[[Message], None]
 
 # An expander turns a compact inbox body into what the agent receives (e.g. a run_command
 # stored once per command, not once per node).
-Expander = Callable[[dict[str, Any], AsyncConnection], Awaitable[dict[str, Any]]]
+Expander = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 MAX_DELIVERY_BATCH = 50
 
@@ -42,29 +46,48 @@ class AgentChannel:
         self._db = db
         self._presence = presence
         self._clock = clock
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, BatchHandler] = {}
+        self._validators: dict[str, Validator] = {}
         self._expanders: dict[str, Expander] = {}
+        self._writer = ChannelWriter(db, clock, self._handlers)
 
     def register_handler(self, msg_type: str, handler: Handler) -> None:
+        """A handler called once per message (within the group's transaction)."""
+
+        async def each(conn: AsyncConnection, items: list[tuple[str, Message]]) -> AfterCommit:
+            callbacks = [await handler(conn, node_id, message) for node_id, message in items]
+
+            def after() -> None:
+                for callback in callbacks:
+                    if callback is not None:
+                        callback()
+
+            return after
+
+        self.register_batch_handler(msg_type, each)
+
+    def register_batch_handler(self, msg_type: str, handler: BatchHandler) -> None:
         if msg_type not in wire.AGENT_TO_SERVER_TYPES:
             raise ValueError(f"{msg_type} is not an agent -> server message type")
         self._handlers[msg_type] = handler
+
+    def register_validator(self, msg_type: str, validator: Validator) -> None:
+        self._validators[msg_type] = validator
+
+    async def run(self) -> None:
+        """The group-commit writer of agents' messages, until cancelled."""
+        await self._writer.run()
 
     def register_expander(self, msg_type: str, expander: Expander) -> None:
         if msg_type not in wire.SERVER_TO_AGENT_TYPES:
             raise ValueError(f"{msg_type} is not a server -> agent message type")
         self._expanders[msg_type] = expander
 
-    async def send(
-        self, node_id: str, message: Message, conn: AsyncConnection | None = None
-    ) -> None:
+    async def send(self, node_id: str, message: Message) -> None:
         """Queue a message for a node; it is delivered until the agent acknowledges it."""
-        if conn is not None:
+        async with self._db.transaction() as conn:
             await store.enqueue(conn, node_id, message)
-        else:
-            async with self._db.transaction() as tx:
-                await store.enqueue(tx, node_id, message)
-        self._presence.notify(node_id)
+        self._presence.push(node_id, message)
 
     async def poll(self, node_id: str, acks: list[str], wait: float) -> list[Message]:
         if acks:
@@ -108,39 +131,34 @@ class AgentChannel:
             return []
         async with self._db.read() as conn:
             pending = await store.pending(conn, node_id, limit + 1, exclude or frozenset())
-            for message in pending[:limit]:
-                expander = self._expanders.get(message["type"])
-                if expander is not None:
-                    message["body"] = await expander(message["body"], conn)
         if len(pending) > limit or (pending and exclude is None):
             self._presence.notify(node_id)  # more to come, or due again until acknowledged
-        return pending[:limit]
+        return await self.expand(pending[:limit])
+
+    async def expand(self, messages: list[Message]) -> list[Message]:
+        """Messages as the agent receives them (compact inbox bodies made whole)."""
+        for message in messages:
+            expander = self._expanders.get(message["type"])
+            if expander is not None:
+                message["body"] = await expander(message["body"])
+        return messages
 
     async def acknowledge(self, node_id: str, ids: list[str]) -> None:
         """The agent has these messages safely: they leave its inbox."""
         if ids:
-            async with self._db.transaction() as conn:
-                await store.acknowledge(conn, node_id, ids)
+            await self._writer.acknowledge(node_id, ids)
 
     async def receive(self, node_id: str, batch: list[dict[str, Any]]) -> list[str]:
         """Store a batch of agent messages; returns the ids now safely stored (acks)."""
         messages = [_check_message(raw) for raw in batch]
-        acked: list[str] = []
-        callbacks: list[AfterCommit] = []
-        now = self._clock()
-        self._presence.seen(node_id, now)
-        async with self._db.transaction() as conn:
-            for msg in messages:
-                if await store.mark_processed(conn, node_id, msg, now):
-                    handler = self._handlers.get(msg["type"])
-                    if handler is not None:
-                        callback = await handler(conn, node_id, msg)
-                        if callback is not None:
-                            callbacks.append(callback)
-                acked.append(msg["id"])
-        for callback in callbacks:
-            callback()
-        return acked
+        for message in messages:
+            validator = self._validators.get(message["type"])
+            if validator is not None:
+                validator(message)
+        self._presence.seen(node_id, self._clock())
+        if not messages:
+            return []
+        return await self._writer.store(node_id, messages)
 
 
 def _check_message(raw: dict[str, Any]) -> Message:

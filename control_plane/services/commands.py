@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.documents import resolve_parameters, ssm_references
 from agent.errors import DocumentError
-from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound, OutOfScope
 from control_plane.services import paging, parameter_refs
-from control_plane.services.channel import AfterCommit, AgentChannel
-from control_plane.services.clock import Clock, rfc3339
+from control_plane.services.channel import AgentChannel
+from control_plane.services.clock import Clock
+from control_plane.services.command_reports import UpdateStore, check_update
 from control_plane.services.command_views import (
     NoOutput,
     OutputAccess,
@@ -77,8 +77,10 @@ class CommandService:
         self._documents = documents
         self._dispatcher = dispatcher
         self._clock = clock
-        channel.register_handler(wire.MSG_INVOCATION_UPDATE, self._on_update)
-        channel.register_handler(wire.MSG_OUTPUT_UPLOADED, self._on_output)
+        reports = UpdateStore(dispatcher, clock)
+        channel.register_validator(wire.MSG_INVOCATION_UPDATE, check_update)
+        channel.register_batch_handler(wire.MSG_INVOCATION_UPDATE, reports.store)
+        # output_uploaded: the blob was stored by the upload itself; nothing more to record.
 
     async def _pin_references(
         self, doc: Any, values: dict[str, Any], allowed: Decide
@@ -299,68 +301,3 @@ class CommandService:
                 await store.update_command(conn, command_id, cancel_requested_at=self._clock())
         self._dispatcher.cancel(command_id, node_ids or None)
         return {"command_id": command_id, "cancelled": True, "message": "cancellation requested"}
-
-    # Agent reports -------------------------------------------------------------------------
-    async def _on_update(
-        self, conn: AsyncConnection, node_id: str, msg: Message
-    ) -> AfterCommit | None:
-        body = msg["body"]
-        command_id = str(body.get("command_id", ""))
-        status = str(body.get("status", ""))
-        if status not in wire.TERMINAL_STATUSES | {wire.ST_IN_PROGRESS}:
-            raise InvalidRequest(f"invocation_update: unknown status {status!r}")
-        inv = await store.invocation(conn, command_id, node_id)
-        if inv is None or inv["status"] in wire.TERMINAL_STATUSES:
-            return None  # not ours, or already final: a late or repeated report
-        details = str(body.get("status_details") or status)[:32]
-        values: dict[str, Any] = {
-            "status": status,
-            "status_details": details,
-            "updated_at": self._clock(),
-        }
-        for key in ("response_code", "started_at", "ended_at"):
-            value = body.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                values[key] = int(value) if key == "response_code" else float(value)
-        steps = body.get("steps")
-        if isinstance(steps, list):
-            values["steps"] = [_clean_step(s) for s in steps[:100] if isinstance(s, dict)]
-        if status == wire.ST_IN_PROGRESS and "started_at" not in values:
-            values["started_at"] = self._clock()
-        await store.update_invocations(conn, command_id, {node_id: values})
-
-        def after() -> None:
-            self._dispatcher.agent_reported(command_id, node_id, status, details)
-
-        return after
-
-    async def _on_output(self, conn: AsyncConnection, node_id: str, msg: Message) -> None:
-        """The blob was stored by the upload itself; nothing more to record."""
-        return None
-
-
-def _clean_step(step: dict[str, Any]) -> dict[str, Any]:
-    def text(key: str, limit: int) -> str:
-        value = step.get(key, "")
-        return value[:limit] if isinstance(value, str) else ""
-
-    def number(key: str) -> float | None:
-        value = step.get(key)
-        return (
-            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-        )
-
-    code = step.get("response_code")
-    return {
-        "name": text("name", 128),
-        "action": text("action", 64),
-        "status": text("status", 32),
-        "status_details": text("status_details", 256),
-        "response_code": code if isinstance(code, int) and not isinstance(code, bool) else None,
-        "started_at": rfc3339(number("started_at")),
-        "ended_at": rfc3339(number("ended_at")),
-        "stdout": text("stdout", wire.STDOUT_RECORD_CHARS),
-        "stderr": text("stderr", wire.STDERR_RECORD_CHARS),
-        "stdout_bytes": int(number("stdout_bytes") or 0),
-        "stderr_bytes": int(number("stderr_bytes") or 0),
-    }

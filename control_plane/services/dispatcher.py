@@ -154,12 +154,18 @@ class Dispatcher:
         self._dirty.add(command_id)
         self._wake.set()
 
-    async def expand(self, body: dict[str, Any], conn: AsyncConnection) -> dict[str, Any]:
-        """The full run_command body for an inbox entry that holds only the command id."""
+    async def expand(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The full run_command body for an inbox entry that holds only the command id (the
+        command's row is read only when it is not an active one, held in memory)."""
         command_id = str(body.get("command_id"))
         full = self._bodies.get(command_id)
         if full is None:
-            row = await store.get(conn, command_id)
+            active = self._active.get(command_id)
+            if active is not None:
+                row: dict[str, Any] | None = active.row
+            else:
+                async with self._db.read() as conn:
+                    row = await store.get(conn, command_id)
             if row is None:
                 return body
             full = wire.RunCommandBody(
@@ -214,16 +220,17 @@ class Dispatcher:
             return
         events: list[dict[str, Any]] = []
         finished: list[str] = []
+        queued: list[tuple[str, wire.Message]] = []
         async with self._db.transaction() as conn:
             for command_id, decided in plan.items():
                 active = self._active[command_id]
-                await self._persist(conn, active, decided, now, events)
+                await self._persist(conn, active, decided, now, events, queued)
                 if active.state.done:
                     finished.append(command_id)
+            await messages.enqueue_many(conn, queued)
             await self._events.record(conn, events, now)
-        for decided in plan.values():
-            for node_id in decided.sends + decided.cancels:
-                self._presence.notify(node_id)
+        for node_id, message in queued:
+            self._presence.push(node_id, message)
         for command_id in finished:
             self._active.pop(command_id, None)
             self._bodies.pop(command_id, None)
@@ -272,16 +279,17 @@ class Dispatcher:
         decided: Round,
         now: float,
         events: list[dict[str, Any]],
+        queued: list[tuple[str, wire.Message]],
     ) -> None:
         state, row = active.state, active.row
         command_id = row["id"]
         updates: dict[str, dict[str, Any]] = {}
         for node_id in decided.cancels:
             message = wire.make_message(wire.MSG_CANCEL_COMMAND, {"command_id": command_id})
-            await messages.enqueue(conn, node_id, message)
+            queued.append((node_id, message))
         for node_id in decided.sends:
             message = wire.make_message(wire.MSG_RUN_COMMAND, {"command_id": command_id})
-            await messages.enqueue(conn, node_id, message)
+            queued.append((node_id, message))
             active.message_ids[node_id] = message["id"]
             updates[node_id] = {"sent_at": now, "message_id": message["id"], "updated_at": now}
         for change in decided.changes:

@@ -102,6 +102,7 @@ class ControlPlane:
         """Every periodic task of the server, owned by one task group."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._housekeeping(), name="housekeeping")
+            tg.create_task(self.channel.run(), name="channel-writer")
             tg.create_task(self.dispatcher.run(), name="dispatcher")
             tg.create_task(self.webhooks.run(), name="webhooks")
             tg.create_task(self._audit_upkeep(), name="audit")

@@ -17,7 +17,8 @@ from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound
 from control_plane.services import paging
-from control_plane.services.channel import AfterCommit, AgentChannel
+from control_plane.services.channel import AgentChannel
+from control_plane.services.channel_writer import AfterCommit
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.events import EventBus
 from control_plane.store import node_events as store

@@ -13,7 +13,8 @@ from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound, Timeout
 from control_plane.services import paging
-from control_plane.services.channel import AfterCommit, AgentChannel
+from control_plane.services.channel import AgentChannel
+from control_plane.services.channel_writer import AfterCommit
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.presence import Presence
 from control_plane.services.targets import check_specs, resolve

@@ -11,9 +11,11 @@ import asyncio
 from dataclasses import dataclass, field
 
 from agent import wire
+from agent.wire import Message
 
 # A node whose control channel closed is Online this long, time to reconnect.
 CHANNEL_GRACE_SECONDS = 10.0
+MAX_FRESH = 1000
 
 
 @dataclass
@@ -25,6 +27,9 @@ class NodePresence:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     link: object | None = None  # the open control channel (services/agent_link.py)
     link_closed_at: float | None = None  # when the last one closed (None: one is open)
+    # Messages committed to the node's inbox since its channel last read the inbox, in
+    # memory, so the channel sends them without reading the database; None: read it.
+    fresh: list[Message] | None = None
 
 
 class Presence:
@@ -60,6 +65,7 @@ class Presence:
             return None
         previous, node.link = node.link, link
         node.link_closed_at = None
+        node.fresh = None  # the new channel starts from the inbox
         node.polls_held += 1
         return previous
 
@@ -124,6 +130,33 @@ class Presence:
             self._pending.discard(node_id)
             return True
         return False
+
+    def push(self, node_id: str, message: Message) -> None:
+        """``message`` was committed to the node's inbox: a channel takes it from memory,
+        a poll (or a channel past MAX_FRESH) from the inbox."""
+        node = self._nodes.get(node_id)
+        if node is None or node.link is None:
+            self.notify(node_id)
+            return
+        if node.fresh is not None:
+            if len(node.fresh) < MAX_FRESH:
+                node.fresh.append(message)
+            else:
+                node.fresh = None  # too many: the channel reads the inbox instead
+                self._pending.add(node_id)
+        node.wake.set()
+
+    def take_fresh(self, node_id: str, limit: int) -> list[Message] | None:
+        """Up to ``limit`` messages pushed since the channel last looked; None when the
+        channel must read the inbox (it starts collecting again from this call)."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return []
+        if node.fresh is None:
+            node.fresh = []
+            return None
+        taken, node.fresh = node.fresh[:limit], node.fresh[limit:]
+        return taken
 
     def notify(self, node_id: str) -> None:
         self._pending.add(node_id)

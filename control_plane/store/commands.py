@@ -48,11 +48,7 @@ async def list_commands(
     after: tuple[float, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Newest first (ties by id); ``after``: (created_at, id) of the last one seen."""
-    query = (
-        sa.select(commands)
-        .order_by(commands.c.created_at.desc(), commands.c.id)
-        .limit(limit)
-    )
+    query = sa.select(commands).order_by(commands.c.created_at.desc(), commands.c.id).limit(limit)
     if after is not None:
         query = query.where(
             sa.or_(
@@ -115,17 +111,44 @@ async def invocation(conn: AsyncConnection, command_id: str, node_id: str) -> di
 async def update_invocations(
     conn: AsyncConnection, command_id: str, changes: dict[str, dict[str, Any]]
 ) -> None:
-    """Apply per-node column changes; rows are grouped by identical change sets."""
-    groups: dict[tuple[tuple[str, Any], ...], list[str]] = {}
-    for node_id, values in changes.items():
-        key = tuple(sorted((k, repr(v)) for k, v in values.items()))
-        groups.setdefault(key, []).append(node_id)
-    for node_ids in groups.values():
-        values = changes[node_ids[0]]
+    """Apply per-node column changes to one command's invocations."""
+    await update_invocations_at(conn, {(command_id, n): v for n, v in changes.items()})
+
+
+async def invocations_at(
+    conn: AsyncConnection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The invocations at (command id, node id) keys (those that exist), in one query."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for start in range(0, len(keys), 400):  # bound the statement's parameters
+        chunk = keys[start : start + 400]
+        query = sa.select(invocations).where(
+            sa.tuple_(invocations.c.command_id, invocations.c.node_id).in_(chunk)
+        )
+        for row in (await conn.execute(query)).mappings():
+            found[(row["command_id"], row["node_id"])] = dict(row)
+    return found
+
+
+async def update_invocations_at(
+    conn: AsyncConnection, changes: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    """Apply column changes to invocations by (command id, node id): one executemany per set
+    of columns changed, whatever the commands."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for (command_id, node_id), values in changes.items():
+        groups.setdefault(tuple(sorted(values)), []).append(
+            {"b_command": command_id, "b_node": node_id, **{f"v_{k}": v for k, v in values.items()}}
+        )
+    for columns, rows in groups.items():
         await conn.execute(
             invocations.update()
-            .where(invocations.c.command_id == command_id, invocations.c.node_id.in_(node_ids))
-            .values(**values)
+            .where(
+                invocations.c.command_id == sa.bindparam("b_command"),
+                invocations.c.node_id == sa.bindparam("b_node"),
+            )
+            .values({c: sa.bindparam(f"v_{c}") for c in columns}),
+            rows,
         )
 
 

@@ -56,6 +56,66 @@ async def acknowledge(conn: AsyncConnection, node_id: str, ids: list[str]) -> No
         )
 
 
+async def enqueue_many(conn: AsyncConnection, rows: list[tuple[str, Message]]) -> None:
+    """Queue messages for nodes, (node id, message) each, in one statement."""
+    if rows:
+        await conn.execute(
+            node_inbox.insert(),
+            [
+                {
+                    "id": m["id"],
+                    "node_id": node_id,
+                    "type": m["type"],
+                    "body": m["body"],
+                    "created_at": m["created_at"],
+                }
+                for node_id, m in rows
+            ],
+        )
+
+
+async def acknowledge_many(conn: AsyncConnection, pairs: list[tuple[str, str]]) -> None:
+    """Remove (node id, message id) pairs from the inboxes, in one statement."""
+    if pairs:
+        await conn.execute(
+            node_inbox.delete().where(
+                node_inbox.c.id == sa.bindparam("b_id"),
+                node_inbox.c.node_id == sa.bindparam("b_node"),
+            ),
+            [{"b_id": msg_id, "b_node": node_id} for node_id, msg_id in pairs],
+        )
+
+
+async def mark_processed_many(
+    conn: AsyncConnection, received: list[tuple[str, Message]], now: float
+) -> set[tuple[str, str]]:
+    """Record the ids of received messages; the (node id, message id) pairs that are new
+    (the others were stored before: redeliveries, or twice in this very batch)."""
+    if not received:
+        return set()
+    pairs = list(dict.fromkeys((node_id, m["id"]) for node_id, m in received))
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(pairs), 400):  # bound the statement's parameters
+        chunk = pairs[start : start + 400]
+        result = await conn.execute(
+            sa.select(processed_messages.c.node_id, processed_messages.c.id).where(
+                sa.tuple_(processed_messages.c.node_id, processed_messages.c.id).in_(chunk)
+            )
+        )
+        known.update((row.node_id, row.id) for row in result)
+    types = {(node_id, m["id"]): m["type"] for node_id, m in received}
+    fresh = [pair for pair in pairs if pair not in known]
+    if fresh:
+        await conn.execute(
+            processed_messages.insert(),
+            [
+                {"node_id": n, "id": i, "type": types[(n, i)], "received_at": now}
+                for n, i in fresh
+            ],
+        )
+    return set(fresh)
+
+
 async def drop_for_node(conn: AsyncConnection, node_id: str) -> None:
     await conn.execute(node_inbox.delete().where(node_inbox.c.node_id == node_id))
 

@@ -70,8 +70,7 @@ def test_references_are_pinned_and_resolved_at_delivery(
         sent = await send(api, node_id, "good")
         assert sent.status_code == 201, sent.text
         command_id = sent.json()["command_id"]
-        async with api.cp.db.read() as conn:
-            body = await api.cp.dispatcher.expand({"command_id": command_id}, conn)
+        body = await api.cp.dispatcher.expand({"command_id": command_id})
         assert body["ssm_values"] == {"ssm-secure:/app/pw": SECRET, "ssm:/app/host": "db1"}
         shown = await api.client.get(f"/v1/commands/{command_id}", headers=api.admin)
         assert SECRET not in shown.text
