@@ -63,6 +63,11 @@ class RebootSettings:
     report_budget_seconds: float = 8.0  # how long to wait for the InProgress report to leave
 
 
+# Output up to this many bytes is all in the step's record (it keeps that many characters,
+# and a character is at least a byte): nothing more to upload.
+RECORD_BYTES = {"stdout": wire.STDOUT_RECORD_CHARS, "stderr": wire.STDERR_RECORD_CHARS}
+
+
 def message_id(node_id: str, command_id: str, kind: str) -> str:
     """The same id for the same report, however often it is queued."""
     return hashlib.sha256(f"{node_id}/{command_id}/{kind}".encode()).hexdigest()[:32]
@@ -245,13 +250,15 @@ class Executor:
         )
 
     async def report(self, cmd: CommandDir) -> None:
-        """The final update, then each step's full output; then the command is done."""
-        result = await asyncio.to_thread(cmd.read, "result.json") or {}
-        progress = await asyncio.to_thread(cmd.read, "progress.json") or {}
+        """The final update, then each step's full output that the record does not hold;
+        then the command is done.  (progress.json need not survive a power cut: without it
+        the same reports go again, and the server ignores ids it has stored.)"""
+        result, progress, outputs = await asyncio.to_thread(_to_report, cmd)
         if not progress.get("final"):
             await self._put(cmd, "final", wire.MSG_INVOCATION_UPDATE, result)
             progress["final"] = True
-            await asyncio.to_thread(cmd.write, "progress.json", progress)
+            if outputs:
+                await asyncio.to_thread(cmd.write, "progress.json", progress, False)
             log.info(
                 "command ended",
                 extra={
@@ -262,14 +269,11 @@ class Executor:
                 },
             )
         uploads: dict[str, str] = progress.setdefault("uploads", {})
-        for index in range(len(result.get("steps") or [])):
-            for stream in ("stdout", "stderr"):
-                key = f"{index}.{stream}"
-                path = cmd.output_dir / key
-                if key in uploads or not path.is_file() or path.stat().st_size == 0:
-                    continue
+        for index, stream in outputs:
+            key = f"{index}.{stream}"
+            if key not in uploads:
                 uploads[key] = await self._upload(cmd, index, stream)
-                await asyncio.to_thread(cmd.write, "progress.json", progress)
+                await asyncio.to_thread(cmd.write, "progress.json", progress, False)
         await asyncio.to_thread(_finish, cmd)
         if time.monotonic() - self._pruned > PRUNE_EVERY_SECONDS:
             self._pruned = time.monotonic()
@@ -425,6 +429,22 @@ def _resume_attempt(cmd: CommandDir) -> int:
     resume = cmd.read("resume.json") or {}
     attempt = resume.get("attempt")
     return attempt if isinstance(attempt, int) else 0
+
+
+def _to_report(
+    cmd: CommandDir,
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[int, str]]]:
+    """(result, progress, the (step, stream) outputs to upload): a step's output goes to the
+    blob store only when its record, cut at RECORD_BYTES, does not hold all of it."""
+    result = cmd.read("result.json") or {}
+    progress = cmd.read("progress.json") or {}
+    outputs = []
+    for index in range(len(result.get("steps") or [])):
+        for stream, cap in RECORD_BYTES.items():
+            with contextlib.suppress(OSError):
+                if (cmd.output_dir / f"{index}.{stream}").stat().st_size > cap:
+                    outputs.append((index, stream))
+    return result, progress, outputs
 
 
 def _finish(cmd: CommandDir) -> None:

@@ -149,6 +149,7 @@ class ForkServer:
 def preload() -> None:
     """Import what a worker needs, and warm the document validator, once."""
     import agent.execution.worker  # noqa: F401 - engine, plugins, documents
+    import agent.logs  # noqa: F401 - the worker's log file
     from agent.documents import document_from_content
     from agent.errors import DocumentError
 

@@ -51,13 +51,17 @@ JOURNAL_FILES = (
 _TMP_PREFIX = ".new-"
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write, fsync, rename: a crash leaves the old file or the new one, never half of one."""
+def write_json(path: Path, data: Any, durable: bool = True) -> None:
+    """Write, then rename: a crash leaves the old file or the new one, never half of one.
+    ``durable`` fsyncs first, so a power cut cannot lose it either: for what a lost copy
+    would make wrong (a claim, a result); a step record, a report's progress can be lost
+    (the result holds the steps; a report is sent again, idempotent by id)."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
@@ -121,8 +125,8 @@ class CommandDir:
     def read(self, name: str) -> dict[str, Any] | None:
         return read_json(self.path / name)
 
-    def write(self, name: str, data: Any) -> None:
-        write_json(self.path / name, data)
+    def write(self, name: str, data: Any, durable: bool = True) -> None:
+        write_json(self.path / name, data, durable)
 
     def exists(self, name: str) -> bool:
         return (self.path / name).exists()
@@ -130,7 +134,7 @@ class CommandDir:
     # Steps ---------------------------------------------------------------------------------
     def write_step(self, index: int, result: StepResult) -> None:
         self.steps_dir.mkdir(exist_ok=True)
-        write_json(self.steps_dir / f"{index}.json", result)
+        write_json(self.steps_dir / f"{index}.json", result, durable=False)
 
     def steps(self) -> list[StepResult]:
         """Every recorded step, in order of index."""

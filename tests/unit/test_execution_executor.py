@@ -41,6 +41,10 @@ from tests.unit.test_execution_support import (
     wait_for,
 )
 
+# Larger than what a step's record holds (24,000 / 8,000 characters): uploaded.
+BIG_OUT = wire.STDOUT_RECORD_CHARS + 100
+BIG_ERR = wire.STDERR_RECORD_CHARS + 100
+
 NODE = "mi-0123456789abcdef0"
 SETTINGS = WorkerSettings(platform="Linux", reboots_enabled=True, kill_grace_seconds=1.0)
 
@@ -160,10 +164,14 @@ async def test_a_command_runs_once_in_its_own_session_and_is_reported(
     counter, go, running = tmp_path / "counter", tmp_path / "go", tmp_path / "running"
     content = document(
         shell(
-            "one", *counting(counter, f"touch {running}", wait_file(go), "echo out", "echo err >&2")
+            "one",
+            *counting(
+                counter, f"touch {running}", wait_file(go), "echo out", "echo err >&2",
+                f"head -c {BIG_OUT} /dev/zero | tr '\\0' o",
+            ),
         ),
-        shell("two", "exit 3"),
-    )
+        shell("two", f"head -c {BIG_ERR} /dev/zero | tr '\\0' e >&2", "exit 3"),
+    )  # fmt: skip
     message = run_message("cmd-1", content)
     async with AgentSide(tmp_path, launcher) as agent:
         await agent.executor.accept(message)
@@ -187,21 +195,20 @@ async def test_a_command_runs_once_in_its_own_session_and_is_reported(
         3,
     )
     one, two = final["steps"]
-    assert (one["status"], one["stdout"], one["stderr"]) == (wire.ST_SUCCESS, "out\n", "err\n")
+    assert (one["status"], one["stderr"]) == (wire.ST_SUCCESS, "err\n")
+    assert one["stdout"].startswith("out\nooo") and one["stdout_bytes"] == 4 + BIG_OUT
     assert two["response_code"] == 3
-    # InProgress, then the final update, then one output_uploaded per non-empty stream.
+    # InProgress, then the final update, then one output_uploaded per stream that the record
+    # does not hold whole (step one's stdout, step two's stderr; the small ones are all there).
     kinds = [m["type"] for m in messages]
     assert kinds[:2] == [wire.MSG_INVOCATION_UPDATE, wire.MSG_INVOCATION_UPDATE]
     uploaded = [m["body"] for m in messages if m["type"] == wire.MSG_OUTPUT_UPLOADED]
-    assert {(u["step_index"], u["stream"]) for u in uploaded} == {
-        (0, "stdout"),
-        (0, "stderr"),
-        (1, "stderr"),
-    }
+    assert {(u["step_index"], u["stream"]) for u in uploaded} == {(0, "stdout"), (1, "stderr")}
     import hashlib
 
     stdout_0 = next(u for u in uploaded if (u["step_index"], u["stream"]) == (0, "stdout"))
-    assert (stdout_0["size"], stdout_0["sha256"]) == (4, hashlib.sha256(b"out\n").hexdigest())
+    full = b"out\n" + b"o" * BIG_OUT
+    assert (stdout_0["size"], stdout_0["sha256"]) == (len(full), hashlib.sha256(full).hexdigest())
     # The full output left the node: it is not kept once uploaded.
     assert list((tmp_path / "commands" / "cmd-1" / "output").iterdir()) == []
 
@@ -439,7 +446,13 @@ async def test_uploads_are_retried_and_a_refusal_is_final(
 ) -> None:
     transport = RecordingTransport()
     transport.failures = [unreachable(), unreachable(), refused(404)]
-    content = document(shell("s", "echo out", "echo err >&2"))
+    content = document(
+        shell(
+            "s",
+            f"head -c {BIG_OUT} /dev/zero | tr '\\0' o",
+            f"head -c {BIG_ERR} /dev/zero | tr '\\0' e >&2",
+        )
+    )
     async with AgentSide(tmp_path, launcher, transport) as agent:
         await agent.executor.accept(run_message("cmd-u", content))
         await agent.until(lambda: agent.done("cmd-u"), "the command to be reported")
@@ -448,7 +461,7 @@ async def test_uploads_are_retried_and_a_refusal_is_final(
         ]
     # stdout: two transport errors, then refused (404): given up, not announced.
     # stderr: uploaded at once.
-    assert [(u[1], u[2], u[3]) for u in transport.uploads] == [(0, "stderr", b"err\n")]
+    assert [(u[1], u[2], u[3]) for u in transport.uploads] == [(0, "stderr", b"e" * BIG_ERR)]
     assert [(u["step_index"], u["stream"]) for u in uploaded] == [(0, "stderr")]
     progress = Journal(tmp_path / "commands").command("cmd-u").read("progress.json")
     assert progress is not None
