@@ -148,8 +148,9 @@ class ForkServer:
 # The fork server process ---------------------------------------------------------------------
 def preload() -> None:
     """Import what a worker needs, and warm the document validator, once."""
-    import agent.execution.worker  # noqa: F401 - engine, plugins, documents
-    import agent.logs  # noqa: F401 - the worker's log file
+    # The engine, plugins and documents; the worker's log file.
+    import agent.execution.worker
+    import agent.logs  # noqa: F401
     from agent.documents import document_from_content
     from agent.errors import DocumentError
 
