@@ -29,7 +29,8 @@ def groups() -> None:
     multiple=True,
     required=True,
     metavar="SPEC",
-    help="tag:K=V, tag-key:K, all or a node id (repeatable).",
+    help="name:GLOB | tag:KEY=V1,V2 | tag-key:KEY | platform:NAME | ip:CIDR | all | a node id "
+    "(repeatable: a union).",
 )
 @click.option("--description", default="")
 @output_option

@@ -100,7 +100,8 @@ class NodeService:
                     ids = await store.list_ids_with_tags(conn, tag_filters)
                 if specs is not None:
                     matched = await resolve(conn, specs)
-                    ids = matched if ids is None else [i for i in matched if i in set(ids)]
+                    tagged = None if ids is None else set(ids)
+                    ids = [i for i in matched if tagged is None or i in tagged]
 
         async def fetch(after: paging.Key | None, n: int) -> list[dict[str, Any]]:
             async with self._db.read() as conn:

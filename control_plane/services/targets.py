@@ -2,11 +2,11 @@
 
 ``mi-…`` node ids, ``tag:KEY=V1,V2`` (any of the values), ``tag-key:KEY``, ``group:NAME``
 (a saved target query), ``all``, and the way Salt and Ansible users name hosts:
-``name:web-*`` (a shell-style glob, ``*`` ``?`` ``[...]``, on the node's name, ignoring
-case as host names do; ``name:db-1`` is one name), ``platform:Linux`` (Linux, MacOS or
-Windows, any case) and ``ip:10.0.3.0/24`` (a network or one address, IPv4 or IPv6, matched
-against every address the node reported).  Several specs are a union.  Deregistered nodes
-are never targets.
+``name:web-*`` (a shell-style glob, ``*`` ``?`` ``[...]``, on the node's name; case
+matters, as in Salt's glob on minion ids (``fnmatch`` on a POSIX master) and Ansible's host
+patterns; ``name:db-1`` is one name), ``platform:Linux`` (Linux, MacOS or Windows, any case)
+and ``ip:10.0.3.0/24`` (a network or one address, IPv4 or IPv6, matched against every address
+the node reported).  Several specs are a union.  Deregistered nodes are never targets.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ def check_specs(specs: list[Any], allow_groups: bool = True) -> list[str]:
                 raise InvalidRequest(f"target {spec!r}: expected tag:KEY=VALUE[,VALUE...]")
         elif kind == "tag-key" and sep:
             check_tag_key(rest)
-        elif kind == "group" and sep and allow_groups:
+        elif kind == "group" and sep:
+            if not allow_groups:
+                raise InvalidRequest(f"target {_short(spec)}: a group cannot contain a group")
             if not rest:
                 raise InvalidRequest(f"target {spec!r}: expected group:NAME")
         elif kind == "name" and sep:
@@ -72,10 +74,20 @@ def check_specs(specs: list[Any], allow_groups: bool = True) -> list[str]:
     return out
 
 
-async def resolve(conn: AsyncConnection, specs: list[str], depth: int = 0) -> list[str]:
+async def resolve(conn: AsyncConnection, specs: list[str]) -> list[str]:
     """Node ids (registered, not deregistered) matching any spec, in registration order."""
-    live = sa.select(nodes.c.id).where(nodes.c.deregistered_at.is_(None))
-    found: set[str] = set()
+    found = await _matching(conn, specs, depth=0)
+    return sorted(found, key=lambda node_id: (found[node_id], node_id))
+
+
+Found = dict[str, float]  # node id -> registered_at, the order targets are listed in
+
+
+async def _matching(conn: AsyncConnection, specs: list[str], depth: int) -> Found:
+    """One query per spec; ``name:`` globs and ``ip:`` networks read the live nodes' names or
+    addresses once and match them here."""
+    live = sa.select(nodes.c.id, nodes.c.registered_at).where(nodes.c.deregistered_at.is_(None))
+    found: Found = {}
     for spec in specs:
         kind, _, rest = spec.partition(":")
         if spec == "all":
@@ -101,7 +113,7 @@ async def resolve(conn: AsyncConnection, specs: list[str], depth: int = 0) -> li
             found.update(await _by_name(conn, live, rest))
             continue
         elif kind == "ip":
-            found.update(await _by_address(conn, _network(spec, rest)))
+            found.update(await _by_address(conn, live, _network(spec, rest)))
             continue
         else:  # group
             row = (
@@ -113,17 +125,10 @@ async def resolve(conn: AsyncConnection, specs: list[str], depth: int = 0) -> li
                 raise NotFound(f"group {rest} not found")
             if depth > 0:
                 raise InvalidRequest("a group cannot contain another group")
-            found.update(await resolve(conn, list(row.targets), depth + 1))
+            found.update(await _matching(conn, list(row.targets), depth + 1))
             continue
-        found.update((await conn.execute(query)).scalars())
-    if not found:
-        return []
-    ordered = await conn.execute(
-        sa.select(nodes.c.id)
-        .where(nodes.c.id.in_(found))
-        .order_by(nodes.c.registered_at, nodes.c.id)
-    )
-    return list(ordered.scalars())
+        found.update({row.id: row.registered_at for row in await conn.execute(query)})
+    return found
 
 
 def _short(spec: str) -> str:
@@ -145,29 +150,25 @@ def _network(spec: str, text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Netw
         ) from None
 
 
-async def _by_name(conn: AsyncConnection, live: sa.Select[Any], glob: str) -> list[str]:
+async def _by_name(conn: AsyncConnection, live: sa.Select[Any], glob: str) -> Found:
     if not any(c in glob for c in "*?["):  # one name: let the database find it
-        query = live.where(sa.func.lower(nodes.c.name) == glob.lower())
-        return list((await conn.execute(query)).scalars())
-    pattern = re.compile(fnmatch.translate(glob), re.IGNORECASE)
-    rows = await conn.execute(
-        sa.select(nodes.c.id, nodes.c.name).where(nodes.c.deregistered_at.is_(None))
-    )
-    return [row.id for row in rows if pattern.match(row.name)]
+        rows = await conn.execute(live.where(nodes.c.name == glob))
+        return {row.id: row.registered_at for row in rows}
+    pattern = re.compile(fnmatch.translate(glob))  # as fnmatchcase: case matters
+    rows = await conn.execute(live.add_columns(nodes.c.name))
+    return {row.id: row.registered_at for row in rows if pattern.match(row.name)}
 
 
 async def _by_address(
-    conn: AsyncConnection, network: ipaddress.IPv4Network | ipaddress.IPv6Network
-) -> list[str]:
-    rows = await conn.execute(
-        sa.select(nodes.c.id, nodes.c.ip_addresses).where(nodes.c.deregistered_at.is_(None))
-    )
-    return [row.id for row in rows if _in_network(row.ip_addresses, network)]
+    conn: AsyncConnection,
+    live: sa.Select[Any],
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> Found:
+    rows = await conn.execute(live.add_columns(nodes.c.ip_addresses))
+    return {row.id: row.registered_at for row in rows if _in_network(row.ip_addresses, network)}
 
 
-def _in_network(
-    addresses: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network
-) -> bool:
+def _in_network(addresses: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     for text in addresses if isinstance(addresses, list) else []:
         try:
             # An address may carry a zone (fe80::1%eth0): the zone does not count.

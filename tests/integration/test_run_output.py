@@ -270,28 +270,3 @@ def test_corral_run_document_runs_the_stored_document_it_names(
         "--param", "documentPath=Inner-Greet", "--param", 'documentParameters={"who": "x"}',
     )  # fmt: skip
     assert code == 1 and "Inner-Greet" in err and len(err.strip().splitlines()) == 1, err
-
-
-def test_targets_by_name_through_the_cli(
-    tmp_path: Path, server: Server, make_agent: Callable[..., Agent], corral: Corral
-) -> None:
-    activation = server.activation(registration_limit=3)
-    started = {}
-    for name in ("web-1", "web-2", "db-1"):
-        agent = make_agent(name)
-        agent.configure(poll_wait_seconds=5)
-        assert agent.register(activation, name=name).returncode == 0
-        agent.start()
-        started[name] = agent
-    for agent in started.values():
-        wait_for(lambda a=agent: server.node(a.node_id)["status"] == "Online", 30, "Online")
-
-    code, out, err = corral("nodes", "list", "--targets", "name:web-*", "--output", "json")
-    assert code == 0, err
-    assert sorted(n["name"] for n in json.loads(out)) == ["web-1", "web-2"]
-    code, out, err = corral("run", "--targets", "name:db-1", "--wait", "--", "echo on-db")
-    assert code == 0, err
-    assert out.startswith(f"{started['db-1'].node_id} db-1 | Success")
-    assert "on-db" in out and "1/1 done" in out
-    code, _, err = corral("nodes", "list", "--targets", "ip:300.1.1.1")
-    assert code == 1 and "ip:300.1.1.1" in err and len(err.strip().splitlines()) == 1

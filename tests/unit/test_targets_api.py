@@ -15,7 +15,8 @@ from tests.unit.test_server_api_messages import heartbeat
 
 FLEET = {
     "web-1": ("Linux", ["10.0.3.11", "fe80::1%eth0"], "web"),
-    "WEB-2": ("Linux", ["10.0.3.12"], "web"),
+    "web-2": ("Linux", ["10.0.3.12"], "web"),
+    "WEB-3": ("MacOS", ["192.168.1.3"], "web"),
     "db-1": ("Windows", ["10.0.4.21", "fd00::21"], "db"),
 }
 
@@ -52,25 +53,35 @@ async def names(api: Api, *specs: str) -> list[str]:
 def test_name_platform_and_address_specs(run_api: RunApi) -> None:
     async def scenario(api: Api) -> None:
         await fleet(api)
-        assert await names(api, "name:web-*") == ["WEB-2", "web-1"]
+        assert await names(api, "name:web-*") == ["web-1", "web-2"]
         assert await names(api, "name:db-1") == ["db-1"]
-        assert await names(api, "name:DB-1") == ["db-1"]  # names ignore case
-        assert await names(api, "name:web-[!1]") == ["WEB-2"]
+        # Case matters, as in Salt's glob on minion ids and Ansible's host patterns.
+        assert await names(api, "name:DB-1") == []
+        assert await names(api, "name:WEB-*") == ["WEB-3"]
+        assert await names(api, "name:[wW][eE][bB]-*") == ["WEB-3", "web-1", "web-2"]
+        assert await names(api, "name:web-[!1]") == ["web-2"]
         assert await names(api, "name:?eb-1") == ["web-1"]
-        assert await names(api, "platform:linux") == ["WEB-2", "web-1"]
+        assert await names(api, "platform:linux") == ["web-1", "web-2"]
+        assert await names(api, "platform:MACOS") == ["WEB-3"]
         assert await names(api, "platform:Windows") == ["db-1"]
-        assert await names(api, "ip:10.0.3.0/24") == ["WEB-2", "web-1"]
+        assert await names(api, "ip:10.0.3.0/24") == ["web-1", "web-2"]
         assert await names(api, "ip:10.0.4.21") == ["db-1"]
         assert await names(api, "ip:fd00::/64") == ["db-1"]
         assert await names(api, "ip:fe80::/10") == ["web-1"]  # the zone does not count
-        assert await names(api, "ip:10.0.3.0/24", "platform:Windows") == ["WEB-2", "db-1", "web-1"]
+        assert await names(api, "ip:10.0.3.0/24", "platform:Windows") == ["db-1", "web-1", "web-2"]
         assert await names(api, "name:nothing-*") == []
+        both = await api.client.get(
+            "/v1/nodes",
+            params={"filter": "tag:team=web", "targets": ["platform:MacOS", "name:db-*"]},
+            headers=api.admin,
+        )
+        assert [n["name"] for n in both.json()["nodes"]] == ["WEB-3"]  # filters narrow it
         # Groups take them too.
         made = await api.client.post(
             "/v1/groups", json={"name": "webs", "targets": ["name:web-*"]}, headers=api.admin
         )
         assert made.status_code == 201, made.text
-        assert await names(api, "group:webs") == ["WEB-2", "web-1"]
+        assert await names(api, "group:webs") == ["web-1", "web-2"]
 
     run_api(scenario)
 
@@ -124,6 +135,7 @@ WEB_TEAM = {
             "Condition": {"StringEquals": {"node:tag/team": "web"}},
         },
         {"Effect": "Allow", "Action": "commands:Send", "Resource": "document/*"},
+        {"Effect": "Allow", "Action": "identity:WhoAmI", "Resource": "*"},  # corral login
     ],
 }
 
@@ -133,7 +145,7 @@ def test_every_node_a_spec_reaches_is_authorized(run_api: RunApi, server_dir: Se
         nodes = await fleet(api)
         web = hdr(await token(api, "web-team", policy=WEB_TEAM))
         listed = await preview(api, "name:*", headers=web)
-        assert sorted(n["name"] for n in listed.json()["nodes"]) == ["WEB-2", "web-1"]
+        assert sorted(n["name"] for n in listed.json()["nodes"]) == ["WEB-3", "web-1", "web-2"]
         before = command_count(server_dir)
         for spec in ("name:*-1", "ip:10.0.0.0/8", "platform:windows"):
             refused = await api.client.post(
