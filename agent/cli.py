@@ -4,7 +4,6 @@ small, and nothing heavy is imported before ``run`` has forked its fork server."
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import logging
 import os
@@ -17,7 +16,7 @@ from agent.errors import AgentError
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
-    from agent.execution.launcher import Launcher
+    from agent.execution.forkserver import ForkServer
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,39 +110,34 @@ def _run(args: argparse.Namespace) -> int:
     from agent.config import load_config
 
     config = load_config(args.state_dir)
-    launcher = _launcher(config)  # forks the fork server: before asyncio and any thread
+    forkserver = _fork_server(config)  # it preloads while the daemon starts
     from agent import daemon, logs
-
-    logs.configure(args.log_format, logging.DEBUG if args.debug else logging.INFO)
-    try:
-        return daemon.run(config, launcher)
-    finally:
-        if launcher.forkserver is not None:
-            launcher.forkserver.close()
-
-
-def _launcher(config: AgentConfig) -> Launcher:
-    """How this agent starts document workers.  The modules imported before the fork are
-    shared with the fork server copy-on-write; the worker's own (engine, plugins, documents)
-    are imported by the fork server alone."""
-    import agent.wire  # noqa: F401 - shared by both processes
-    from agent.execution.forkserver import ForkServer, ForkServerError
     from agent.execution.launcher import Launcher
     from agent.execution.settings import worker_settings
 
-    settings = worker_settings(config)
-    forkserver = None
-    if config.fork_server and hasattr(os, "fork"):
-        # What exists now is shared with the fork server; frozen objects are never touched
-        # by the agent's garbage collector, so their pages stay shared (not copied).
-        gc.freeze()
-        try:
-            forkserver = ForkServer.start()
-        except (OSError, ForkServerError) as exc:
-            print(
-                f"warning: no fork server ({exc}); workers start as new processes", file=sys.stderr
-            )
-    return Launcher(settings, forkserver)
+    logs.configure(args.log_format, logging.DEBUG if args.debug else logging.INFO)
+    launcher = Launcher(
+        worker_settings(config),
+        forkserver,
+        fork_server_idle_seconds=config.fork_server_idle_seconds,
+    )
+    try:
+        return daemon.run(config, launcher)
+    finally:
+        launcher.close()
+
+
+def _fork_server(config: AgentConfig) -> ForkServer | None:
+    """The process document workers are forked from (agent/execution/forkserver.py)."""
+    if not config.fork_server or not hasattr(os, "fork"):
+        return None
+    from agent.execution.forkserver import ForkServer, ForkServerError
+
+    try:
+        return ForkServer.start()
+    except (OSError, ForkServerError) as exc:
+        print(f"warning: no fork server ({exc}); workers start as new processes", file=sys.stderr)
+        return None
 
 
 def _run_document(args: argparse.Namespace) -> int:

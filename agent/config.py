@@ -65,6 +65,9 @@ class AgentConfig:
     kill_grace_seconds: float = 5.0
     # Fork document workers from a pre-started fork server (POSIX); false: a new interpreter.
     fork_server: bool = True
+    # Stop the fork server after this long without a command (it starts again with the next
+    # one, ~0.1 s); 0 keeps it running.  An idle agent is then one small process.
+    fork_server_idle_seconds: float = 300.0
 
     @property
     def state_file(self) -> Path:
@@ -100,6 +103,7 @@ class AgentConfig:
 
 
 _NUMBERS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("float", float)}
+_ZERO_MEANS_NEVER = {"fork_server_idle_seconds"}
 _BOOLS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("bool", bool)}
 
 
@@ -118,7 +122,9 @@ def load_config(state_dir: Path | None) -> AgentConfig:
             if key == "transport" and isinstance(value, str):
                 values[key] = value
             elif key in _NUMBERS and isinstance(value, int | float) and not isinstance(value, bool):
-                if not (math.isfinite(value) and value > 0):
+                if key in _ZERO_MEANS_NEVER and value == 0:
+                    pass
+                elif not (math.isfinite(value) and value > 0):
                     raise ConfigError(f"{path}: {key} must be positive")
                 values[key] = float(value)
             elif key in _BOOLS and isinstance(value, bool):

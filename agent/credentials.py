@@ -1,21 +1,28 @@
 """Node access tokens: bought by signing a fresh server challenge with the node key, cached
 until shortly before they expire.  The node certificate is renewed (with a new key) once two
-thirds of its lifetime have passed."""
+thirds of its lifetime have passed.
+
+A token comes one of two ways: the control channel signs in on its own connection
+(``proof`` makes the signature, ``adopt`` keeps the token it was given), or ``token()`` buys
+one over HTTPS (long-poll, uploads, key renewal).  The HTTP client is made on first use: an
+agent on the control channel never loads one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-
-import httpx
+from typing import TYPE_CHECKING
 
 from agent import wire
 from agent.config import AgentConfig
 from agent.errors import TransportError
-from agent.http import check_response, describe, make_client, pinned_context
 from agent.identity import NodeKey
 from agent.state import Registration, save_registration
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger("corral.agent.credentials")
 
@@ -26,18 +33,24 @@ class Credentials:
     def __init__(self, config: AgentConfig, registration: Registration) -> None:
         self._config = config
         self.registration = registration
-        # One client for the node's whole conversation with the server (any transport
-        # still buys its tokens over HTTPS).
-        self.client = make_client(
-            registration.url,
-            pinned_context(config.ca_file),
-            read_timeout=config.poll_wait_seconds + 15.0,
-        )
-        self._client = self.client
+        self._client: httpx.AsyncClient | None = None
         self._key = NodeKey.load(config.key_file)
         self._token: str | None = None
         self._expires = 0.0
         self._lock = asyncio.Lock()
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """One HTTPS client for whatever the node sends over HTTPS (made on first use)."""
+        if self._client is None:
+            from agent.http import make_client, pinned_context
+
+            self._client = make_client(
+                self.registration.url,
+                pinned_context(self._config.ca_file),
+                read_timeout=self._config.poll_wait_seconds + 15.0,
+            )
+        return self._client
 
     @property
     def node_id(self) -> str:
@@ -51,18 +64,36 @@ class Credentials:
     def invalidate(self) -> None:
         self._token = None
 
+    def proof(self, nonce: str) -> tuple[int, str]:
+        """(timestamp, signature) answering a challenge's nonce with the node key."""
+        stamp = int(time.time())
+        return stamp, self._key.sign_b64(wire.token_signing_payload(self.node_id, nonce, stamp))
+
+    def adopt(self, token: str, expires_at: float) -> None:
+        """A token the server issued on the control channel: used over HTTPS too."""
+        self._token, self._expires = token, expires_at
+
+    @property
+    def fresh(self) -> bool:
+        """A token is held that is not about to expire."""
+        return self._token is not None and self._expires - time.time() >= REFRESH_MARGIN
+
     async def token(self) -> str:
         async with self._lock:
-            if self._token is None or self._expires - time.time() < REFRESH_MARGIN:
+            if not self.fresh or self._token is None:
                 self._token, self._expires = await self._fetch(self._key)
             return self._token
 
     async def _post(
         self, path: str, body: dict[str, object], token: str | None = None
     ) -> dict[str, object]:
+        import httpx
+
+        from agent.http import check_response, describe
+
         headers = {"authorization": f"Bearer {token}"} if token else {}
         try:
-            response = await self._client.post(path, json=body, headers=headers)
+            response = await self.client.post(path, json=body, headers=headers)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot reach {self.registration.url}: {describe(exc)}") from None
         result: dict[str, object] = check_response(response)
@@ -86,7 +117,8 @@ class Credentials:
         return str(answer["token"]), float(expires) if isinstance(expires, int | float) else 0.0
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
     def renewal_due(self, now: float) -> bool:
         reg = self.registration

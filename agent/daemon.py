@@ -56,11 +56,12 @@ class Daemon:
         self.outbox = outbox or Outbox(config.outbox_file)
         self.credentials = Credentials(config, registration)
         self.transport: Transport = load_transport(config.transport)(config, self.credentials)
+        self.launcher = launcher or Launcher(worker_settings(config))
         self.executor = Executor(
             journal=Journal(config.commands_dir),
             outbox=self.outbox,
             transport=self.transport,
-            launcher=launcher or Launcher(worker_settings(config)),
+            launcher=self.launcher,
             node_id=self.node_id,
             reboot=RebootSettings(
                 config.reboots_enabled, config.reboot_command, config.shutdown_budget_seconds
@@ -179,6 +180,15 @@ class Daemon:
             await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
             await asyncio.sleep(self.config.heartbeat_interval_seconds)
 
+    async def fork_server_loop(self) -> None:
+        """Stop the fork server when it has been idle for fork_server_idle_seconds."""
+        idle = self.config.fork_server_idle_seconds
+        if idle <= 0:
+            return
+        while True:
+            await asyncio.sleep(min(idle / 4, 60.0))
+            await asyncio.to_thread(self.launcher.release_idle)
+
     async def renew_loop(self) -> None:
         await self.credentials.recover_key()
         while True:
@@ -239,6 +249,7 @@ class Daemon:
                     tg.create_task(self.heartbeat_loop(), name="heartbeat"),
                     tg.create_task(self.renew_loop(), name="renew"),
                     tg.create_task(self.executor.run(), name="commands"),
+                    tg.create_task(self.fork_server_loop(), name="fork-server"),
                 ]
                 sender = tg.create_task(self.send_loop(), name="send")
                 await self.stopping.wait()

@@ -6,23 +6,18 @@ httpx reads ``HTTPS_PROXY``/``NO_PROXY`` from the environment (``trust_env``).
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from agent import __version__, wire
-from agent.errors import CredentialRevoked, ServerRejected, TransportError
+from agent import __version__
+from agent.answers import refusal
+from agent.errors import TransportError
+from agent.tls import pinned_context
+
+__all__ = ["USER_AGENT", "check_response", "describe", "make_client", "pinned_context"]
 
 USER_AGENT = f"corral-agent/{__version__}"
-
-
-def pinned_context(ca_file: Path) -> ssl.SSLContext:
-    """Trust exactly the server's CA: no system roots are loaded."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=str(ca_file))
-    return ctx
 
 
 def make_client(
@@ -47,7 +42,7 @@ def describe(exc: httpx.HTTPError) -> str:
 
 
 def check_response(response: httpx.Response) -> Any:
-    """The JSON body of a 2xx answer; otherwise the right error from agent.errors."""
+    """The JSON body of a 2xx answer; otherwise the right error (agent/answers.py)."""
     if response.is_success:
         try:
             return response.json()
@@ -55,13 +50,4 @@ def check_response(response: httpx.Response) -> Any:
             raise TransportError(
                 f"server sent invalid JSON from {response.request.url.path}"
             ) from None
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "http_" + str(response.status_code), response.reason_phrase
-    if response.status_code >= 500 or response.status_code == 429:
-        raise TransportError(f"server error {response.status_code}: {message}")
-    if code in (wire.ERR_NODE_DEREGISTERED, wire.ERR_CREDENTIAL_EXPIRED):
-        raise CredentialRevoked(message, response.status_code, code)
-    raise ServerRejected(message, response.status_code, code)
+    raise refusal(response.status_code, response.content, response.reason_phrase)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-import ssl
 import time
 from typing import Any, Final, NotRequired, TypedDict
 
@@ -51,9 +50,20 @@ FRAME_MESSAGES: Final = "messages"  # agent: req, messages (as POST ROUTE_MESSAG
 FRAME_ACKED: Final = "acked"  # server: req, ids stored
 FRAME_ERROR: Final = "error"  # server: req, error {code, message}: that frame was refused
 FRAME_TOKEN: Final = "token"  # agent: token (a renewed access token for the open channel)
+# Signing in on the channel itself (no token bought over HTTPS first): the upgrade names the
+# node (HEADER_NODE_ID, no Authorization); the server sends a challenge, the agent answers
+# auth (its key's signature, as POST ROUTE_TOKEN), the server sends authorized (the token the
+# channel now holds, usable over HTTPS too).  Before that token expires the agent sends renew
+# and the same exchange follows on the open channel.
+HEADER_NODE_ID: Final = "x-corral-node-id"
+FRAME_CHALLENGE: Final = "challenge"  # server: nonce, expires_at
+FRAME_AUTH: Final = "auth"  # agent: nonce, timestamp, signature (token_signing_payload)
+FRAME_AUTHORIZED: Final = "authorized"  # server: token, expires_at
+FRAME_RENEW: Final = "renew"  # agent: asks for a challenge, to renew the channel's token
+AUTH_SECONDS: Final = 10.0  # the server waits this long for auth, then closes (4401)
 MAX_FRAME_BYTES: Final = MAX_REQUEST_BYTES + 64 * 1024
 # Close codes the agent acts on (4000-4999 are the application's).
-CLOSE_UNAUTHORIZED: Final = 4401  # the token expired or is not valid: buy one, reconnect
+CLOSE_UNAUTHORIZED: Final = 4401  # the token expired, or the proof failed: reconnect
 CLOSE_DEREGISTERED: Final = 4403  # the node was deregistered or revoked: stop (exit 3)
 CLOSE_REPLACED: Final = 4409  # a newer channel of this node took over
 CLOSE_TOO_SLOW: Final = 4408  # too much left unacknowledged: reconnect, it comes again
@@ -222,6 +232,8 @@ def ca_pin(pem: str) -> str:
     """How a CA is pinned: ``sha256:`` + hex SHA-256 of the certificate's DER encoding.
 
     Raises ValueError if ``pem`` is not one PEM certificate."""
+    import ssl  # not at import time: the fork server, forked before TLS is loaded, needs none
+
     der = ssl.PEM_cert_to_DER_cert(pem.strip())
     return "sha256:" + hashlib.sha256(der).hexdigest()
 

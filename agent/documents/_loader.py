@@ -111,9 +111,15 @@ def _load_yaml(source: str) -> Any:
     return documents[0]
 
 
-def document_from_content(content: dict[str, Any]) -> Document:
+def document_from_content(content: dict[str, Any], *, validated: bool = False) -> Document:
     """Validate already-parsed content (what the agent receives over the wire) with the same
-    checks as parse_document.  The Document holds its own copy of the content."""
+    checks as parse_document.  The Document holds its own copy of the content.
+
+    ``validated``: the content passed the JSON Schema already (the server checks every
+    document when it is created, with this same code, and sends what it stored), so the
+    schema is not run again: the worker then needs no jsonschema, and the fork server that
+    preloads it stays small (docs/agent-state.md).  Every other check still runs; a worker
+    treats anything it cannot build as an invalid document."""
     if not isinstance(content, dict):
         raise DocumentError("a document must be an object (a mapping at the top level)")
     try:
@@ -129,7 +135,8 @@ def document_from_content(content: dict[str, Any]) -> Document:
         version = content["schemaVersion"] = str(version)
     _check_kind(content)
     _check_version(content)
-    validate(content)
+    if not validated:
+        validate(content)
     parameters = build_parameters(content)
     steps = build_steps(content)
     check_steps(steps, parameters)

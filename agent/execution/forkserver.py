@@ -1,18 +1,20 @@
-"""The fork server: a small process, forked from the agent before asyncio and threads start,
-that forks one document worker per command on request.
+"""The fork server: a small process that forks one document worker per command on request.
 
-A fresh interpreter costs ~0.18 s of CPU; a fork of a process that has already imported the
-worker's modules costs a millisecond or two, and shares its pages copy-on-write.  The fork
-server preloads the worker's modules (engine, plugins, the document language and its schema
-validator) once, freezes them out of the garbage collector (so children do not dirty those
-pages), and then only waits on its socket.
+A fresh interpreter costs tens of milliseconds of CPU (the imports); a fork of a process that
+has already imported the worker's modules costs a millisecond or two.  The fork server is a
+new interpreter (``python -m agent.execution.forkserver FD``, never a fork of the agent, which
+runs threads and holds the daemon's modules) that preloads the worker's modules (engine,
+plugins, the document model; not the JSON Schema validator, see documents/_loader.py), freezes
+them out of the garbage collector (so its children do not dirty those pages), and then only
+waits on its socket.  The launcher stops it after a while without commands and starts it again
+on the next one (agent.toml ``fork_server_idle_seconds``): an idle agent is one process.
 
 Protocol, over a Unix socketpair: each message is a 4-byte big-endian length and a JSON
 object.  The agent sends ``{"command_dir", "settings", "ssm_values"}`` with the write end of
 the worker's event pipe attached (SCM_RIGHTS); the fork server answers ``{"pid"}`` or
 ``{"error"}``.  The Parameter Store values (ssm_values.py) reach the worker this way, in
-memory: the fork server drops its copy as soon as it has forked.  When
-the agent goes away (exit, crash, kill -9) the fork server reads EOF and exits; the workers,
+memory: the fork server drops its copy as soon as it has forked.  When the agent goes away
+(exit, crash, kill -9) or closes its end, the fork server reads EOF and exits; the workers,
 each in its own session, carry on.
 """
 
@@ -25,6 +27,7 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import traceback
@@ -84,30 +87,31 @@ def _recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
 class ForkServer:
     """The agent's side: start it, ask it for workers, close it."""
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
-        self.pid = pid
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.pid = proc.pid
+        self._proc = proc
         self._sock = sock
         self._lock = threading.Lock()
 
     @classmethod
     def start(cls) -> ForkServer:
-        """Fork the fork server.  Call it before any thread exists (before asyncio starts)."""
+        """Start the fork server (a new interpreter).  Blocking for the exec only: it preloads
+        while the agent goes on, and answers its first request once ready."""
         if not hasattr(os, "fork"):
             raise ForkServerError("this platform has no fork()")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the fork server process; it never returns
-            code = 0
-            try:
-                parent.close()
-                serve(child)
-            except BaseException:
-                traceback.print_exc()
-                code = 1
-            finally:
-                os._exit(code)
-        child.close()
-        return cls(pid, parent)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.execution.forkserver", str(child.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=[child.fileno()],
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        return cls(proc, parent)
 
     def spawn(
         self,
@@ -141,13 +145,17 @@ class ForkServer:
         """Stop it (it exits on EOF) and reap it."""
         with contextlib.suppress(OSError):
             self._sock.close()
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 # The fork server process ---------------------------------------------------------------------
 def preload() -> None:
-    """Import what a worker needs, and warm the document validator, once."""
+    """Import what a worker needs, and warm the document model, once: no JSON Schema (a
+    worker does not validate what the server validated, document_from_content)."""
     # The engine, plugins and documents; the worker's log file.
     import agent.execution.worker
     import agent.logs  # noqa: F401
@@ -166,7 +174,8 @@ def preload() -> None:
                         "inputs": {"runCommand": ["true"]},
                     }
                 ],
-            }
+            },
+            validated=True,
         )
 
 
@@ -235,3 +244,18 @@ def _worker(request: dict[str, Any], fds: list[int]) -> int:  # pragma: no cover
         fds[0] if fds else None,
         ssm_values if isinstance(ssm_values, dict) else {},
     )
+
+
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - the fork server
+    """``python -m agent.execution.forkserver FD``: serve the socket the agent passed."""
+    args = sys.argv[1:] if argv is None else argv
+    sock = socket.socket(fileno=int(args[0]))
+    try:
+        serve(sock)
+    finally:
+        sys.stdout.flush()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

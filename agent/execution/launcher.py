@@ -19,6 +19,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -72,9 +74,23 @@ def _reap(pid: int) -> None:
 
 
 class Launcher:
-    def __init__(self, settings: WorkerSettings, forkserver: ForkServer | None = None) -> None:
+    """Starts workers.  With ``fork_server_idle_seconds`` > 0 the fork server is stopped once
+    it has forked nothing for that long (release_idle) and started again by the next launch;
+    a fork server that fails to start or breaks leaves new processes (slower) for good."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        forkserver: ForkServer | None = None,
+        *,
+        fork_server_idle_seconds: float = 0.0,
+    ) -> None:
         self.settings = settings
         self.forkserver = forkserver
+        self._use_fork_server = forkserver is not None
+        self._idle_seconds = fork_server_idle_seconds
+        self._last_used = time.monotonic()
+        self._guard = threading.Lock()  # fork / start / release run in threads
 
     async def launch(
         self, cmd: CommandDir, ssm_values: Mapping[str, str] | None = None
@@ -83,18 +99,17 @@ class Launcher:
         values = dict(ssm_values or {})
         read_fd, write_fd = os.pipe()
         try:
-            if self.forkserver is not None:
+            if self._use_fork_server:
                 try:
-                    pid = await asyncio.to_thread(
-                        self.forkserver.spawn, cmd.path, self.settings.to_json(), write_fd, values
-                    )
+                    pid = await asyncio.to_thread(self._fork, cmd, write_fd, values)
                     return WorkerHandle(pid, read_fd, reap=False)
-                except ForkServerError as exc:
+                except (OSError, ForkServerError) as exc:
                     log.warning(
                         "fork server unavailable; starting workers as new processes",
-                        extra={"error": exc.message},
+                        extra={"error": str(exc)},
                     )
-                    self.forkserver = None
+                    self._use_fork_server = False
+                    await asyncio.to_thread(self._stop)
             pid = await asyncio.to_thread(self._spawn, cmd, write_fd, values)
             return WorkerHandle(pid, read_fd, reap=sys.platform != "win32")
         except BaseException:
@@ -102,6 +117,35 @@ class Launcher:
             raise
         finally:
             os.close(write_fd)
+
+    def _fork(self, cmd: CommandDir, write_fd: int, ssm_values: dict[str, str]) -> int:
+        with self._guard:
+            self._last_used = time.monotonic()
+            if self.forkserver is None:
+                self.forkserver = ForkServer.start()
+                log.info("fork server started", extra={"pid": self.forkserver.pid})
+            return self.forkserver.spawn(cmd.path, self.settings.to_json(), write_fd, ssm_values)
+
+    def release_idle(self, now: float | None = None) -> bool:
+        """Stop the fork server if it has forked nothing for ``fork_server_idle_seconds`` by
+        ``now`` (time.monotonic(); blocking: call it from a thread).  True if it stopped."""
+        with self._guard:
+            idle = (time.monotonic() if now is None else now) - self._last_used
+            if self.forkserver is None or self._idle_seconds <= 0 or idle < self._idle_seconds:
+                return False
+        self._stop()
+        log.info("fork server stopped while idle", extra={"idle_seconds": round(idle)})
+        return True
+
+    def _stop(self) -> None:
+        with self._guard:
+            server, self.forkserver = self.forkserver, None
+        if server is not None:
+            server.close()
+
+    def close(self) -> None:
+        """Stop the fork server (workers carry on)."""
+        self._stop()
 
     def _spawn(self, cmd: CommandDir, write_fd: int, ssm_values: dict[str, str]) -> int:
         """A new interpreter; blocking (it writes the values to the worker's stdin)."""

@@ -177,13 +177,14 @@ def _execute(
         if refused is not None:
             raise DocumentError(refused)
     except DocumentError as exc:
-        log.error(
-            "cannot run the document",
-            extra={"command_id": cmd.command_id, "error": exc.message},
-        )
-        return invalid_document_result(
-            cmd.command_id, claim.started_at, exc.message, claim.previous
-        )
+        reason = exc.message
+    except Exception as exc:  # what the schema would have refused: never a lost command
+        reason = f"the document cannot be run: {type(exc).__name__}: {exc}"[:500]
+    else:
+        reason = ""
+    if reason:
+        log.error("cannot run the document", extra={"command_id": cmd.command_id, "error": reason})
+        return invalid_document_result(cmd.command_id, claim.started_at, reason, claim.previous)
     timeout = body.get("execution_timeout_seconds")
     seconds = float(timeout) if isinstance(timeout, int | float) and timeout > 0 else 3600.0
     cmd.output_dir.mkdir(exist_ok=True)
@@ -232,7 +233,8 @@ def _execute(
 
 
 def load_request(body: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """(document, parameter values, embedded documents) of a run_command body."""
+    """(document, parameter values, embedded documents) of a run_command body.  The server
+    validated the document against the schema when it was created: not again here."""
     from agent.documents import document_from_content, resolve_parameters
 
     content = body.get("document")
@@ -240,7 +242,12 @@ def load_request(body: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, A
         raise DocumentError("the command carries no document")
     content = dict(content)
     embedded = content.pop("__embedded", None)
-    doc = document_from_content(content)
+    try:
+        doc = document_from_content(content, validated=True)
+    except DocumentError:
+        raise
+    except Exception:  # not a document the server would send: the schema says what is wrong
+        doc = document_from_content(content)
     given = body.get("parameters")
     values = resolve_parameters(doc, given if isinstance(given, dict) else {})
     return doc, values, embedded if isinstance(embedded, dict) else {}

@@ -46,7 +46,7 @@ class RunDocument:
             if kind == "LocalPath":
                 doc = parse_document(_read_local(Path(where)))
             elif kind == "SSMDocument":
-                doc = document_from_content(_embedded(ctx.embedded, where))
+                doc = document_from_content(_embedded(ctx.embedded, where), validated=True)
             else:
                 raise DocumentError(
                     f"documentType {kind} is not supported (SSMDocument or LocalPath)"

@@ -1,19 +1,23 @@
 """``transport = "auto"`` (the default): the websocket control channel, and the HTTPS
 long-poll where the channel is unavailable (a proxy that does not pass the upgrade), trying
 the channel again every RETRY_CHANNEL_SECONDS.  A server that cannot be reached at all is not
-a reason to switch: both would fail; the daemon backs off and retries."""
+a reason to switch: both would fail; the daemon backs off and retries.  The HTTPS transport
+(and its HTTP client) is made only when it is first needed."""
 
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig
 from agent.credentials import Credentials
-from agent.transport.https import HttpsTransport
 from agent.transport.websocket import ChannelUnavailable, WebSocketTransport
 from agent.wire import Message
+
+if TYPE_CHECKING:
+    from agent.transport.https import HttpsTransport
 
 log = logging.getLogger("corral.agent.channel")
 
@@ -22,9 +26,19 @@ RETRY_CHANNEL_SECONDS = 300.0
 
 class AutoTransport:
     def __init__(self, config: AgentConfig, credentials: Credentials) -> None:
+        self._config = config
+        self._credentials = credentials
         self._channel = WebSocketTransport(config, credentials)
-        self._https = HttpsTransport(config, credentials)
+        self._https_transport: HttpsTransport | None = None
         self._long_poll_until = 0.0
+
+    @property
+    def _https(self) -> HttpsTransport:
+        if self._https_transport is None:
+            from agent.transport.https import HttpsTransport
+
+            self._https_transport = HttpsTransport(self._config, self._credentials)
+        return self._https_transport
 
     @property
     def using_channel(self) -> bool:
@@ -56,8 +70,9 @@ class AutoTransport:
     async def upload_output(
         self, command_id: str, step_index: int, stream: str, path: Path
     ) -> tuple[int, str]:
-        return await self._https.upload_output(command_id, step_index, stream, path)
+        return await self._channel.upload_output(command_id, step_index, stream, path)
 
     async def aclose(self) -> None:
         await self._channel.aclose()
-        await self._https.aclose()
+        if self._https_transport is not None:
+            await self._https_transport.aclose()

@@ -3,13 +3,16 @@ connection carrying the wire's messages both ways, pushed the moment they exist.
 
 Behind the same seam as the long-poll (agent/transport/base.py): ``poll`` acknowledges what
 arrived and waits for pushed messages; ``send`` sends a ``messages`` frame and waits for the
-server's ``acked`` (or ``error``) answer; a step's full output still goes by HTTPS PUT, on the
-credentials' keep-alive connection.  The token the channel was opened with is renewed on the
-open channel (a ``token`` frame) before it expires.
+server's ``acked`` (or ``error``) answer.  The node signs in on the channel itself: the
+upgrade names the node, the server sends a challenge, the agent answers with its key's
+signature and is given the token the channel holds (and HTTPS may use); before it expires
+the agent asks for a new challenge on the open channel.  So an agent on the channel makes no
+HTTPS request at all (and loads no HTTP client) unless a step's output is too large for its
+record and goes by HTTPS PUT.
 
 A refused upgrade is read as a refused HTTP request (the same error codes); the close codes
 of agent/wire.py say what to do after a close: 4403 the node is deregistered (the daemon
-stops), 4401 buy a token and reconnect, anything else reconnect with backoff.
+stops), anything else reconnect with backoff.
 """
 
 from __future__ import annotations
@@ -21,19 +24,21 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agent import __version__, wire
+from agent.answers import frame_error, refusal
 from agent.config import AgentConfig
 from agent.credentials import REFRESH_MARGIN, Credentials
-from agent.errors import CredentialRevoked, ServerRejected, TransportError
-from agent.http import check_response, pinned_context
-from agent.transport.https import HttpsTransport
+from agent.errors import CredentialRevoked, TransportError
+from agent.tls import pinned_context
 from agent.wire import Message
+
+if TYPE_CHECKING:
+    from agent.transport.https import HttpsTransport
 
 log = logging.getLogger("corral.agent.channel")
 
@@ -53,7 +58,7 @@ class WebSocketTransport:
         base = credentials.registration.url.rstrip("/")
         self._url = "wss://" + base.split("://", 1)[1] + wire.ROUTE_CONNECT
         self._ssl = pinned_context(config.ca_file)
-        self._https = HttpsTransport(config, credentials)
+        self._https: HttpsTransport | None = None
         self._conn: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
@@ -105,6 +110,10 @@ class WebSocketTransport:
     async def upload_output(
         self, command_id: str, step_index: int, stream: str, path: Path
     ) -> tuple[int, str]:
+        if self._https is None:
+            from agent.transport.https import HttpsTransport
+
+            self._https = HttpsTransport(self._config, self.credentials)
         return await self._https.upload_output(command_id, step_index, stream, path)
 
     async def aclose(self) -> None:
@@ -127,55 +136,70 @@ class WebSocketTransport:
                 return self._conn
             await self.aclose()
             self._failure = None
-            for attempt in (1, 2):
-                token = await self.credentials.token()
-                try:
-                    conn = await connect(
-                        self._url,
-                        ssl=self._ssl,
-                        additional_headers={"authorization": f"Bearer {token}"},
-                        user_agent_header=f"corral-agent/{__version__}",
-                        open_timeout=OPEN_TIMEOUT,
-                        max_size=wire.MAX_FRAME_BYTES,
-                        ping_interval=PING_SECONDS,
-                        ping_timeout=PING_SECONDS,
-                        compression=None,
-                    )
-                except InvalidStatus as exc:
-                    refusal = _refusal(exc)
-                    if (
-                        isinstance(refusal, ServerRejected)
-                        and not isinstance(refusal, CredentialRevoked)
-                        and refusal.status == 401
-                        and attempt == 1
-                    ):
-                        self.credentials.invalidate()
-                        continue
-                    raise refusal from None
-                except InvalidHandshake as exc:
-                    raise ChannelUnavailable(f"no control channel at {self._url}: {exc}") from None
-                except (OSError, TimeoutError) as exc:
-                    reason = str(exc) or type(exc).__name__
-                    raise TransportError(f"cannot reach {self._url}: {reason}") from None
-                break
-            hello = await self._hello(conn)
+            try:
+                conn = await connect(
+                    self._url,
+                    ssl=self._ssl,
+                    additional_headers={wire.HEADER_NODE_ID: self.credentials.node_id},
+                    user_agent_header=f"corral-agent/{__version__}",
+                    open_timeout=OPEN_TIMEOUT,
+                    max_size=wire.MAX_FRAME_BYTES,
+                    ping_interval=PING_SECONDS,
+                    ping_timeout=PING_SECONDS,
+                    compression=None,
+                )
+            except InvalidStatus as exc:
+                raise _refusal(exc) from None
+            except InvalidHandshake as exc:
+                raise ChannelUnavailable(f"no control channel at {self._url}: {exc}") from None
+            except (OSError, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+                raise TransportError(f"cannot reach {self._url}: {reason}") from None
+            try:
+                await self._sign_in(conn)
+                hello = await self._expect(conn, wire.FRAME_HELLO)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                raise
             log.info("control channel open", extra={"node_id": hello.get("node_id")})
             self._conn = conn
             self._reader = asyncio.create_task(self._read(conn), name="channel-read")
             self._renewer = asyncio.create_task(self._renew(conn), name="channel-token")
             return conn
 
-    async def _hello(self, conn: ClientConnection) -> dict[str, Any]:
+    async def _sign_in(self, conn: ClientConnection) -> None:
+        """challenge, auth, authorized: the channel holds a token, and so do the credentials."""
+        challenge = await self._expect(conn, wire.FRAME_CHALLENGE)
+        await conn.send(json.dumps(self._auth(challenge)))
+        self._authorized(await self._expect(conn, wire.FRAME_AUTHORIZED))
+
+    def _auth(self, challenge: dict[str, Any]) -> dict[str, Any]:
+        nonce = str(challenge.get("nonce", ""))
+        timestamp, signature = self.credentials.proof(nonce)
+        return {
+            "type": wire.FRAME_AUTH,
+            "nonce": nonce,
+            "timestamp": timestamp,
+            "signature": signature,
+        }
+
+    def _authorized(self, frame: dict[str, Any]) -> None:
+        token, expires = frame.get("token"), frame.get("expires_at")
+        if isinstance(token, str) and isinstance(expires, int | float):
+            self.credentials.adopt(token, float(expires))
+
+    async def _expect(self, conn: ClientConnection, kind: str) -> dict[str, Any]:
+        """The next frame, which must be a ``kind`` frame."""
         try:
             async with asyncio.timeout(OPEN_TIMEOUT):
                 frame = json.loads(await conn.recv())
-        except (ConnectionClosed, TimeoutError, ValueError) as exc:
-            with contextlib.suppress(Exception):
-                await conn.close()
-            raise ChannelUnavailable(f"the control channel sent no hello: {exc}") from None
-        if not isinstance(frame, dict) or frame.get("type") != wire.FRAME_HELLO:
-            await conn.close()
-            raise ChannelUnavailable("the control channel did not start with hello")
+        except ConnectionClosed:
+            raise _closed(conn) from None
+        except (TimeoutError, ValueError) as exc:
+            raise ChannelUnavailable(f"the control channel sent no {kind}: {exc}") from None
+        if not isinstance(frame, dict) or frame.get("type") != kind:
+            raise ChannelUnavailable(f"the control channel did not send {kind}")
         return frame
 
     async def _read(self, conn: ClientConnection) -> None:
@@ -192,7 +216,11 @@ class WebSocketTransport:
                         if kind == wire.FRAME_ACKED:
                             answer.set_result(list(frame.get("ids", [])))
                         else:
-                            answer.set_exception(_frame_error(frame.get("error")))
+                            answer.set_exception(frame_error(frame.get("error")))
+                elif kind == wire.FRAME_CHALLENGE:  # the renewal we asked for
+                    await conn.send(json.dumps(self._auth(frame)))
+                elif kind == wire.FRAME_AUTHORIZED:
+                    self._authorized(frame)
                 else:
                     log.warning("ignoring an unknown frame", extra={"type": str(kind)[:32]})
         except (ConnectionClosed, ValueError):
@@ -200,18 +228,16 @@ class WebSocketTransport:
         self._fail(_closed(conn))
 
     async def _renew(self, conn: ClientConnection) -> None:
-        """Send a fresh token before the one the channel holds expires."""
+        """Ask for a new token (a challenge to sign) before the channel's expires."""
         while True:
-            # token() buys a new one once less than REFRESH_MARGIN is left.
             left = self.credentials.expires_at - time.time() - REFRESH_MARGIN + 1.0
-            await asyncio.sleep(max(left, 1.0))
-            try:
-                token = await self.credentials.token()
-            except TransportError as exc:
-                log.warning("could not renew the channel's token", extra={"error": exc.message})
+            if left > 0:
+                await asyncio.sleep(left)
                 continue
             with contextlib.suppress(ConnectionClosed):
-                await conn.send(json.dumps({"type": wire.FRAME_TOKEN, "token": token}))
+                await conn.send(json.dumps({"type": wire.FRAME_RENEW}))
+            # The reader adopts the new token; ask again only if none came.
+            await asyncio.sleep(REFRESH_MARGIN / 4)
 
     async def _frame(self, conn: ClientConnection, frame: dict[str, Any]) -> None:
         try:
@@ -250,20 +276,4 @@ def _refusal(exc: InvalidStatus) -> TransportError:
     status = response.status_code
     if status in (400, 404, 405, 426):  # a proxy that does not pass the upgrade, mostly
         return ChannelUnavailable(f"the server refused a control channel (HTTP {status})")
-    body = bytes(response.body or b"")
-    fake = httpx.Response(status, content=body, request=httpx.Request("GET", wire.ROUTE_CONNECT))
-    try:
-        check_response(fake)
-    except TransportError as refusal:
-        return refusal
-    return TransportError(f"the server refused a control channel (HTTP {status})")
-
-
-def _frame_error(error: Any) -> TransportError:
-    info = error if isinstance(error, dict) else {}
-    status = info.get("status")
-    code = str(info.get("code", "invalid_request"))
-    message = str(info.get("message", "refused"))
-    if isinstance(status, int) and 400 <= status < 500 and status != 429:
-        return ServerRejected(message, status, code)
-    return TransportError(f"server error: {message}")
+    return refusal(status, bytes(response.body or b""), response.reason_phrase)

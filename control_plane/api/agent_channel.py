@@ -1,9 +1,10 @@
 """``GET /v1/agent/connect``: the node's websocket control channel (docs/wire.md).
 
-The upgrade carries the node's access token (``Authorization: Bearer``); a refused one is
-answered as plain HTTP with the API's error body (401 ``token_expired``,
-``node_deregistered``, ...), so an agent reads it exactly as it reads a refused request.
-Then services/agent_link.py serves the channel.
+The upgrade carries the node's access token (``Authorization: Bearer``), or only the node's
+id (``x-corral-node-id``) and the node signs in on the channel (challenge, auth, authorized:
+no HTTPS request before it).  A refused upgrade is answered as plain HTTP with the API's
+error body (401 ``token_expired``, ``node_deregistered``, ...), so an agent reads it exactly
+as it reads a refused request.  Then services/agent_link.py serves the channel.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from control_plane.api.errors import error_response
 from control_plane.errors import CorralError, RateLimited
 from control_plane.security.node_tokens import NodeClaims
 from control_plane.services.agent_link import AgentLink, LinkGone
+from control_plane.services.audit import AuditEvent
 from control_plane.services.hub import ControlPlane
 
 router = APIRouter(tags=["agent"])
@@ -27,7 +29,7 @@ router = APIRouter(tags=["agent"])
 
 @router.websocket(wire.ROUTE_CONNECT)
 async def connect(
-    websocket: WebSocket, claims: Annotated[NodeClaims | CorralError, Depends(node_channel)]
+    websocket: WebSocket, claims: Annotated[NodeClaims | str | CorralError, Depends(node_channel)]
 ) -> None:
     if isinstance(claims, CorralError):
         refusal = error_response(claims.status, claims.code, claims.message)
@@ -50,8 +52,21 @@ async def connect(
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             raise LinkGone from exc
 
+    async def denied(reason: str) -> None:  # a forged or replayed proof, as POST token
+        node_id = claims if isinstance(claims, str) else claims.node_id
+        await cp.audit.record_standalone(
+            AuditEvent(
+                action="agent:Authenticate",
+                resource=f"node/{node_id}",
+                outcome="denied",
+                source_ip=websocket.client.host if websocket.client else None,
+                error=reason,
+            )
+        )
+
     link = AgentLink(
         claims=claims,
+        denied=denied,
         channel=cp.channel,
         presence=cp.presence,
         registration=cp.registration,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
+from agent import wire
 from control_plane.errors import (
     CorralError,
     MissingToken,
@@ -44,12 +45,22 @@ async def node(request: Request, cp: CP) -> NodeClaims:
     return claims
 
 
-async def node_channel(websocket: WebSocket) -> NodeClaims | CorralError:
-    """The node's access token at a control channel's upgrade (``/v1/agent/connect``), checked
-    as ``node`` checks it; a refusal is returned (the route answers it as HTTP), not raised."""
+async def node_channel(websocket: WebSocket) -> NodeClaims | str | CorralError:
+    """Who opens a control channel (``/v1/agent/connect``): the claims of its access token
+    (checked as ``node`` checks them), or, with no token but the node's id in the
+    ``x-corral-node-id`` header, that id (a registered node that may sign in on the channel;
+    rate-limited the same).  A refusal is returned (the route answers it as HTTP), not
+    raised."""
     cp: ControlPlane = websocket.app.state.control_plane
+    node_id = websocket.headers.get(wire.HEADER_NODE_ID)
     try:
-        return await _node_claims(websocket, cp)
+        if node_id is None or "authorization" in websocket.headers:
+            return await _node_claims(websocket, cp)
+        cp.registration.check_node(node_id)
+        wait = cp.rate_limits.node(node_id)
+        if wait > 0:
+            raise RateLimited(f"rate limit of node {node_id} exceeded", retry_after(wait))
+        return node_id
     except CorralError as exc:
         return exc
 

@@ -11,6 +11,11 @@ JSON text frame) and ``close`` (a close code and reason).  The protocol is docs/
 * agent -> server: ``messages`` (as ``POST /v1/agent/messages``), answered ``acked`` with the
   ids stored, or ``error`` when the frame is refused; ``ack``; ``token`` (a renewed access
   token: the channel closes with 4401 when the one it holds expires).
+* signing in on the channel: a node that opened it without a token (its id in the upgrade's
+  header) is sent ``challenge`` first and must answer ``auth`` within wire.AUTH_SECONDS; its
+  proof is checked as ``POST /v1/agent/token`` checks it, and ``authorized`` carries the token
+  the channel then holds.  ``renew`` asks for a new ``challenge`` on an open channel.  Only a
+  node signed in is attached (can replace an older channel or receive anything).
 
 Bounds: at most MAX_IN_FLIGHT messages sent and not yet acknowledged; a node that leaves
 them so for STALL_SECONDS is disconnected (4408) and gets them again when it reconnects, so a
@@ -29,7 +34,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from agent import wire
-from control_plane.errors import CorralError, InvalidRequest, NodeDeregistered, Unauthorized
+from control_plane.errors import (
+    CorralError,
+    CredentialExpired,
+    InvalidRequest,
+    NodeDeregistered,
+    Unauthorized,
+)
 from control_plane.security.node_tokens import NodeClaims
 from control_plane.services.channel import MAX_DELIVERY_BATCH, AgentChannel
 from control_plane.services.clock import Clock
@@ -41,6 +52,7 @@ log = logging.getLogger("corral.channel")
 
 Send = Callable[[str], Awaitable[None]]
 Close = Callable[[int, str], Awaitable[None]]
+Denied = Callable[[str], Awaitable[None]]  # a failed proof, for the audit log
 
 MAX_IN_FLIGHT = 1000
 STALL_SECONDS = 60.0
@@ -55,7 +67,7 @@ class AgentLink:
     def __init__(
         self,
         *,
-        claims: NodeClaims,
+        claims: NodeClaims | str,
         channel: AgentChannel,
         presence: Presence,
         registration: RegistrationService,
@@ -63,9 +75,15 @@ class AgentLink:
         clock: Clock,
         send: Send,
         close: Close,
+        denied: Denied | None = None,
     ) -> None:
-        self.node_id = claims.node_id
-        self._token_expires = claims.expires_at
+        """``claims``: those of the token the upgrade carried, or the id of a node that is to
+        sign in on the channel."""
+        self._signed_in = isinstance(claims, NodeClaims)
+        self.node_id = claims.node_id if isinstance(claims, NodeClaims) else claims
+        self._token_expires = claims.expires_at if isinstance(claims, NodeClaims) else 0.0
+        self._denied = denied
+        self._challenge: str | None = None
         self._channel = channel
         self._presence = presence
         self._registration = registration
@@ -79,6 +97,12 @@ class AgentLink:
     # Lifecycle -----------------------------------------------------------------------------
     async def run(self, frames: AsyncIterator[str]) -> None:
         """Serve the channel until the peer leaves or it must close."""
+        if not self._signed_in:
+            try:
+                if not await self._sign_in(frames):
+                    return
+            except LinkGone:
+                return
         previous = self._presence.attach(self.node_id, self)
         if isinstance(previous, AgentLink):
             await previous.close(wire.CLOSE_REPLACED, "a newer channel of this node took over")
@@ -122,6 +146,64 @@ class AgentLink:
             node = self._presence.get(self.node_id)
             if node is not None:
                 node.wake.set()  # the pump sees it is closed
+
+    # Signing in ----------------------------------------------------------------------------
+    async def _sign_in(self, frames: AsyncIterator[str]) -> bool:
+        """challenge, auth, authorized: True once the node proved it holds its key."""
+        await self._send_challenge()
+        if self._closed is not None:
+            return False
+        try:
+            async with asyncio.timeout(wire.AUTH_SECONDS):
+                text = await anext(aiter(frames))
+        except (TimeoutError, StopAsyncIteration):
+            await self.close(wire.CLOSE_UNAUTHORIZED, "no auth frame in time")
+            return False
+        frame = _parse(text)
+        if frame is None or frame.get("type") != wire.FRAME_AUTH:
+            await self.close(wire.CLOSE_UNAUTHORIZED, "the channel must start with auth")
+            return False
+        return await self._on_auth(frame)
+
+    async def _send_challenge(self) -> None:
+        try:
+            challenge = self._registration.challenge(self.node_id)
+        except NodeDeregistered as exc:
+            await self.close(wire.CLOSE_DEREGISTERED, exc.code)
+            return
+        except CorralError as exc:
+            await self.close(wire.CLOSE_UNAUTHORIZED, exc.message[:120])
+            return
+        self._challenge = str(challenge["nonce"])
+        await self._frame({"type": wire.FRAME_CHALLENGE, **challenge})
+
+    async def _on_auth(self, frame: dict[str, Any]) -> bool:
+        nonce, self._challenge = self._challenge, None
+        timestamp, signature = frame.get("timestamp"), frame.get("signature")
+        try:
+            if nonce is None or frame.get("nonce") != nonce:
+                raise Unauthorized("auth answers no challenge of this channel")
+            if not isinstance(timestamp, int) or not isinstance(signature, str):
+                raise Unauthorized("auth needs an integer timestamp and a base64 signature")
+            issued = await self._registration.issue_token(
+                node_id=self.node_id, nonce=nonce, timestamp=timestamp, signature=signature[:512]
+            )
+            claims = self._registration.authenticate(str(issued["token"]))
+        except (NodeDeregistered, CredentialExpired) as exc:
+            await self.close(wire.CLOSE_DEREGISTERED, exc.code)
+            return False
+        except (Unauthorized, InvalidRequest) as exc:
+            if self._denied is not None:
+                await self._denied(exc.message)
+            await self.close(wire.CLOSE_UNAUTHORIZED, exc.message[:120])
+            return False
+        self._signed_in = True
+        self._token_expires = claims.expires_at
+        await self._frame({"type": wire.FRAME_AUTHORIZED, **issued})
+        node = self._presence.get(self.node_id)
+        if node is not None:
+            node.wake.set()  # the pump's wait is measured by the token's life
+        return True
 
     # Server -> agent -----------------------------------------------------------------------
     async def _pump(self) -> None:
@@ -183,22 +265,22 @@ class AgentLink:
 
     # Agent -> server -----------------------------------------------------------------------
     async def _read(self, frames: AsyncIterator[str]) -> None:
+        handlers: dict[str, Callable[[dict[str, Any]], Awaitable[object]]] = {
+            wire.FRAME_ACK: self._on_ack,
+            wire.FRAME_MESSAGES: self._on_messages,
+            wire.FRAME_TOKEN: self._on_token,
+            wire.FRAME_RENEW: self._on_renew,
+            wire.FRAME_AUTH: self._on_auth,
+        }
         async for text in frames:
-            try:
-                frame = json.loads(text)
-            except ValueError:
-                frame = None
-            kind = frame.get("type") if isinstance(frame, dict) else None
-            if kind == wire.FRAME_ACK:
-                await self._on_ack(frame)
-            elif kind == wire.FRAME_MESSAGES:
-                await self._on_messages(frame)
-            elif kind == wire.FRAME_TOKEN:
-                await self._on_token(frame)
-            else:
+            frame = _parse(text)
+            kind = frame.get("type") if frame is not None else None
+            handler = handlers.get(kind) if isinstance(kind, str) else None
+            if frame is None or handler is None:
                 shown = "not a JSON object" if kind is None else f"unknown type {str(kind)[:32]!r}"
                 await self.refuse(f"frame refused: {shown}")
                 return
+            await handler(frame)
             if self._closed is not None:
                 return
             self._presence.seen(self.node_id, self._clock())
@@ -253,6 +335,9 @@ class AgentLink:
             return
         await self._frame({"type": wire.FRAME_ACKED, "req": req, "ids": acked})
 
+    async def _on_renew(self, _frame: dict[str, Any]) -> None:
+        await self._send_challenge()
+
     async def _on_token(self, frame: dict[str, Any]) -> None:
         token = frame.get("token")
         try:
@@ -271,3 +356,11 @@ class AgentLink:
         node = self._presence.get(self.node_id)
         if node is not None:
             node.wake.set()
+
+
+def _parse(text: str) -> dict[str, Any] | None:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    return frame if isinstance(frame, dict) else None

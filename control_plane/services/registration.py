@@ -111,7 +111,8 @@ class RegistrationService:
             "credential_expires_at": rfc3339(not_after.timestamp()),
         }
 
-    def _check_node(self, node_id: str) -> None:
+    def check_node(self, node_id: str) -> None:
+        """A registered node that may sign in: else the error to answer."""
         if not isinstance(node_id, str) or not wire.NODE_ID_RE.match(node_id):
             raise InvalidRequest("node_id must look like mi-0123456789abcdef0")
         node = self._presence.get(node_id)
@@ -121,14 +122,14 @@ class RegistrationService:
             raise NodeDeregistered(f"node {node_id} is deregistered")
 
     def challenge(self, node_id: str) -> dict[str, Any]:
-        self._check_node(node_id)
+        self.check_node(node_id)
         nonce, expires = self._signer.new_challenge(node_id)
         return {"nonce": nonce, "expires_at": expires}
 
     async def issue_token(
         self, *, node_id: str, nonce: str, timestamp: int, signature: str
     ) -> dict[str, Any]:
-        self._check_node(node_id)
+        self.check_node(node_id)
         try:
             sig = base64.b64decode(signature, validate=True)
         except (binascii.Error, ValueError):

@@ -39,7 +39,7 @@ def make(monkeypatch: pytest.MonkeyPatch) -> tuple[AutoTransport, Fake, Fake, li
     transport = AutoTransport.__new__(AutoTransport)
     channel, https = Fake("channel"), Fake("https")
     transport._channel = channel  # type: ignore[assignment]
-    transport._https = https  # type: ignore[assignment]
+    transport._https_transport = https  # type: ignore[assignment]
     transport._long_poll_until = 0.0
     return transport, channel, https, now
 

@@ -111,6 +111,14 @@ def test_non_positive_durations_are_refused(tmp_path: Path, value: str) -> None:
     assert "heartbeat_interval_seconds must be positive" in config_error(tmp_path)
 
 
+def test_a_fork_server_idle_time_of_zero_keeps_it_running(tmp_path: Path) -> None:
+    write_toml(tmp_path, "fork_server_idle_seconds = 0\n")
+    assert load_config(tmp_path).fork_server_idle_seconds == 0
+    assert load_config(tmp_path / "elsewhere").fork_server_idle_seconds == 300
+    write_toml(tmp_path, "fork_server_idle_seconds = -1\n")
+    assert "fork_server_idle_seconds must be positive" in config_error(tmp_path)
+
+
 @pytest.mark.parametrize(
     "text", ["backoff_cap_seconds = inf\n", "poll_wait_seconds = nan\n"], ids=["inf", "nan"]
 )

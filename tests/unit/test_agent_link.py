@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -69,11 +69,18 @@ class Peer:
 
 
 def open_link(
-    api: Api, node: Node, peer: Peer, claims: NodeClaims | None = None
+    api: Api,
+    node: Node,
+    peer: Peer,
+    claims: NodeClaims | str | None = None,
+    denied: Callable[[str], Awaitable[None]] | None = None,
 ) -> asyncio.Task[None]:
+    """A channel opened with ``claims`` (default: the node's token), or, given the node's id,
+    one where the node is to sign in."""
     cp = api.cp
     link = AgentLink(
         claims=claims or cp.registration.authenticate(node.token),
+        denied=denied,
         channel=cp.channel,
         presence=cp.presence,
         registration=cp.registration,
@@ -283,6 +290,107 @@ def test_a_server_shutdown_closes_channels_for_a_reconnect(run_api: RunApi) -> N
         await peer.expect(wire.FRAME_HELLO)
         api.cp.begin_shutdown()
         assert (await peer.expect_close())[0] == wire.CLOSE_SHUTDOWN
+        await task
+
+    run_api(scenario)
+
+
+def sign(node: Node, challenge: dict[str, Any], nonce: str | None = None) -> dict[str, Any]:
+    stamp = int(time.time())
+    nonce = challenge["nonce"] if nonce is None else nonce
+    payload = wire.token_signing_payload(node.node_id, challenge["nonce"], stamp)
+    return {
+        "type": wire.FRAME_AUTH,
+        "nonce": nonce,
+        "timestamp": stamp,
+        "signature": node.key.sign_b64(payload),
+    }
+
+
+def test_a_node_signs_in_on_the_channel_and_renews_its_token_there(run_api: RunApi) -> None:
+    """No token at the upgrade: challenge, auth, authorized, then hello; renew on the open
+    channel gives a new token before the old one expires.  Nothing is attached (or
+    delivered) before the proof."""
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        ids = await queue(api, node)
+        peer = Peer()
+        task = open_link(api, node, peer, node.node_id)
+        challenge = await peer.expect(wire.FRAME_CHALLENGE)
+        assert peer.sent == [] and api.cp.presence.connected() == 0
+        peer.frame(sign(node, challenge))
+        authorized = await peer.expect(wire.FRAME_AUTHORIZED)
+        claims = api.cp.registration.authenticate(authorized["token"])
+        assert claims.node_id == node.node_id and authorized["expires_at"] > time.time()
+        await peer.expect(wire.FRAME_HELLO)
+        assert [m["id"] for m in (await peer.expect(wire.FRAME_DELIVER))["messages"]] == ids
+        peer.frame({"type": wire.FRAME_RENEW})
+        renewal = await peer.expect(wire.FRAME_CHALLENGE)
+        assert renewal["nonce"] != challenge["nonce"]
+        peer.frame(sign(node, renewal))
+        renewed = await peer.expect(wire.FRAME_AUTHORIZED)
+        assert renewed["token"] != authorized["token"]
+        assert api.cp.registration.authenticate(renewed["token"]).node_id == node.node_id
+        peer.leave()
+        await task
+
+    run_api(scenario)
+
+
+def test_a_failed_proof_closes_the_channel_unattached_and_is_audited(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        other = await api.new_node()
+        denied: list[str] = []
+
+        async def audit(reason: str) -> None:
+            denied.append(reason)
+
+        cases: list[Any] = [
+            lambda c: sign(other, c),  # another node's key
+            lambda c: sign(node, c, nonce="not-the-challenge"),
+            lambda c: {**sign(node, c), "timestamp": "now"},
+        ]
+        for make in cases:
+            peer = Peer()
+            task = open_link(api, node, peer, node.node_id, denied=audit)
+            peer.frame(make(await peer.expect(wire.FRAME_CHALLENGE)))
+            assert (await peer.expect_close())[0] == wire.CLOSE_UNAUTHORIZED
+            await task
+            assert not [f for f in peer.sent if f["type"] == wire.FRAME_HELLO]
+        assert len(denied) == 3
+        # A replayed proof (the same answer twice) is refused the second time.
+        peer = Peer()
+        task = open_link(api, node, peer, node.node_id)
+        answer = sign(node, await peer.expect(wire.FRAME_CHALLENGE))
+        peer.frame(answer)
+        await peer.expect(wire.FRAME_HELLO)
+        peer.frame(answer)
+        assert (await peer.expect_close())[0] == wire.CLOSE_UNAUTHORIZED
+        await task
+        # Anything but auth first, or nothing in time, closes it too.
+        peer = Peer()
+        task = open_link(api, node, peer, node.node_id)
+        await peer.expect(wire.FRAME_CHALLENGE)
+        peer.frame({"type": wire.FRAME_ACK, "ids": []})
+        assert (await peer.expect_close())[0] == wire.CLOSE_UNAUTHORIZED
+        await task
+        assert api.cp.presence.connected() == 0
+
+    run_api(scenario)
+
+
+def test_a_deregistered_node_cannot_sign_in(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        peer = Peer()
+        task = open_link(api, node, peer, node.node_id)
+        challenge = await peer.expect(wire.FRAME_CHALLENGE)
+        gone = await api.client.post(f"/v1/nodes/{node.node_id}/deregister", headers=api.admin)
+        assert gone.status_code == 200, gone.text
+        peer.frame(sign(node, challenge))
+        assert await peer.expect_close() == (wire.CLOSE_DEREGISTERED, wire.ERR_NODE_DEREGISTERED)
         await task
 
     run_api(scenario)

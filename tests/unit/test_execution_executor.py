@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -535,3 +536,33 @@ def test_forkserver_forks_workers_that_outlive_it(tmp_path: Path) -> None:
     finally:
         kill_sessions({cmd.worker_pid() or 0})
     assert sys.platform != "win32"
+
+
+@sync
+async def test_an_idle_fork_server_is_stopped_and_the_next_command_starts_another(
+    tmp_path: Path,
+) -> None:
+    """fork_server_idle_seconds: after that long without a command the fork server exits (an
+    idle agent is one process); the next command starts a new one and runs as usual."""
+    first = ForkServer.start()
+    launcher = Launcher(SETTINGS, first, fork_server_idle_seconds=600)
+    later = time.monotonic() + 601
+    try:
+        async with AgentSide(tmp_path, launcher) as agent:
+            await agent.executor.accept(run_message("cmd-a", document(shell("s", "echo a"))))
+            await agent.until(lambda: agent.done("cmd-a"), "the first command to be reported")
+            assert launcher.forkserver is first
+            assert not await asyncio.to_thread(launcher.release_idle)  # not idle long enough
+            assert await asyncio.to_thread(launcher.release_idle, later)
+            assert launcher.forkserver is None and not live(first.pid)
+            await agent.executor.accept(run_message("cmd-b", document(shell("s", "echo b"))))
+            await agent.until(lambda: agent.done("cmd-b"), "the second command to be reported")
+            second = launcher.forkserver
+            assert second is not None and second.pid != first.pid and live(second.pid)
+            soon = time.monotonic() + 300  # used just now: not idle for 600 s by then
+            assert not await asyncio.to_thread(launcher.release_idle, soon)
+            final = await agent.final("cmd-b")
+        assert final["steps"][0]["stdout"] == "b\n"
+    finally:
+        launcher.close()
+    assert launcher.forkserver is None and not live(second.pid)
