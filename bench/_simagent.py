@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from agent import wire
+from agent.backoff import Backoff
 
 ACTIVATION_LIMIT = 1000
 TOKEN_REFRESH_MARGIN = 60.0
@@ -129,6 +130,7 @@ async def register_nodes(
 class Stats:
     agents: int = 0
     connected: int = 0
+    live: int = 0  # channels open now (websocket agents)
     polls: int = 0
     pongs: int = 0
     commands: int = 0  # run_command messages run (not counting repeated deliveries)
@@ -292,20 +294,46 @@ class SimChannelAgent(SimAgent):
         self._req = 0
 
     async def _open(self) -> None:
+        """Connect and sign in on the channel, as the real agent does: challenge, auth,
+        authorized, hello (no HTTPS request)."""
         from websockets.asyncio.client import connect
 
-        if not self._token or self._expires - time.time() < TOKEN_REFRESH_MARGIN:
-            await self._fetch_token()
-        self._conn = await connect(
+        conn = await connect(
             self._ws_url,
             ssl=self._tls,
-            additional_headers={"authorization": f"Bearer {self._token}"},
+            additional_headers={wire.HEADER_NODE_ID: self.node_id},
             open_timeout=30,
             max_size=wire.MAX_FRAME_BYTES,
             compression=None,
             ping_interval=None,  # the server pings; a sim agent only answers
         )
-        hello = json.loads(await self._conn.recv())
+        try:
+            await self._sign_in(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self._stats.live += 1
+
+    async def _sign_in(self, conn: Any) -> None:
+        challenge = json.loads(await conn.recv())
+        if challenge.get("type") != wire.FRAME_CHALLENGE:
+            raise Rejected(0, f"no challenge: {challenge}")
+        nonce = str(challenge["nonce"])
+        stamp = int(time.time())
+        signature = self._key.sign(wire.token_signing_payload(self.node_id, nonce, stamp))
+        auth = {
+            "type": wire.FRAME_AUTH,
+            "nonce": nonce,
+            "timestamp": stamp,
+            "signature": base64.b64encode(signature).decode(),
+        }
+        await conn.send(json.dumps(auth))
+        authorized = json.loads(await conn.recv())
+        if authorized.get("type") != wire.FRAME_AUTHORIZED:
+            raise Rejected(0, f"not authorized: {authorized}")
+        self._token, self._expires = str(authorized["token"]), float(authorized["expires_at"])
+        hello = json.loads(await conn.recv())
         if hello.get("type") != wire.FRAME_HELLO:
             raise Rejected(0, f"no hello: {hello}")
 
@@ -315,7 +343,7 @@ class SimChannelAgent(SimAgent):
     async def run(self, wait: float) -> None:
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-        backoff = 1.0
+        backoff = Backoff(1.0, 60.0)  # the agent's defaults (agent.toml backoff_*)
         while True:
             try:
                 if self._conn is None:
@@ -337,13 +365,18 @@ class SimChannelAgent(SimAgent):
                             await self._run_command(message.get("body") or {})
                         ids.append(message["id"])
                     await self._conn.send(json.dumps({"type": wire.FRAME_ACK, "ids": ids}))
-                backoff = 1.0
-                self._conn = None  # the server closed it: reconnect
+                backoff.reset()
+                self._lost()  # the server closed it: reconnect
             except (ConnectionClosed, InvalidStatus, OSError, TimeoutError, Rejected) as exc:
                 self._stats.error("channel", exc)
-                self._conn = None
-                await asyncio.sleep(random.uniform(0, backoff))  # full jitter
-                backoff = min(backoff * 2, 30.0)
+                self._lost()
+            # Full jitter, as the agent's backoff: a restarted server is not stampeded.
+            await backoff.sleep()
+
+    def _lost(self) -> None:
+        if self._conn is not None:
+            self._stats.live -= 1
+            self._conn = None
 
     async def _frame_messages(self, messages: list[wire.Message]) -> None:
         self._req += 1
@@ -427,7 +460,7 @@ class Worker:
                     try:
                         await agent.connect()
                         break
-                    except (httpx.HTTPError, Rejected, OSError, TimeoutError) as exc:
+                    except Exception as exc:  # any failure to connect counts, and is retried
                         self.stats.error("connect", exc)
                         await asyncio.sleep(random.uniform(0, 2**attempt))
                 else:
@@ -467,6 +500,7 @@ class Worker:
         return {
             "agents": s.agents,
             "connected": s.connected,
+            "live": s.live,
             "polls": s.polls,
             "pongs": s.pongs,
             "commands": s.commands,

@@ -41,13 +41,14 @@ from _common import (
     median,
     percentile,
     print_table,
+    process_tree,
     running_server,
     tree_cpu_seconds,
     verdict,
     wait_until,
     workdir,
 )
-from agent_footprint import register_agent, wait_online_and_answering
+from agent_footprint import compile_agent, register_agent, wait_online_and_answering
 
 BUDGET_MS = 8.0
 
@@ -116,9 +117,12 @@ def measure(root: Path, transport: str, args: argparse.Namespace) -> dict[str, A
             for _ in range(args.warmup):
                 run_one(server, api, node_id, 30)
             spy = _profile(proc.pid, root, transport, args)
+            lasting = process_tree(proc)  # the daemon and its fork server
+            own0 = [_cpu(p) for p in lasting]
             cpu0 = agent_cpu()
             walls = [run_one(server, api, node_id, 30) for _ in range(args.commands)]
             cpu = agent_cpu() - cpu0
+            own = [_cpu(p) - c for p, c in zip(lasting, own0, strict=True)]
             _stop(spy)
         scripts = script_cpu(args.commands)
         return {
@@ -127,6 +131,9 @@ def measure(root: Path, transport: str, args: argparse.Namespace) -> dict[str, A
             "agent_cpu_ms": 1000 * cpu / args.commands,
             "script_ms": 1000 * scripts / args.commands,
             "per_command_ms": 1000 * (cpu - scripts) / args.commands,
+            "daemon_ms": 1000 * own[0] / args.commands,
+            "fork_server_ms": 1000 * sum(own[1:]) / args.commands,
+            "workers_ms": 1000 * (cpu - scripts - sum(own)) / args.commands,
             "wall_p50_ms": 1000 * median(walls),
             "wall_p99_ms": 1000 * percentile(walls, 99),
             "how": "cgroup" if cgroup is not None else "sampled (misses workers)",
@@ -141,12 +148,20 @@ def _profile(pid: int, root: Path, transport: str, args: argparse.Namespace) -> 
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"[profile] {out}", file=sys.stderr)
     proc = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
+        [spy, "record", "--pid", str(pid), "--subprocesses", "--gil", "--format", "raw",
          "--rate", "500", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)
     return proc
+
+
+def _cpu(proc: psutil.Process) -> float:
+    try:
+        t = proc.cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return float(t.user + t.system)
 
 
 def _stop(proc: Any) -> None:
@@ -170,6 +185,7 @@ def main() -> int:
     parser.add_argument("--profile", default="", metavar="DIR", help="py-spy the agent into DIR")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = parser.parse_args()
+    compile_agent()  # as installed: .pyc (the fork server and any new worker start faster)
     install_signal_handlers()
     rows = []
     with deadline(600), workdir("agentcpu", args.keep) as root:
@@ -183,6 +199,9 @@ def main() -> int:
                     f"{result['agent_cpu_ms']:.1f}",
                     f"{result['script_ms']:.1f}",
                     f"{result['per_command_ms']:.1f}",
+                    f"{result['daemon_ms']:.1f}",
+                    f"{result['fork_server_ms']:.1f}",
+                    f"{result['workers_ms']:.1f}",
                     f"{result['wall_p50_ms']:.0f}",
                     f"{result['wall_p99_ms']:.0f}",
                     result["how"],
@@ -193,7 +212,8 @@ def main() -> int:
         "The agent's CPU per command (`true`, one at a time; agent = agent + fork server + "
         "workers + shells)",
         ["transport", "commands", "agent CPU ms", "script ms", "per command ms",
-         "wall p50 ms", "wall p99 ms", "measured", "budget"],
+         "of it: daemon", "fork server", "workers", "wall p50 ms", "wall p99 ms", "measured",
+         "budget"],
         rows,
     )  # fmt: skip
     print(f"code measured: {code_under_test()}")

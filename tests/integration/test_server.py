@@ -1,7 +1,8 @@
-"""The server process: IPv6 listen, OpenAPI, bad config, request limits, error shape."""
+"""The server process: IPv6 listen, OpenAPI, bad config, request limits, error shape, stop."""
 
 from __future__ import annotations
 
+import signal
 import ssl
 from pathlib import Path
 
@@ -97,3 +98,15 @@ def test_migrate_reports_the_revision(tmp_path: Path) -> None:
     versions = Path(migrations.__file__).parent / "versions"
     head = max(p.name[:4] for p in versions.glob("0*.py"))
     assert result.returncode == 0 and f"revision {head}" in result.stdout
+
+
+@pytest.mark.server_config("shutdown_grace_seconds = 600")
+def test_an_idle_keep_alive_connection_does_not_hold_a_restart(server: Server) -> None:
+    """SIGTERM with an operator's idle keep-alive connection open (a CLI session, a console):
+    the server stops at once.  Before, TLS waited for that client's close_notify, which an
+    idle client never sends, until asyncio's 30 s SSL shutdown timeout (or the grace)."""
+    assert server.proc is not None
+    with server.api() as api:
+        assert api.get("/v1/nodes").status_code == 200  # the connection stays open, idle
+        server.proc.signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=20) == 0  # a deadline well short of those 30 s
