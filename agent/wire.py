@@ -41,13 +41,31 @@ CONNECTION_LOST_AFTER_SECONDS: Final = 3 * POLL_HOLD_SECONDS + 10.0
 
 MAX_REQUEST_BYTES: Final = 1024 * 1024
 MAX_MESSAGES_PER_BATCH: Final = 100
+# The server tells its request limit (in bytes) under this key: in the registration answer,
+# the control channel's hello frame and every long-poll answer.  The agent keeps each batch's
+# JSON body under REQUEST_FILL of the latest value told (MAX_REQUEST_BYTES if never told).
+KEY_MAX_REQUEST_BYTES: Final = "max_request_bytes"
+REQUEST_FILL: Final = 0.75
+# One agent message, JSON-encoded with every non-ASCII character escaped (the largest form
+# either side writes), is at most this long: whatever can grow is cut where it is made.
+MAX_MESSAGE_BYTES: Final = 256 * 1024
+# The per-message answer to POST ROUTE_MESSAGES (and to a ``messages`` frame):
+# ``{"acked": [ids], "results": [{"id", "status", "reason"?}]}``, results in batch order,
+# acked = accepted + duplicate (for agents that read only acked).  The agent removes acked
+# messages, moves rejected ones to its dead table with the reason, keeps the rest to retry.
+KEY_ACKED: Final = "acked"
+KEY_RESULTS: Final = "results"
+RESULT_ACCEPTED: Final = "accepted"
+RESULT_DUPLICATE: Final = "duplicate"
+RESULT_REJECTED: Final = "rejected"
 
 # Control channel frames: JSON text, {"type": ..., ...}.
-FRAME_HELLO: Final = "hello"  # server: node_id, max_frame_bytes, max_messages_per_batch
+# server: node_id, max_frame_bytes, max_messages_per_batch, max_request_bytes
+FRAME_HELLO: Final = "hello"
 FRAME_DELIVER: Final = "deliver"  # server: messages (acknowledge each with an ack frame)
 FRAME_ACK: Final = "ack"  # agent: ids of delivered messages it has made durable
 FRAME_MESSAGES: Final = "messages"  # agent: req, messages (as POST ROUTE_MESSAGES)
-FRAME_ACKED: Final = "acked"  # server: req, ids stored
+FRAME_ACKED: Final = "acked"  # server: req, ids stored, results (as POST ROUTE_MESSAGES)
 FRAME_ERROR: Final = "error"  # server: req, error {code, message}: that frame was refused
 FRAME_TOKEN: Final = "token"  # agent: token (a renewed access token for the open channel)
 # Signing in on the channel itself (no token bought over HTTPS first): the upgrade names the
@@ -90,6 +108,10 @@ AGENT_TO_SERVER_TYPES: Final = frozenset(
 NODE_EVENT_SEVERITIES: Final = ("info", "warning", "error")
 EVENT_STATE_FILE_CORRUPT: Final = "state_file_corrupt"
 EVENT_JOURNAL_ENTRY_CORRUPT: Final = "journal_entry_corrupt"
+EVENT_MESSAGE_FAILED: Final = "message_failed"  # handling a server message raised
+EVENT_OUTBOX_ROW_CORRUPT: Final = "outbox_row_corrupt"  # moved to the dead table
+# Texts the agent writes into a message (a reason, a node_event's message): at most this long.
+MAX_REASON_CHARS: Final = 2_000
 SERVER_TO_AGENT_TYPES: Final = frozenset({MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND})
 
 # Run Command ------------------------------------------------------------------------------
