@@ -9,12 +9,20 @@ Errors are handled once, in :meth:`CorralGroup.main` (which ``CliRunner`` also c
 * :class:`~control_plane.cli.errors.CliError` → ``error: <message>``, its exit code (1);
 * click usage errors → ``error: <message>`` on one line, exit 2;
 * anything else → :class:`~control_plane.cli.errors.InternalError`, one line, exit 1.
+* stdout closed by its reader (``corral ... | head``, ``| less`` then ``q``) → nothing on
+  stderr and the status git and kubectl end with: the process dies of SIGPIPE, which a shell
+  shows as 141 (128 + 13); where there is no SIGPIPE (Windows) it exits 141.  This is git's
+  ``check_pipe()`` (write_or_die.c): restore SIGPIPE's default action, raise it, exit 141 if
+  still alive.  Python ignores SIGPIPE (so a closed socket is an exception, not a death), so
+  the CLI gets ``BrokenPipeError`` and turns it into that ending at its entry point.
 
 ``--debug`` adds the traceback (on stderr) before that line.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -38,9 +46,16 @@ from control_plane.cli.run import run
 from control_plane.cli.tokens import policies, tokens, whoami
 from control_plane.cli.webhooks import webhooks
 
+# The status of a CLI whose reader went away: what a shell reports for a death by SIGPIPE.
+EXIT_BROKEN_PIPE = 128 + 13
+
 
 def _error(message: str) -> None:
     click.echo(f"error: {one_line(message)}", err=True)
+
+
+class StdoutClosed(Exception):
+    """The reader of stdout went away (not an OSError: click would end it as exit 1)."""
 
 
 class CorralGroup(click.Group):
@@ -52,6 +67,8 @@ class CorralGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError):  # as raised by a write to stdout; a socket's
+                raise StdoutClosed() from exc  # reaches here as ConnectionFailed
             runtime = ctx.find_object(Runtime)
             if runtime is not None and runtime.debug:
                 traceback.print_exc(file=sys.stderr)
@@ -77,8 +94,20 @@ class CorralGroup(click.Group):
     def _run(
         self, args: Sequence[str] | None, prog_name: str, complete_var: str, extra: Any
     ) -> int:
+        stdout = sys.stdout
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            _flush_stdout()
+        except StdoutClosed:
+            return EXIT_BROKEN_PIPE
+        except SystemExit:
+            # click itself ends a closed pipe met while parsing (--help) with sys.exit, after
+            # swapping in a stdout that swallows the final flush.
+            if sys.stdout is not stdout:
+                return EXIT_BROKEN_PIPE
+            raise
+        except BrokenPipeError:
+            return EXIT_BROKEN_PIPE
         except CliError as exc:
             _error(exc.message)
             return exc.exit_code
@@ -155,5 +184,28 @@ cli.add_command(audit)
 cli.add_command(params)
 
 
+def _flush_stdout() -> None:
+    """Write what is buffered now, where a closed pipe can still be handled."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _die_of_sigpipe() -> None:
+    """End as git does when its reader has gone: quietly, by SIGPIPE (status 141)."""
+    try:  # the interpreter flushes stdout at exit: let that go nowhere instead of failing
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sigpipe = getattr(signal, "SIGPIPE", None)
+    if sigpipe is not None:
+        signal.signal(sigpipe, signal.SIG_DFL)
+        os.kill(os.getpid(), sigpipe)
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def main() -> None:
-    cli.main(prog_name=PROG_NAME)
+    code = cli.main(prog_name=PROG_NAME, standalone_mode=False)
+    if code == EXIT_BROKEN_PIPE:
+        _die_of_sigpipe()
+    sys.exit(code)
