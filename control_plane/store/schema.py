@@ -165,6 +165,9 @@ invocations = sa.Table(
     sa.Column("ended_at", sa.Float, nullable=True),
     sa.Column("steps", sa.JSON, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # When the node's result came after the server had ended the invocation (no report,
+    # delivery timed out): the result is stored, the final status is kept.
+    sa.Column("late_result_at", sa.Float, nullable=True),
     sa.Index("ix_invocations_node_id", "node_id"),
 )
 
