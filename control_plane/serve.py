@@ -14,6 +14,8 @@ import signal
 from collections.abc import Callable, Generator
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from agent import wire
 from control_plane.api.app import create_app
@@ -68,6 +70,21 @@ class CorralServer(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
+class ChannelProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websocket protocol, but a shutdown never fails on a closing channel.
+
+    At shutdown uvicorn sends 1012 on every open websocket.  A channel whose agent had just
+    sent its own close frame is already CLOSING; websockets then raises InvalidState from
+    ``send_close`` and uvicorn lets it end the whole server (exit 1 in the middle of a
+    restart: seen with 10,000 nodes connected).  Such a channel has nothing to announce."""
+
+    def shutdown(self) -> None:
+        try:
+            super().shutdown()
+        except InvalidState:
+            self.transport.close()
+
+
 # asyncio's TLS layer gives every connection a 256 KiB read buffer (Python 3.11's
 # SSLProtocol.max_size): measured, 325 KB of server memory per connected node.  TLS records
 # are at most 16 KiB, so 32 KiB loses nothing but memory; 10,000 idle nodes then fit.
@@ -96,6 +113,7 @@ def build_server(config: ServerConfig, listen: str | None = None) -> CorralServe
         # The control channel (/v1/agent/connect): a frame at most the wire's size; pings every
         # 20 s (channel_ping_seconds) find a half-open connection within 40 s; no compression
         # (its buffers cost ~64 KB per connection and the frames are small JSON).
+        ws=ChannelProtocol,
         ws_max_size=wire.MAX_FRAME_BYTES,
         ws_ping_interval=config.channel_ping_seconds,
         ws_ping_timeout=config.channel_ping_seconds,
