@@ -12,7 +12,7 @@ from control_plane.cli.context import Runtime, max_items_option, output_option, 
 from control_plane.cli.follow import Follower
 from control_plane.cli.node_results import echo_result
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
-from control_plane.cli.run import print_result
+from control_plane.cli.run import check_success, print_result, summary, without_output
 
 LIST_COLUMNS: list[Column] = [
     field("command_id"), field("document_name"), field("status"), field("status_details"),
@@ -87,10 +87,14 @@ def cancel(rt: Runtime, command_id: str, nodes: tuple[str, ...], output: str) ->
 @commands.command()
 @click.argument("command_id")
 @click.option("--no-output", is_flag=True, help="Status changes only, not what nodes printed.")
+@output_option
 @pass_runtime
-def watch(rt: Runtime, command_id: str, no_output: bool) -> None:
+def watch(rt: Runtime, command_id: str, no_output: bool, output: str) -> None:
     """Print status changes as they happen, and each node's output as it finishes, until
-    the command ends."""
+    the command ends; exit 1 unless it ended Success (as `corral run --wait`).
+
+    With --output json, print nothing until the command ends, then its view (as
+    `corral commands show --output json`)."""
 
     def changed(event: dict[str, Any]) -> None:
         who = event.get("node_id", "command")
@@ -101,12 +105,20 @@ def watch(rt: Runtime, command_id: str, no_output: bool) -> None:
         if not no_output:
             echo_result(inv)
 
+    path = f"/v1/commands/{quote(command_id, safe='')}"
     with rt.client() as api:
-        current = api.get(f"/v1/commands/{quote(command_id, safe='')}")
-        click.echo(f"{command_id}: {current['status']} ({current['status_details']})")
-        if current.get("completed_at"):
-            return
-        Follower(api, command_id, finished, on_event=changed).run()
+        result = api.get(path)
+        if not result.get("completed_at"):
+            if output == "json":
+                result = Follower(api, command_id, lambda _inv: None).run()
+            else:
+                click.echo(f"{command_id}: {result['status']} ({result['status_details']})")
+                result = Follower(api, command_id, finished, on_event=changed).run()
+    if output == "json":
+        emit_object(result if not no_output else without_output(result), output)
+    else:
+        click.echo(summary(result))
+    check_success(result)
 
 
 __all__ = ["commands", "emit_object"]

@@ -172,4 +172,9 @@ def deregister(rt: Runtime, node_id: str, output: str) -> None:
     """Deregister a node: its credentials stop working at once."""
     with rt.client() as api:
         node = api.post(_path(node_id, "deregister"))
-    emit_object(node, output, FIELDS)
+    if not isinstance(node, dict):
+        raise BadResponse(f"{api.url} answered the deregistration with {node!r}")
+    who = node.get("node_id") or node_id
+    name = f" ({node['name']})" if node.get("name") and node.get("name") != who else ""
+    text = f"deregistered {who}{name}: its credentials no longer work"
+    emit_message(text, {**node, "deregistered": True, "message": text}, output)

@@ -18,6 +18,21 @@ class CommandFailed(CliError):
     """The command ran but did not succeed everywhere (exit 1 after printing the results)."""
 
 
+def check_success(result: dict[str, Any]) -> None:
+    """The exit status of a followed command (``run --wait``, ``commands watch``): 0 for
+    Success; CommandFailed (exit 1) for any other end: Failed, TimedOut, Cancelled ..."""
+    if result["status"] != "Success":
+        raise CommandFailed(
+            f"command {result['command_id']} ended {result['status']} ({result['status_details']})"
+        )
+
+
+def follow_hint(rt: Runtime, command_id: str) -> str:
+    """The command line that follows ``command_id`` with the same profile."""
+    profile = f" --profile {rt.profile_name}" if rt.profile_name else ""
+    return f"corral{profile} commands watch {command_id}"
+
+
 def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
     """``name=value`` pairs; a name given several times becomes a list."""
     params: dict[str, Any] = {}
@@ -137,21 +152,28 @@ def run(
     with rt.client() as api:
         sent = api.post("/v1/commands", body)
         if not wait:
-            emit_object(
-                sent,
-                output,
-                ("command_id", "document_name", "document_version", "status", "target_count"),
-            )
+            _sent(rt, sent, output)
             return
         result = follow(api, sent["command_id"], output, show_output=not no_output)
     if output == "json":
         emit_object(result if not no_output else without_output(result), output)
     else:
         click.echo(summary(result))
-    if result["status"] != "Success":
-        raise CommandFailed(
-            f"command {result['command_id']} ended {result['status']} ({result['status_details']})"
-        )
+    check_success(result)
+
+
+def _sent(rt: Runtime, sent: dict[str, Any], output: str) -> None:
+    """What a send without --wait prints: the command's id, and how to follow it."""
+    if output == "json":
+        emit_object(sent, output)
+        return
+    count = sent.get("target_count")
+    nodes = f"{count} node{'' if count == 1 else 's'}" if isinstance(count, int) else "its nodes"
+    document = sent.get("document_name") or "the document"
+    if sent.get("document_version"):
+        document += f" (version {sent['document_version']})"
+    click.echo(f"command {sent['command_id']} sent: {document} on {nodes}")
+    click.echo(f"follow it with: {follow_hint(rt, sent['command_id'])}")
 
 
 def _split_document(spec: str) -> tuple[str, str | None]:

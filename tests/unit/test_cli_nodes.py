@@ -194,7 +194,21 @@ def test_deregister_posts_and_prints_the_node() -> None:
     assert result.exit_code == 0, result.output
     assert server.requests[0].method == "POST"
     assert server.requests[0].url.path == "/v1/nodes/mi-1/deregister"
-    assert json.loads(result.stdout)["status"] == "Deregistered"
+    shown = json.loads(result.stdout)
+    assert shown["status"] == "Deregistered" and shown["node_id"] == NODE["node_id"]
+    assert shown["deregistered"] is True
+    assert (
+        shown["message"]
+        == f"deregistered {NODE['node_id']} (web-1): its credentials no longer work"
+    )
+
+
+def test_deregister_says_what_it_did() -> None:
+    result = run(Server({**NODE, "status": "Deregistered"}), "nodes", "deregister", "mi-1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"deregistered {NODE['node_id']} (web-1): its credentials no longer work\n"
+    )
 
 
 def test_list_of_the_wrong_shape_is_a_bad_response() -> None:
