@@ -143,9 +143,7 @@ class OutputReader:
         return self._command and self._caller.operator.uses_node_tags
 
     def may_read(self, node_id: str, tags: dict[str, str] | None) -> bool:
-        return self._command and self._caller.allowed(
-            "commands:GetOutput", f"node/{node_id}", tags
-        )
+        return self._command and self._caller.allowed("commands:GetOutput", f"node/{node_id}", tags)
 
 
 def client_ip(request: Request) -> str:
@@ -228,7 +226,9 @@ class Allow:
     ``resource`` may name path parameters (``node/{node_id}``).  ``per_item`` leaves the
     whole check to the route, item by item: a list shows what the caller may see, a command
     is checked on each resolved target.  ``audit`` forces an audit entry for a read
-    (``audit_as`` renames the action in it).
+    (``audit_as`` renames the action in it).  An ``implicit`` action of the catalog
+    (``identity:WhoAmI``) is every valid token's: the caller is authenticated, rate limited
+    and audited, and no policy is evaluated.
     """
 
     def __init__(
@@ -249,6 +249,7 @@ class Allow:
         self.redact = redact
         self.audited = audit or not ACTIONS[action].read_only
         self.audit_as = audit_as or action
+        self.implicit = ACTIONS[action].implicit
         self._fields = [f for _, f, _, _ in string.Formatter().parse(resource) if f]
 
     async def __call__(self, request: Request, cp: CP) -> Caller:
@@ -267,7 +268,7 @@ class Allow:
         caller = Caller(cp, operator, context, ip, request_id)
         caller.request_summary = await _request_summary(request, self.redact)
         resource = self.resource.format(**{f: request.path_params.get(f, "") for f in self._fields})
-        if not self.per_item:
+        if not self.per_item and not self.implicit:
             tags = None
             if operator.uses_node_tags and resource.startswith("node/") and resource != "node/*":
                 tags = await cp.nodes.tags_of(resource.removeprefix("node/"))

@@ -56,6 +56,7 @@ def _whoami(caller: Caller) -> dict[str, Any]:
 async def whoami(
     caller: Annotated[Caller, allow("identity:WhoAmI", "*")],
 ) -> dict[str, Any]:
+    """Who the token is: any valid token may ask (``identity:WhoAmI`` is implicit)."""
     return _whoami(caller)
 
 
@@ -63,7 +64,8 @@ async def whoami(
 async def login(
     caller: Annotated[Caller, allow("identity:WhoAmI", "*", audit=True, audit_as="identity:Login")],
 ) -> dict[str, Any]:
-    """``corral login``: who the token is, and an audit entry that it logged in."""
+    """``corral login``: who the token is, and an audit entry that it logged in.  Any valid
+    token may log in, whatever its policies (``identity:WhoAmI`` is implicit)."""
     audit_context.name_resource(f"token/{caller.operator.token_id}")
     return _whoami(caller)
 
@@ -169,6 +171,19 @@ async def simulate(
     if body.resource.startswith("node/"):
         for key, value in (await cp.nodes.tags_of(body.resource[5:])).items():
             context[f"node:tag/{key}"] = value
+    if action.implicit:  # as the route does: every valid token has it, no policy is asked
+        return {
+            "token_id": target.token_id,
+            "action": action.name,
+            "resource": body.resource,
+            "allowed": True,
+            "decision": "implicit-allow",
+            "statement": None,
+            "sid": None,
+            "policy": None,
+            "explanation": f"every valid token may {action.name}, whatever its policies say "
+            "(asking who you are needs no permission)",
+        }
     decision = evaluate(target.policies, action.name, body.resource, context)
     return {
         "token_id": target.token_id,

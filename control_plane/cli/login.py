@@ -12,14 +12,16 @@ import click
 from control_plane.cli.context import Runtime, output_option, pass_runtime
 from control_plane.cli.errors import ApiError, CaHashMismatch, LoginRefused, one_line
 from control_plane.cli.output import emit_message
-from control_plane.cli.profiles import DEFAULT_PROFILE, PROFILE_NAME_RE
+from control_plane.cli.profiles import DEFAULT_PROFILE, PROFILE_NAME_RE, Profile
 
 CA_ROUTE = "/v1/agent/ca"
 LOGIN_ROUTE = "/v1/login"
 _CA_HASH_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-def _url_callback(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+def _url_callback(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
     parts = urlsplit(value.strip())
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise click.BadParameter(f"{value!r} is not a URL like https://corral.example:8443")
@@ -48,8 +50,15 @@ def _profile_callback(
 
 
 @click.command()
-@click.option("--url", required=True, callback=_url_callback, help="The server's URL.")
-@click.option("--token", required=True, help="An operator token (crl_...); '-' reads stdin.")
+@click.option(
+    "--url",
+    callback=_url_callback,
+    help="The server's URL (default: the profile's, when it exists).",
+)
+@click.option(
+    "--token",
+    help="An operator token (crl_...); '-' reads stdin (default: the profile's, same URL).",
+)
 @click.option(
     "--ca-hash",
     callback=_ca_hash_callback,
@@ -65,30 +74,43 @@ def _profile_callback(
     "--profile",
     "profile_name",
     callback=_profile_callback,
-    help=f"Profile to save (default: the global --profile, else '{DEFAULT_PROFILE}').",
+    help="Profile to save or switch to (default: the global --profile, else the current "
+    f"one when --url is not given, else '{DEFAULT_PROFILE}').",
 )
 @output_option
 @pass_runtime
 def login(
     rt: Runtime,
-    url: str,
-    token: str,
+    url: str | None,
+    token: str | None,
     ca_hash: str | None,
     ca_file: str | None,
     profile_name: str | None,
     output: str,
 ) -> None:
-    """Log in to a server: pin its CA, check the token, save and select a profile."""
-    if (ca_hash is None) == (ca_file is None):
-        raise click.UsageError("give exactly one of --ca-hash and --ca-file")
+    """Log in to a server: pin its CA, check the token, save and select a profile.
+
+    `corral login --profile NAME` alone checks that profile's saved token and switches to it.
+    Any valid token may log in, whatever its policies: asking who you are needs no right."""
+    if ca_hash is not None and ca_file is not None:
+        raise click.UsageError("give one of --ca-hash and --ca-file, not both")
     if token == "-":
         token = sys.stdin.readline().strip()
-    if not token:
+        if not token:
+            raise click.BadParameter("the token is empty", param_hint="'--token'")
+    elif token is not None and not token.strip():
         raise click.BadParameter("the token is empty", param_hint="'--token'")
-    name = profile_name or rt.profile_name or DEFAULT_PROFILE
+    config = rt.config_path
+
+    from control_plane.cli.profiles import load_config
+
+    saved = load_config(config)
+    name = profile_name or rt.profile_name
+    if name is None:
+        name = (url is None and saved.current_profile) or DEFAULT_PROFILE
     if not PROFILE_NAME_RE.match(name):
         raise click.BadParameter(f"{name!r} is not a valid profile name", param_hint="'--profile'")
-    config = rt.config_path
+    url, token, ca_file = _complete(name, saved.profiles.get(name), url, token, ca_hash, ca_file)
 
     ca_pem = _fetch_pinned_ca(rt, url, ca_hash) if ca_hash else None
     identity = _check_token(rt, url, token, ca_file=ca_file, ca_data=ca_pem)
@@ -107,6 +129,35 @@ def login(
         {"profile": name, "url": url, "ca_file": ca_file, "config_file": str(Path(path))},
         output,
     )
+
+
+def _complete(
+    name: str,
+    saved: Profile | None,
+    url: str | None,
+    token: str | None,
+    ca_hash: str | None,
+    ca_file: str | None,
+) -> tuple[str, str, str | None]:
+    """URL, token and CA file: what was given, the rest from the saved profile (its token
+    and CA only for the same URL: they belong to that server)."""
+    if url is None:
+        if saved is None:
+            raise click.UsageError(
+                f"there is no profile {name!r} yet: give --url, --token and --ca-hash (or "
+                "--ca-file)"
+            )
+        url = saved.url
+    same_server = saved is not None and saved.url == url
+    if token is None:
+        if not same_server or saved is None:
+            raise click.UsageError(f"give --token: profile {name!r} has none for {url}")
+        token = saved.token
+    if ca_hash is None and ca_file is None:
+        if not same_server or saved is None or saved.ca_file is None:
+            raise click.UsageError("give exactly one of --ca-hash and --ca-file")
+        ca_file = saved.ca_file
+    return url, token, ca_file
 
 
 def _fetch_pinned_ca(rt: Runtime, url: str, expected: str) -> str:

@@ -13,6 +13,10 @@ condition lists only its own nodes.
 
 ``read_only``: changes nothing (what the viewer role may do, unless ``sensitive``).
 ``sensitive``: answers with command output or secret values.
+``implicit``: every valid token may do it, whatever its policies say, as every AWS identity
+may call STS GetCallerIdentity: asking who you are (``corral whoami``, ``corral login``) needs
+no permission, so a token made for one job can still log in.  Its route authenticates, rate
+limits and audits the call; no policy is evaluated, so none can grant or deny it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class Action:
     resource_types: tuple[str, ...]
     read_only: bool = False
     sensitive: bool = False
+    implicit: bool = False
 
     @property
     def resource_type(self) -> str:
@@ -52,10 +57,11 @@ class Action:
 
 
 def _catalog(*entries: tuple[str, str, str]) -> dict[str, Action]:
-    """Rows of (name, resource types separated by ",", flags: "r" read-only, "s" sensitive)."""
+    """Rows of (name, resource types separated by ",", flags: "r" read-only, "s" sensitive,
+    "i" implicit)."""
     out: dict[str, Action] = {}
     for name, types, flags in entries:
-        out[name] = Action(name, tuple(types.split(",")), "r" in flags, "s" in flags)
+        out[name] = Action(name, tuple(types.split(",")), "r" in flags, "s" in flags, "i" in flags)
     return out
 
 
@@ -109,7 +115,7 @@ ACTIONS: Mapping[str, Action] = _catalog(
     ("parameters:Label", "parameter", ""),
     ("parameters:Unlabel", "parameter", ""),
     ("parameters:Delete", "parameter", ""),
-    ("identity:WhoAmI", "*", "r"),
+    ("identity:WhoAmI", "*", "ri"),
 )
 
 _BY_LOWER = {name.lower(): action for name, action in ACTIONS.items()}

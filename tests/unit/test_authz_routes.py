@@ -103,3 +103,17 @@ def test_websocket_routes_authenticate_the_node(server_dir: ServerDir) -> None:
     assert [s.path for s in sockets] == ["/v1/agent/connect"]
     for socket in sockets:
         assert _declarations(socket.dependant) == [deps.node_channel], socket.path
+
+
+def test_only_asking_who_you_are_is_every_tokens_right(server_dir: ServerDir) -> None:
+    """An implicit action skips policy evaluation: only identity:WhoAmI is one, and only the
+    routes that answer with the caller's own identity declare it."""
+    assert {name for name, action in ACTIONS.items() if action.implicit} == {"identity:WhoAmI"}
+    implicit = {
+        (method, route.path)
+        for route in _routes(server_dir)
+        for decl in _declarations(route.dependant)
+        if isinstance(decl, Allow) and decl.implicit
+        for method in route.methods
+    }
+    assert implicit == {("GET", "/v1/whoami"), ("POST", "/v1/login")}
