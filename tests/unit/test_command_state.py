@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from agent import wire
-from control_plane.services.command_state import CommandState
+from control_plane.services.command_state import (
+    DETAIL_NO_REPORT,
+    DETAIL_NODE_DEREGISTERED,
+    OFFLINE,
+    ONLINE,
+    CommandState,
+)
 from control_plane.services.rate import concurrency_limit, error_threshold
 
 
@@ -20,11 +26,8 @@ def make(targets: int, concurrency: str = "50", errors: str = "0") -> CommandSta
     return state
 
 
-def send(state: CommandState) -> list[str]:
-    nodes = state.next_to_send()
-    for n in nodes:
-        state.mark_sent(n, delayed=False)
-    return nodes
+def send(state: CommandState, offline: frozenset[str] = frozenset()) -> list[str]:
+    return state.next_to_send(lambda n: OFFLINE if n in offline else ONLINE).nodes
 
 
 def test_ramp_up_one_then_two_more_per_acknowledgement() -> None:
@@ -113,3 +116,98 @@ def test_cancel_stops_pending_nodes() -> None:
     state.cancelled = True
     changes = state.stop_pending()
     assert len(changes) == 3 and all(c.details == wire.ST_CANCELLED for c in changes)
+
+
+def test_an_offline_first_target_does_not_stall_the_ramp() -> None:
+    state = make(6, concurrency="3")
+    sent = state.next_to_send(lambda n: OFFLINE if n == "n000" else ONLINE)
+    # n000 goes out Delayed (it holds a slot), and the ramp starts on the next node.
+    assert sent.nodes == ["n000", "n001"]
+    assert state.statuses["n000"] == (wire.ST_DELAYED, wire.ST_DELAYED)
+    assert state.statuses["n001"] == (wire.ST_IN_PROGRESS, wire.ST_IN_PROGRESS)
+    assert send(state) == []  # n001 has not acknowledged: the ramp waits for it
+    state.agent_update("n001", wire.ST_IN_PROGRESS, "")
+    assert send(state) == ["n002"]  # within MaxConcurrency 3: n000, n001, n002
+    state.agent_update("n002", wire.ST_IN_PROGRESS, "")
+    state.agent_update("n001", wire.ST_SUCCESS, "")
+    assert send(state) == ["n003"]
+    # The delivery deadline ends n000 with what never started, without counting an error.
+    changes = state.delivery_timed_out()
+    assert {c.node_id for c in changes} == {"n000", "n003", "n004", "n005"}
+    assert state.errors == 0 and state.running == {"n002"}
+
+
+def test_offline_targets_fill_concurrency_but_not_the_ramp() -> None:
+    state = make(5, concurrency="3")
+    offline = frozenset({"n000", "n001", "n002", "n003"})
+    assert send(state, offline) == ["n000", "n001", "n002"]  # the cap, though none is live
+    assert send(state, offline) == []
+
+
+def test_an_unreachable_node_is_undeliverable_and_takes_no_ramp_slot() -> None:
+    state = make(3, concurrency="3")
+    sent = state.next_to_send(lambda n: DETAIL_NODE_DEREGISTERED if n == "n000" else ONLINE)
+    assert sent.nodes == ["n001"]
+    assert state.statuses["n000"] == (wire.ST_UNDELIVERABLE, DETAIL_NODE_DEREGISTERED)
+    assert state.errors == 0
+
+
+def test_max_errors_counts_finished_invocations_only() -> None:
+    state = make(4, concurrency="4", errors="1")
+    a = send(state)[0]
+    state.agent_update(a, wire.ST_IN_PROGRESS, "")
+    b, c = send(state)
+    state.agent_update(b, wire.ST_IN_PROGRESS, "")
+    state.agent_update(c, wire.ST_IN_PROGRESS, "")
+    assert state.errors == 0  # running, whatever they will become
+    state.agent_update(a, wire.ST_FAILED, "Failed")
+    assert state.errors == 1 and not state.stopped
+    state.no_report(b)  # the server's "no report from node" is an execution timeout
+    assert state.errors == 2 and state.stopped
+    assert send(state) == []
+    state.agent_update(c, wire.ST_SUCCESS, "")
+    state.stop_pending()
+    assert state.done and state.overall() == (wire.ST_FAILED, wire.ST_FAILED)
+
+
+def test_deregistered_node_ends_undeliverable_or_cancelled_with_the_reason() -> None:
+    state = make(3, concurrency="3")
+    a = send(state)[0]
+    state.agent_update(a, wire.ST_IN_PROGRESS, "")
+    b = send(state)[0]  # sent, never acknowledged
+    gone = [state.node_gone(n) for n in (a, b, "n002")]
+    assert [(c.status, c.details) for c in gone if c] == [
+        (wire.ST_CANCELLED, DETAIL_NODE_DEREGISTERED),
+        (wire.ST_UNDELIVERABLE, DETAIL_NODE_DEREGISTERED),
+        (wire.ST_UNDELIVERABLE, DETAIL_NODE_DEREGISTERED),
+    ]
+    assert state.done and state.errors == 0 and not state.pending
+    assert state.node_gone(a) is None  # already final
+    assert state.overall() == (wire.ST_FAILED, "Incomplete")
+
+
+def test_undeliverable_does_not_keep_a_command_from_success() -> None:
+    state = make(3, concurrency="3")
+    state.node_gone("n002")
+    while sent := send(state):
+        for n in sent:
+            state.agent_update(n, wire.ST_SUCCESS, "")
+    assert state.done and state.overall() == (wire.ST_SUCCESS, wire.ST_SUCCESS)
+    nowhere = make(2)
+    nowhere.node_gone("n000")
+    nowhere.node_gone("n001")
+    assert nowhere.overall() == (wire.ST_FAILED, wire.ST_UNDELIVERABLE)
+
+
+def test_no_report_and_expiry_end_a_silent_started_invocation_as_timed_out() -> None:
+    state = make(2, concurrency="2")
+    a = send(state)[0]
+    state.agent_update(a, wire.ST_IN_PROGRESS, "")
+    assert state.no_report("n001") is None  # not started: delivery timeouts deal with it
+    changes = state.expire()
+    assert {(c.node_id, c.status, c.details) for c in changes} == {
+        (a, wire.ST_TIMED_OUT, DETAIL_NO_REPORT),
+        ("n001", wire.ST_TIMED_OUT, wire.DETAIL_DELIVERY_TIMED_OUT),
+    }
+    assert state.errors == 1 and state.delivery_timeouts == 1
+    assert state.overall() == (wire.ST_TIMED_OUT, wire.DETAIL_EXECUTION_TIMED_OUT)
