@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from agent import wire
 from control_plane.services.clock import rfc3339
+from control_plane.services.command_state import is_delivery_timeout, is_error
 
 OUTPUT_FIELDS = ("stdout", "stderr")
 
@@ -82,13 +83,10 @@ def command_view(
             1 for i in invocations if i["status"] in wire.TERMINAL_STATUSES
         )
         view["error_count"] = sum(
-            1
-            for i in invocations
-            if i["status"] == wire.ST_FAILED
-            or i["status_details"] == wire.DETAIL_EXECUTION_TIMED_OUT
+            1 for i in invocations if is_error(i["status"], i["status_details"])
         )
         view["delivery_timed_out_count"] = sum(
-            1 for i in invocations if i["status_details"] == wire.DETAIL_DELIVERY_TIMED_OUT
+            1 for i in invocations if is_delivery_timeout(i["status"], i["status_details"])
         )
         view["invocations"] = [invocation_view(i, i["node_id"] in readable) for i in invocations]
     return view
@@ -111,4 +109,16 @@ def invocation_view(inv: dict[str, Any], output: bool) -> dict[str, Any]:
         "ended_at": rfc3339(inv["ended_at"]),
         "steps": steps,
         "output_omitted": omitted_reason(inv["node_id"]) if hidden else None,
+        "late_result_at": rfc3339(inv.get("late_result_at")),
+        "note": late_note(inv),
     }
+
+
+def late_note(inv: dict[str, Any]) -> str | None:
+    """What an operator must know about a result that came after its invocation ended."""
+    if inv.get("late_result_at") is None:
+        return None
+    return (
+        f"the node's result arrived after the invocation had ended {inv['status']} "
+        f"({inv['status_details']}); it is shown, the status is kept"
+    )

@@ -56,6 +56,9 @@ class NodeService:
         # Tags for authorization, kept TAGS_CACHE_SECONDS; tagging through this server drops
         # the node's entry at once (a replica's change is seen within the TTL).
         self._tags: dict[str, tuple[float, dict[str, str]]] = {}
+        # Told once a deregistration has committed (the hub wires the dispatcher in, which
+        # ends the node's invocations).
+        self.on_deregistered: Callable[[str], None] | None = None
         channel.register_handler(wire.MSG_HEARTBEAT, self._on_heartbeat)
         channel.register_handler(wire.MSG_PONG, self._on_pong)
 
@@ -183,6 +186,8 @@ class NodeService:
                 await messages.drop_for_node(conn, node_id)
             view = await self.get(node_id, conn)
         self._presence.deregister(node_id, generation)
+        if self.on_deregistered is not None:
+            self.on_deregistered(node_id)
         log.info("node deregistered", extra={"node_id": node_id})
         return view
 
