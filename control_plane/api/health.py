@@ -29,4 +29,11 @@ async def readyz(cp: CP) -> dict[str, Any] | JSONResponse:
         await cp.db.ping()
     except Exception as exc:  # any database failure means "not ready", never a 500
         return error_response(503, "not_ready", f"database unavailable: {type(exc).__name__}")
+    failing = cp.supervisor.failing()
+    if failing:
+        # Names and counts only (the errors are in the server's log): this route is public.
+        names = ", ".join(f"{f['loop']} ({f['why']})" for f in failing)
+        message = f"background loops failing: {names}"
+        body = {"error": {"code": "not_ready", "message": message}, "loops": failing}
+        return JSONResponse(body, status_code=503)
     return {"status": "ready"}

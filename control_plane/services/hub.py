@@ -2,7 +2,9 @@
 
 ``start()`` loads the in-memory presence and active commands from the database;
 ``run_background()`` owns the periodic work (the dispatcher, webhook deliveries, flushing
-last-seen times, pruning processed message ids) until cancelled;
+last-seen times, pruning processed message ids) until cancelled, each loop supervised
+(``services/supervise.py``: a failure is logged, counted and retried, and ``/readyz``
+names a loop that keeps failing);
 ``stop()`` wakes held polls, flushes, and closes the database.
 """
 
@@ -36,6 +38,7 @@ from control_plane.services.parameters import ParameterService
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
+from control_plane.services.supervise import Passed, Supervisor
 from control_plane.services.webhooks import WebhookService
 from control_plane.store import messages
 from control_plane.store import nodes as node_store
@@ -45,6 +48,7 @@ log = logging.getLogger("corral.server")
 
 FLUSH_INTERVAL = 10.0
 PROCESSED_RETENTION = 7 * 24 * 3600.0
+DISPATCH_STALE_AFTER = 60.0  # the dispatcher passes every second; a minute without is stuck
 
 
 class ControlPlane:
@@ -67,6 +71,7 @@ class ControlPlane:
         self.events = EventBus()
         self.blobs = BlobStore(config.data_dir / "blobs")
         self.dispatcher = Dispatcher(self.db, self.presence, self.events, clock)
+        self.nodes.on_deregistered = self.dispatcher.node_deregistered
         self.channel.register_expander(wire.MSG_RUN_COMMAND, self.dispatcher.expand)
         self.parameters = ParameterService(self.db, clock, self.events, self.keyring)
         self.commands = CommandService(
@@ -77,6 +82,8 @@ class ControlPlane:
         self.webhooks = WebhookService(self.db, self.events, clock, self.operators)
         self.node_events = NodeEventService(self.db, self.channel, self.events, clock)
         self.audit = AuditService(self.db, clock, config.data_dir)
+        self.dispatcher.audit = self.audit  # late results are audited
+        self.supervisor = Supervisor()
         self._keyring: KeyRing | None = None
         self._keyring_seen: float | None = None
         self.rate_limits = RateLimits(
@@ -99,14 +106,24 @@ class ControlPlane:
         log.info("control plane started", extra={"nodes": len(generations)})
 
     async def run_background(self) -> None:
-        """Every periodic task of the server, owned by one task group."""
+        """Every periodic task of the server, owned by one task group, each supervised: a
+        loop that fails starts again after a backoff and never ends the group."""
+        run = self.supervisor.run
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._housekeeping(), name="housekeeping")
-            tg.create_task(self.channel.run(), name="channel-writer")
-            tg.create_task(self.dispatcher.run(), name="dispatcher")
-            tg.create_task(self.webhooks.run(), name="webhooks")
-            tg.create_task(self._audit_upkeep(), name="audit")
-            tg.create_task(self.parameters.run_policies(), name="parameter-policies")
+            tg.create_task(run("housekeeping", self._housekeeping), name="housekeeping")
+            tg.create_task(
+                run("channel-writer", lambda _passed: self.channel.run()), name="channel-writer"
+            )
+            tg.create_task(
+                run("dispatcher", self.dispatcher.run, stale_after=DISPATCH_STALE_AFTER),
+                name="dispatcher",
+            )
+            tg.create_task(run("webhooks", self.webhooks.run), name="webhooks")
+            tg.create_task(run("audit", self._audit_upkeep), name="audit")
+            tg.create_task(
+                run("parameter-policies", lambda _passed: self.parameters.run_policies()),
+                name="parameter-policies",
+            )
 
     def keyring(self) -> KeyRing:
         """The SecureString key ring, read on first use (a server without SecureStrings needs
@@ -127,9 +144,10 @@ class ControlPlane:
         except OSError:
             return None
 
-    async def _audit_upkeep(self) -> None:
+    async def _audit_upkeep(self, passed: Passed) -> None:
         """Sign the chain's head every interval (CloudTrail's hourly digest) and prune entries
-        past the retention behind a signed checkpoint."""
+        past the retention behind a signed checkpoint (a database error: the supervisor
+        counts it and runs this again)."""
         while True:
             await asyncio.sleep(self.config.audit_sign_interval_seconds)
             try:
@@ -137,22 +155,19 @@ class ControlPlane:
                 pruned = await self.audit.prune(self.config.audit_retention_seconds)
                 if pruned:
                     log.info("audit entries past retention pruned", extra={"count": pruned})
-            except SQLAlchemyError as exc:
-                log.warning("audit upkeep failed; will retry", extra={"error": str(exc)[:200]})
-            except CorralError as exc:
+            except CorralError as exc:  # a chain that does not verify is not pruned
                 log.error("audit upkeep refused", extra={"error": exc.message})
+            passed()
 
-    async def _housekeeping(self) -> None:
+    async def _housekeeping(self, passed: Passed) -> None:
+        """Flush last-seen times and prune processed message ids; a busy or unavailable
+        database fails the pass (presence stays in memory), and the supervisor retries."""
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            try:
-                await self.flush()
-                async with self.db.transaction() as conn:
-                    await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
-            except SQLAlchemyError as exc:
-                # A busy or briefly unavailable database: presence stays in memory and the
-                # next tick writes it.  Anything else is a bug and stops the server loudly.
-                log.warning("periodic flush failed; will retry", extra={"error": str(exc)[:200]})
+            await self.flush()
+            async with self.db.transaction() as conn:
+                await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
+            passed()
 
     async def flush(self) -> None:
         dirty = self.presence.take_dirty()

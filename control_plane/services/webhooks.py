@@ -20,6 +20,7 @@ import re
 import secrets
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -135,11 +136,13 @@ class WebhookService:
                 raise NotFound(f"webhook {webhook_id} not found")
         self._events.invalidate_hooks()
 
-    async def run(self) -> None:
-        """Deliver due events until cancelled."""
+    async def run(self, passed: Callable[[], None] = lambda: None) -> None:
+        """Deliver due events until cancelled; ``passed()`` after each round (a database
+        error ends the loop: its supervisor starts it again)."""
         async with httpx.AsyncClient(timeout=10.0, verify=self._verify, trust_env=True) as client:
             while True:
                 delivered_any = await self.deliver_due(client)
+                passed()
                 if not delivered_any:
                     await asyncio.sleep(POLL_SECONDS)
 
