@@ -23,6 +23,7 @@ from control_plane.security import secrets as codes
 from control_plane.security.ca import CertificateAuthority
 from control_plane.security.node_tokens import NodeClaims, NodeTokenSigner
 from control_plane.services.clock import Clock, rfc3339
+from control_plane.services.node_names import default_name
 from control_plane.services.presence import Presence
 from control_plane.services.validation import check_text
 from control_plane.store import activations, nodes
@@ -92,7 +93,7 @@ class RegistrationService:
                 )
             row: dict[str, Any] = {
                 "id": node_id,
-                "name": name or activation["name"] or hostname or node_id,
+                "name": name or await default_name(conn, activation["name"] or hostname or node_id),
                 "activation_id": activation_id,
                 "public_key": public_key,
                 "credential_expires_at": not_after.timestamp(),
