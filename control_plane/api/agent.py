@@ -15,6 +15,7 @@ from control_plane.api.deps import CP, NodeDep
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.services import audit_context
 from control_plane.services.audit import AuditEvent
+from control_plane.services.channel import acked
 
 router = APIRouter(tags=["agent"])
 
@@ -54,8 +55,11 @@ class PollBody(BaseModel):
 
 
 class MessagesBody(BaseModel):
+    """Only the envelope is checked here: each element is checked (and rejected alone) by
+    the channel."""
+
     model_config = ConfigDict(extra="forbid")
-    messages: list[dict[str, Any]] = Field(max_length=wire.MAX_MESSAGES_PER_BATCH)
+    messages: list[Any] = Field(max_length=wire.MAX_MESSAGES_PER_BATCH)
 
 
 class PemResponse(Response):
@@ -96,11 +100,12 @@ async def register(body: RegisterBody, request: Request, cp: CP) -> dict[str, An
     )
     audit_context.expect(event)
     try:
-        return await cp.registration.register(**body.model_dump())
+        registered = await cp.registration.register(**body.model_dump())
     except Forbidden as exc:
         audit_context.discard()  # the denial replaces the expected entry
         await cp.audit.record_standalone(replace(event, outcome="denied", error=exc.message))
         raise
+    return {**registered, wire.KEY_MAX_REQUEST_BYTES: cp.config.max_request_bytes}
 
 
 @router.post(wire.ROUTE_CHALLENGE, dependencies=[public("a nonce for the node's proof")])
@@ -111,11 +116,12 @@ async def challenge(body: ChallengeBody, cp: CP) -> dict[str, Any]:
 @router.post(wire.ROUTE_TOKEN, dependencies=[public("proves possession of the node's key")])
 async def token(body: TokenBody, request: Request, cp: CP) -> dict[str, Any]:
     try:
-        return await cp.registration.issue_token(**body.model_dump())
+        issued = await cp.registration.issue_token(**body.model_dump())
     except Unauthorized as exc:  # a forged or replayed proof, or a deregistered node
         event = _event(request, "agent:Authenticate", f"node/{body.node_id}")
         await cp.audit.record_standalone(replace(event, outcome="denied", error=exc.message))
         raise
+    return {**issued, wire.KEY_MAX_REQUEST_BYTES: cp.config.max_request_bytes}
 
 
 @router.post(wire.ROUTE_RENEW)
@@ -127,12 +133,15 @@ async def renew(body: RenewBody, cp: CP, node: NodeDep) -> dict[str, Any]:
 async def poll(body: PollBody, cp: CP, node: NodeDep) -> dict[str, Any]:
     wait = min(max(float(body.wait_seconds), 0.0), cp.config.poll_hold_seconds)
     messages = await cp.channel.poll(node.node_id, list(body.acks), wait)
-    return {"messages": messages}
+    return {"messages": messages, wire.KEY_MAX_REQUEST_BYTES: cp.config.max_request_bytes}
 
 
 @router.post(wire.ROUTE_MESSAGES)
 async def messages(body: MessagesBody, cp: CP, node: NodeDep) -> dict[str, Any]:
-    return {"acked": await cp.channel.receive(node.node_id, body.messages)}
+    """One result per message (accepted, duplicate, rejected with a reason), answered once
+    what was stored has committed; ``acked`` for agents that read only that."""
+    results = await cp.channel.receive(node.node_id, body.messages)
+    return {wire.KEY_ACKED: acked(results), wire.KEY_RESULTS: results}
 
 
 @router.put(wire.ROUTE_OUTPUT + "/{command_id}/{step_index}/{stream}")

@@ -74,6 +74,7 @@ async def connect(
         clock=cp.clock,
         send=send,
         close=close,
+        max_request_bytes=cp.config.max_request_bytes,
     )
     await link.run(_frames(websocket, link))
 

@@ -9,7 +9,8 @@ JSON text frame) and ``close`` (a close code and reason).  The protocol is docs/
   in the inbox until the agent's ``ack`` frame names it, so a cut connection loses nothing:
   whatever was unacknowledged is delivered again on the next channel (or poll);
 * agent -> server: ``messages`` (as ``POST /v1/agent/messages``), answered ``acked`` with the
-  ids stored, or ``error`` when the frame is refused; ``ack``; ``token`` (a renewed access
+  ids stored and a result per message (accepted, duplicate, rejected with a reason), or
+  ``error`` when the frame as a whole is refused; ``ack``; ``token`` (a renewed access
   token: the channel closes with 4401 when the one it holds expires).
 * signing in on the channel: a node that opened it without a token (its id in the upgrade's
   header) is sent ``challenge`` first and must answer ``auth`` within wire.AUTH_SECONDS; its
@@ -42,7 +43,7 @@ from control_plane.errors import (
     Unauthorized,
 )
 from control_plane.security.node_tokens import NodeClaims
-from control_plane.services.channel import MAX_DELIVERY_BATCH, AgentChannel
+from control_plane.services.channel import MAX_DELIVERY_BATCH, AgentChannel, acked
 from control_plane.services.clock import Clock
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
@@ -76,9 +77,12 @@ class AgentLink:
         send: Send,
         close: Close,
         denied: Denied | None = None,
+        max_request_bytes: int = wire.MAX_REQUEST_BYTES,
     ) -> None:
         """``claims``: those of the token the upgrade carried, or the id of a node that is to
-        sign in on the channel."""
+        sign in on the channel.  ``max_request_bytes``: the server's request limit, told in
+        ``hello`` (capped by what a frame may hold)."""
+        self._max_request_bytes = min(max_request_bytes, wire.MAX_REQUEST_BYTES)
         self._signed_in = isinstance(claims, NodeClaims)
         self.node_id = claims.node_id if isinstance(claims, NodeClaims) else claims
         self._token_expires = claims.expires_at if isinstance(claims, NodeClaims) else 0.0
@@ -115,6 +119,7 @@ class AgentLink:
                     "node_id": self.node_id,
                     "max_frame_bytes": wire.MAX_FRAME_BYTES,
                     "max_messages_per_batch": wire.MAX_MESSAGES_PER_BATCH,
+                    wire.KEY_MAX_REQUEST_BYTES: self._max_request_bytes,
                 }
             )
             reader = asyncio.create_task(self._read(frames), name=f"link-read-{self.node_id}")
@@ -231,9 +236,10 @@ class AgentLink:
                 limit = min(room, MAX_DELIVERY_BATCH)
                 fresh = self._presence.take_fresh(self.node_id, limit)
                 if fresh:  # pushed as they were queued: no need to read the inbox
-                    batch = await self._channel.expand(
-                        [m for m in fresh if m["id"] not in self._in_flight]
-                    )
+                    unsent = [m for m in fresh if m["id"] not in self._in_flight]
+                    if not unsent:  # all sent already (read from the inbox): look again
+                        continue
+                    batch = await self._channel.expand(unsent)
                 else:
                     batch = await self._channel.next_batch(
                         self.node_id, frozenset(self._in_flight), limit
@@ -321,9 +327,7 @@ class AgentLink:
                 raise InvalidRequest(
                     f"messages must be a list of at most {wire.MAX_MESSAGES_PER_BATCH}"
                 )
-            if not all(isinstance(m, dict) for m in messages):
-                raise InvalidRequest("every message must be an object")
-            acked = await self._channel.receive(self.node_id, messages)
+            results = await self._channel.receive(self.node_id, messages)
         except CorralError as exc:
             await self._frame(
                 {
@@ -333,7 +337,9 @@ class AgentLink:
                 }
             )
             return
-        await self._frame({"type": wire.FRAME_ACKED, "req": req, "ids": acked})
+        await self._frame(
+            {"type": wire.FRAME_ACKED, "req": req, "ids": acked(results), "results": results}
+        )
 
     async def _on_renew(self, _frame: dict[str, Any]) -> None:
         await self._send_challenge()

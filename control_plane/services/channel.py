@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NodeDeregistered
-from control_plane.services.channel_writer import AfterCommit, BatchHandler, ChannelWriter
+from control_plane.services.channel_writer import (
+    AfterCommit,
+    BatchHandler,
+    ChannelWriter,
+    MessageResult,
+    Rejection,
+    rejected,
+    rejection_for,
+)
 from control_plane.services.clock import Clock
 from control_plane.services.presence import Presence
 from control_plane.store import messages as store
@@ -31,7 +40,7 @@ log = logging.getLogger("corral.channel")
 # callback to run once that transaction has committed (e.g. wake a waiting ping).  A batch
 # handler gets every message of its type in a group commit at once (the hot types).
 Handler = Callable[[AsyncConnection, str, Message], Awaitable[AfterCommit | None]]
-# Checks a message before it is stored: an InvalidRequest refuses the agent's whole request.
+# Checks a message before it is stored: an InvalidRequest rejects that message alone.
 Validator = Callable[[Message], None]
 
 # An expander turns a compact inbox body into what the agent receives (e.g. a run_command
@@ -148,32 +157,73 @@ class AgentChannel:
         if ids:
             await self._writer.acknowledge(node_id, ids)
 
-    async def receive(self, node_id: str, batch: list[dict[str, Any]]) -> list[str]:
-        """Store a batch of agent messages; returns the ids now safely stored (acks)."""
-        messages = [_check_message(raw) for raw in batch]
-        for message in messages:
-            validator = self._validators.get(message["type"])
-            if validator is not None:
-                validator(message)
+    async def receive(self, node_id: str, batch: list[Any]) -> list[MessageResult]:
+        """Store a batch of agent messages; one result per element, in batch order, once what
+        is stored has committed.  A malformed element, one of an unknown type, or one a
+        validator refuses is rejected alone (a result among them also fails its
+        invocation); the rest is stored."""
+        results: dict[int, MessageResult] = {}
+        messages: list[Message] = []
+        indexes: list[int] = []
+        rejections: list[Rejection] = []
+        for index, raw in enumerate(batch):
+            try:
+                message = _check_message(raw)
+                validator = self._validators.get(message["type"])
+                if validator is not None:
+                    validator(message)
+            except InvalidRequest as exc:
+                msg_id = raw.get("id") if isinstance(raw, dict) else None
+                usable = msg_id if isinstance(msg_id, str) and _usable_id(msg_id) else None
+                results[index] = rejected(index, usable, exc.message)
+                if isinstance(raw, dict):
+                    rejection = rejection_for(raw.get("type"), raw.get("body"), exc.message)
+                    if rejection is not None:
+                        rejections.append(rejection)
+                log.warning(
+                    "agent message rejected",
+                    extra={"node_id": node_id, "message_id": usable, "why": exc.message[:300]},
+                )
+                continue
+            messages.append(message)
+            indexes.append(index)
         self._presence.seen(node_id, self._clock())
-        if not messages:
-            return []
-        return await self._writer.store(node_id, messages)
+        if messages or rejections:
+            stored = await self._writer.store(node_id, messages, indexes, rejections)
+            results.update((result["index"], result) for result in stored)
+        return [results[index] for index in range(len(batch))]
 
 
-def _check_message(raw: dict[str, Any]) -> Message:
+def acked(results: list[MessageResult]) -> list[str]:
+    """The ids the agent may forget: stored now or before (``acked`` on the wire)."""
+    return [
+        r["id"]
+        for r in results
+        if r["id"] is not None and r["status"] in (wire.RESULT_ACCEPTED, wire.RESULT_DUPLICATE)
+    ]
+
+
+def _usable_id(msg_id: str) -> bool:
+    return wire.MESSAGE_ID_RE.match(msg_id) is not None
+
+
+def _check_message(raw: object) -> Message:
+    if not isinstance(raw, dict):
+        raise InvalidRequest("a message must be a JSON object")
     msg_id, msg_type, body, created = (
         raw.get("id"),
         raw.get("type"),
         raw.get("body"),
         raw.get("created_at"),
     )
-    if not isinstance(msg_id, str) or not wire.MESSAGE_ID_RE.match(msg_id):
+    if not isinstance(msg_id, str) or not _usable_id(msg_id):
         raise InvalidRequest("message id must be 8-64 characters of [A-Za-z0-9_-]")
     if msg_type not in wire.AGENT_TO_SERVER_TYPES:
-        raise InvalidRequest(f"unknown message type {msg_type!r}")
+        raise InvalidRequest(f"unknown message type {str(msg_type)[:64]!r}")
     if not isinstance(body, dict):
         raise InvalidRequest(f"message {msg_id}: body must be an object")
     if isinstance(created, bool) or not isinstance(created, int | float):
         raise InvalidRequest(f"message {msg_id}: created_at must be a number")
+    if not math.isfinite(created):
+        raise InvalidRequest(f"message {msg_id}: created_at must be a finite number")
     return Message(id=msg_id, type=str(msg_type), body=body, created_at=float(created))

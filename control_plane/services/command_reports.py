@@ -5,6 +5,10 @@ A report about an invocation that is not the node's, or that is already final, i
 repeated one and changes nothing.  Several reports of one invocation in one group (InProgress
 then Success) apply in order.  Once committed, each is handed to the dispatcher, which moves
 the fan-out on (the next nodes, the command's status, events).
+
+A result the channel rejected (services/channel_writer.py) arrives here as a Failed update
+made by the server (id REJECTION_ID), its details "result rejected: <reason>": it ends the
+invocation as any final report does, unless the invocation is final already.
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest
-from control_plane.services.channel_writer import AfterCommit
+from control_plane.services.channel_writer import (
+    MAX_REJECTED_DETAILS_CHARS,
+    REJECTION_ID,
+    AfterCommit,
+)
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.dispatcher import Dispatcher
 from control_plane.store import commands as store
@@ -51,7 +59,8 @@ class UpdateStore:
             if status_now is None or status_now in wire.TERMINAL_STATUSES:
                 continue  # not the node's, or already final: a late or repeated report
             values = changes.setdefault(key, {})
-            values.update(_columns(body, now))
+            details_chars = MAX_REJECTED_DETAILS_CHARS if msg["id"] == REJECTION_ID else 32
+            values.update(_columns(body, now, details_chars))
             reported.append((key[0], node_id, values["status"], values["status_details"]))
         await store.update_invocations_at(conn, changes)
 
@@ -62,11 +71,11 @@ class UpdateStore:
         return after if reported else None
 
 
-def _columns(body: dict[str, Any], now: float) -> dict[str, Any]:
+def _columns(body: dict[str, Any], now: float, details_chars: int) -> dict[str, Any]:
     status = str(body["status"])
     values: dict[str, Any] = {
         "status": status,
-        "status_details": str(body.get("status_details") or status)[:32],
+        "status_details": str(body.get("status_details") or status)[:details_chars],
         "updated_at": now,
     }
     for key in ("response_code", "started_at", "ended_at"):

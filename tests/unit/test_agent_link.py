@@ -74,6 +74,7 @@ def open_link(
     peer: Peer,
     claims: NodeClaims | str | None = None,
     denied: Callable[[str], Awaitable[None]] | None = None,
+    max_request_bytes: int = wire.MAX_REQUEST_BYTES,
 ) -> asyncio.Task[None]:
     """A channel opened with ``claims`` (default: the node's token), or, given the node's id,
     one where the node is to sign in."""
@@ -88,6 +89,7 @@ def open_link(
         clock=cp.clock,
         send=peer.send,
         close=peer.close,
+        max_request_bytes=max_request_bytes,
     )
     return asyncio.create_task(link.run(peer.frames()))
 
@@ -145,22 +147,63 @@ def test_the_agents_messages_are_stored_and_answered(run_api: RunApi) -> None:
         node = await api.new_node()
         peer = Peer()
         task = open_link(api, node, peer)
+        hello = await peer.expect(wire.FRAME_HELLO)
+        assert hello[wire.KEY_MAX_REQUEST_BYTES] == api.cp.config.max_request_bytes
         beat = dict(wire.make_message(wire.MSG_HEARTBEAT, {"hostname": "web-9"}))
         peer.frame({"type": wire.FRAME_MESSAGES, "req": "r1", "messages": [beat]})
         acked = await peer.expect(wire.FRAME_ACKED)
-        assert acked == {"type": wire.FRAME_ACKED, "req": "r1", "ids": [beat["id"]]}
+        assert acked == {
+            "type": wire.FRAME_ACKED,
+            "req": "r1",
+            "ids": [beat["id"]],
+            "results": [{"index": 0, "id": beat["id"], "status": wire.RESULT_ACCEPTED}],
+        }
         assert (await api.node(node.node_id))["hostname"] == "web-9"
-        # A refused batch is answered, and the channel stays open.
+        # A bad message is rejected alone, beside the others' answers; the same message
+        # again is a duplicate (stored once).
         bad = {"id": "x", "type": "heartbeat", "body": {}, "created_at": 1}
-        peer.frame({"type": wire.FRAME_MESSAGES, "req": "r2", "messages": [bad]})
-        error = await peer.expect(wire.FRAME_ERROR)
-        assert error["req"] == "r2" and error["error"]["status"] == 400
-        assert "message id" in error["error"]["message"]
+        odd = {**beat, "id": "0123456789abcdef", "type": "inventory"}
+        peer.frame({"type": wire.FRAME_MESSAGES, "req": "r2", "messages": [bad, beat, odd]})
+        answer = await peer.expect(wire.FRAME_ACKED)
+        assert answer["req"] == "r2" and answer["ids"] == [beat["id"]]
+        results = answer["results"]
+        assert [(r["index"], r["id"], r["status"]) for r in results] == [
+            (0, None, wire.RESULT_REJECTED),
+            (1, beat["id"], wire.RESULT_DUPLICATE),
+            (2, odd["id"], wire.RESULT_REJECTED),
+        ]
+        assert "message id" in results[0]["reason"]
+        assert "unknown message type 'inventory'" in results[2]["reason"]
+        # A frame that is not a batch is refused as a whole, and the channel stays open.
         peer.frame({"type": wire.FRAME_MESSAGES, "req": "r3", "messages": "nope"})
-        assert (await peer.expect(wire.FRAME_ERROR))["req"] == "r3"
+        error = await peer.expect(wire.FRAME_ERROR)
+        assert error["req"] == "r3" and error["error"]["status"] == 400
+        too_many = [beat] * (wire.MAX_MESSAGES_PER_BATCH + 1)
+        peer.frame({"type": wire.FRAME_MESSAGES, "req": "r4", "messages": too_many})
+        assert (await peer.expect(wire.FRAME_ERROR))["req"] == "r4"
         assert peer.closed is None
         peer.leave()
         await task
+
+    run_api(scenario)
+
+
+def test_hello_tells_at_most_what_a_frame_can_hold(run_api: RunApi) -> None:
+    """A server configured for larger requests than a frame holds tells the frame's limit
+    on the channel (a batch sized to the request limit would not fit in one frame)."""
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        for configured, told in (
+            (4 * wire.MAX_REQUEST_BYTES, wire.MAX_REQUEST_BYTES),
+            (65536,) * 2,
+        ):
+            peer = Peer()
+            task = open_link(api, node, peer, max_request_bytes=configured)
+            hello = await peer.expect(wire.FRAME_HELLO)
+            assert hello[wire.KEY_MAX_REQUEST_BYTES] == told
+            peer.leave()
+            await task
 
     run_api(scenario)
 

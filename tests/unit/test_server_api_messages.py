@@ -1,5 +1,6 @@
-"""The agent channel: the server stores agent messages idempotently by id, validates every
-message of a batch before storing any, and delivers server messages until acknowledged."""
+"""The agent channel: the server stores agent messages idempotently by id, answers for each
+message of a batch (accepted, duplicate, rejected alone with its reason), and delivers
+server messages until acknowledged."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from agent import wire
+from agent.identity import NodeKey
 from control_plane.store.schema import processed_messages
 from tests.unit.conftest import assert_error
 
@@ -34,6 +36,21 @@ async def processed_ids(api: Api) -> list[tuple[str, str]]:
         return [(r.id, r.node_id) for r in rows]
 
 
+def accepted(*messages: dict[str, Any]) -> dict[str, Any]:
+    """The answer to a batch all of whose messages were stored now."""
+    return answer(*[(m["id"], wire.RESULT_ACCEPTED) for m in messages])
+
+
+def answer(*results: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "acked": [msg_id for msg_id, _ in results],
+        "results": [
+            {"index": i, "id": msg_id, "status": status}
+            for i, (msg_id, status) in enumerate(results)
+        ],
+    }
+
+
 async def poll(api: Api, node: Node, acks: list[str], wait: float) -> list[dict[str, Any]]:
     response = await api.client.post(
         wire.ROUTE_POLL, json={"acks": acks, "wait_seconds": wait}, headers=node.auth
@@ -56,7 +73,7 @@ def test_heartbeat_updates_the_node(run_api: RunApi) -> None:
             boot_time=1_700_000_000,
         )
         response = await api.send(node, [message])
-        assert (response.status_code, response.json()) == (200, {"acked": [message["id"]]})
+        assert (response.status_code, response.json()) == (200, accepted(message))
         shown = await api.node(node.node_id)
         assert shown["agent_version"] == "1.2.3"
         assert shown["hostname"] == "web-7"
@@ -77,16 +94,18 @@ def test_the_same_heartbeat_twice_is_stored_once(run_api: RunApi) -> None:
         first = heartbeat(hostname="first", agent_version="1.0.0")
         # A redelivery carries the same id; if it were processed again, its body would win.
         resend = {**first, "body": {"hostname": "second", "agent_version": "2.0.0"}}
-        for message in (first, resend):
-            response = await api.send(node, [message])
-            assert response.json() == {"acked": [first["id"]]}
+        assert (await api.send(node, [first])).json() == accepted(first)
+        response = await api.send(node, [resend])
+        assert response.json() == answer((first["id"], wire.RESULT_DUPLICATE))
         shown = await api.node(node.node_id)
         assert (shown["hostname"], shown["agent_version"]) == ("first", "1.0.0")
         assert await processed_ids(api) == [(first["id"], node.node_id)]
         # Duplicates inside one batch are acknowledged and stored once too.
         other = heartbeat(hostname="third")
         response = await api.send(node, [other, other])
-        assert response.json() == {"acked": [other["id"], other["id"]]}
+        assert response.json() == answer(
+            (other["id"], wire.RESULT_ACCEPTED), (other["id"], wire.RESULT_DUPLICATE)
+        )
         assert len(await processed_ids(api)) == 2
         assert (await api.node(node.node_id))["hostname"] == "third"
 
@@ -104,7 +123,7 @@ def test_redelivery_after_a_server_restart_is_still_stored_once(run_api: RunApi)
 
     async def second_run(api: Api) -> None:
         response = await api.send(node, [{**message, "body": {"hostname": "second"}}])
-        assert response.json() == {"acked": [message["id"]]}
+        assert response.json() == answer((message["id"], wire.RESULT_DUPLICATE))
         assert (await api.node(node.node_id))["hostname"] == "first"
 
     run_api(second_run)
@@ -117,51 +136,92 @@ def test_message_ids_are_deduplicated_per_node(run_api: RunApi) -> None:
         shared = heartbeat(hostname="a-host")
         await api.send(a, [shared])
         response = await api.send(b, [{**shared, "body": {"hostname": "b-host"}}])
-        assert response.json() == {"acked": [shared["id"]]}
+        assert response.json() == accepted(shared)
         assert (await api.node(b.node_id))["hostname"] == "b-host"
 
     run_api(scenario)
 
 
 @pytest.mark.parametrize(
-    ("change", "hint"),
+    ("change", "hint", "id_kept"),
     [
-        ({"id": "short"}, "message id must be 8-64 characters"),
-        ({"id": "x" * 65}, "message id must be 8-64 characters"),
-        ({"id": "has spaces in it"}, "message id must be 8-64 characters"),
-        ({"id": 12345678}, "message id must be 8-64 characters"),
-        ({"type": wire.MSG_PING}, "unknown message type 'ping'"),
-        ({"type": "run_command"}, "unknown message type"),
-        ({"body": ["x"]}, "body must be an object"),
-        ({"body": None}, "body must be an object"),
-        ({"created_at": "yesterday"}, "created_at must be a number"),
-        ({"created_at": True}, "created_at must be a number"),
+        ({"id": "short"}, "message id must be 8-64 characters", False),
+        ({"id": "x" * 65}, "message id must be 8-64 characters", False),
+        ({"id": "has spaces in it"}, "message id must be 8-64 characters", False),
+        ({"id": 12345678}, "message id must be 8-64 characters", False),
+        ({"type": wire.MSG_PING}, "unknown message type 'ping'", True),
+        ({"type": "run_command"}, "unknown message type", True),
+        ({"type": "inventory_v9"}, "unknown message type 'inventory_v9'", True),
+        ({"body": ["x"]}, "body must be an object", True),
+        ({"body": None}, "body must be an object", True),
+        ({"created_at": "yesterday"}, "created_at must be a number", True),
+        ({"created_at": True}, "created_at must be a number", True),
     ],
 )
-def test_a_bad_message_refuses_the_whole_batch(
-    run_api: RunApi, change: dict[str, Any], hint: str
+def test_a_bad_message_is_rejected_alone_and_the_rest_is_stored(
+    run_api: RunApi, change: dict[str, Any], hint: str, id_kept: bool
 ) -> None:
     async def scenario(api: Api) -> None:
         node = await api.new_node()
         good = heartbeat(hostname="from-good")
         bad = {**heartbeat(), **change}
-        response = await api.send(node, [good, bad])
-        assert hint in assert_error(response, 400, "invalid_request")
-        assert await processed_ids(api) == []
-        # The good message was not half-stored: sent alone later, it is processed.
-        assert (await api.send(node, [good])).json() == {"acked": [good["id"]]}
-        assert (await api.node(node.node_id))["hostname"] == "from-good"
+        later = heartbeat(hostname="from-later", agent_version="9.9.9")
+        response = await api.send(node, [good, bad, later])
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["acked"] == [good["id"], later["id"]]
+        first, refused, last = body["results"]
+        assert first == {"index": 0, "id": good["id"], "status": wire.RESULT_ACCEPTED}
+        assert last == {"index": 2, "id": later["id"], "status": wire.RESULT_ACCEPTED}
+        assert refused["index"] == 1 and refused["status"] == wire.RESULT_REJECTED
+        assert refused["id"] == (bad["id"] if id_kept else None)
+        assert hint in refused["reason"]
+        # The others were stored (and handled); the rejected one was not recorded as seen.
+        assert sorted(i for i, _ in await processed_ids(api)) == sorted([good["id"], later["id"]])
+        assert (await api.node(node.node_id))["hostname"] == "from-later"
 
     run_api(scenario)
 
 
-def test_a_message_without_fields_is_400(run_api: RunApi) -> None:
+def test_elements_that_are_not_messages_are_rejected_alone(run_api: RunApi) -> None:
     async def scenario(api: Api) -> None:
         node = await api.new_node()
-        assert_error(await api.send(node, [{}]), 400, "invalid_request")
-        assert_error(await api.send(node, ["heartbeat"]), 400, "invalid_request")
-        missing = await api.client.post(wire.ROUTE_MESSAGES, json={}, headers=node.auth)
-        assert_error(missing, 400, "invalid_request")
+        good = heartbeat(hostname="kept")
+        response = await api.send(node, [{}, "heartbeat", None, 7, [good], good])
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert [(r["index"], r["id"], r["status"]) for r in results] == [
+            (0, None, wire.RESULT_REJECTED),
+            (1, None, wire.RESULT_REJECTED),
+            (2, None, wire.RESULT_REJECTED),
+            (3, None, wire.RESULT_REJECTED),
+            (4, None, wire.RESULT_REJECTED),
+            (5, good["id"], wire.RESULT_ACCEPTED),
+        ]
+        assert "must be a JSON object" in results[1]["reason"]
+        assert response.json()["acked"] == [good["id"]]
+        assert (await api.node(node.node_id))["hostname"] == "kept"
+
+    run_api(scenario)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"messages": "all"}, {"messages": {"id": "x"}}, [], {"messages": [], "extra": 1}],
+)
+def test_a_request_that_is_not_a_batch_is_400(run_api: RunApi, body: Any) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        response = await api.client.post(wire.ROUTE_MESSAGES, json=body, headers=node.auth)
+        assert_error(response, 400, "invalid_request")
+
+    run_api(scenario)
+
+
+def test_an_empty_batch_is_answered_empty(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        assert (await api.send(node, [])).json() == {"acked": [], "results": []}
 
     run_api(scenario)
 
@@ -174,6 +234,29 @@ def test_batches_hold_at_most_100_messages(run_api: RunApi) -> None:
         assert len(response.json()["acked"]) == 100
         too_many = [heartbeat() for _ in range(wire.MAX_MESSAGES_PER_BATCH + 1)]
         assert_error(await api.send(node, too_many), 400, "invalid_request")
+
+    run_api(scenario)
+
+
+def test_the_server_tells_its_request_limit(run_api: RunApi) -> None:
+    """At registration, with every token and on every poll answer (the agent sizes its
+    batches by it)."""
+
+    async def scenario(api: Api) -> None:
+        limit = api.cp.config.max_request_bytes
+        activation = await api.create_activation()
+        key = NodeKey.generate()
+        registered = await api.register(activation, key)
+        assert registered.json()[wire.KEY_MAX_REQUEST_BYTES] == limit
+        node_id = registered.json()["node_id"]
+        nonce = (await api.challenge(node_id)).json()["nonce"]
+        issued = await api.token_request(node_id, key, nonce)
+        assert issued.json()[wire.KEY_MAX_REQUEST_BYTES] == limit
+        node = await api.new_node()
+        response = await api.client.post(
+            wire.ROUTE_POLL, json={"acks": [], "wait_seconds": 0}, headers=node.auth
+        )
+        assert response.json() == {"messages": [], wire.KEY_MAX_REQUEST_BYTES: limit}
 
     run_api(scenario)
 
@@ -193,7 +276,7 @@ def test_ping_is_delivered_until_acknowledged_and_pong_answers_it(run_api: RunAp
         # Not acknowledged yet: delivered again (at-least-once).
         assert [m["id"] for m in await poll(api, node, [], wait=0)] == [ping_id]
         pong = dict(wire.make_message(wire.MSG_PONG, {"ping_id": ping_id}))
-        assert (await api.send(node, [pong])).json() == {"acked": [pong["id"]]}
+        assert (await api.send(node, [pong])).json() == accepted(pong)
         answered = await ping
         assert answered.status_code == 200, answered.text
         assert answered.json()["node_id"] == node.node_id
