@@ -257,13 +257,17 @@ class Dispatcher:
             except TimeoutError:
                 pass
             if loop.time() >= next_sweep:
-                # Timers (delivery deadlines, no report, Delayed, expiry) on every active
-                # command, on schedule even while reports keep waking the loop.
-                self._dirty.update(self._active)
+                # On schedule even while reports keep waking the loop.
+                self.sweep()
                 next_sweep = loop.time() + TICK_SECONDS
             self._wake.clear()
             await self.round()
             passed()
+
+    def sweep(self) -> None:
+        """The next round looks at every active command's timers (delivery deadlines, no
+        report, Delayed, expiry), not only at those something happened to."""
+        self._dirty.update(self._active)
 
     async def round(self) -> None:
         if self._stale:
