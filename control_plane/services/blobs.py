@@ -2,13 +2,16 @@
 
 ``blobs/commands/<command id>/<node id>/<step index>.<stdout|stderr>``.  Writes go to a
 temporary file renamed into place, so a reader sees a whole blob or none; an upload is
-idempotent (the same PUT again replaces it).
+idempotent (the same PUT again replaces it).  An upload is answered only once the blob is
+durable (fsynced, with the directories that name it), so the agent may then forget it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,23 +34,34 @@ class BlobStore:
         return self.root / "commands" / command_id / node_id / f"{step_index}.{stream}"
 
     async def write(self, path: Path, chunks: AsyncIterator[bytes]) -> tuple[int, str]:
-        """Store an upload (at most OUTPUT_BLOB_MAX_BYTES); returns (size, sha256)."""
+        """Store an upload (at most OUTPUT_BLOB_MAX_BYTES); returns (size, sha256) once the
+        blob is durable: the file and every directory entry leading to it are fsynced (in a
+        thread) before the upload is answered, as an acknowledged result must survive a
+        crash or a power cut."""
+        created = _missing_dirs(path.parent, self.root)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part")
+        # Its own temporary name: two uploads of one blob (a retry) never share a file.
+        tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
         digest = hashlib.sha256()
         size = 0
         with tmp.open("wb") as fh:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > wire.OUTPUT_BLOB_MAX_BYTES:
-                    fh.close()
-                    tmp.unlink(missing_ok=True)
-                    raise PayloadTooLarge(
-                        f"output is larger than {wire.OUTPUT_BLOB_MAX_BYTES} bytes"
-                    )
-                digest.update(chunk)
-                fh.write(chunk)
+            try:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > wire.OUTPUT_BLOB_MAX_BYTES:
+                        raise PayloadTooLarge(
+                            f"output is larger than {wire.OUTPUT_BLOB_MAX_BYTES} bytes"
+                        )
+                    digest.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                await asyncio.to_thread(os.fsync, fh.fileno())
+            except BaseException:
+                fh.close()
+                tmp.unlink(missing_ok=True)
+                raise
         os.replace(tmp, path)
+        await asyncio.to_thread(_sync_dirs, [path.parent, *(d.parent for d in created)])
         return size, digest.hexdigest()
 
     @staticmethod
@@ -58,3 +72,22 @@ class BlobStore:
                     yield chunk
 
         return gen()
+
+
+def _missing_dirs(directory: Path, root: Path) -> list[Path]:
+    """The directories from ``directory`` up to ``root`` that do not exist yet."""
+    missing: list[Path] = []
+    while not directory.exists() and directory != root.parent and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _sync_dirs(directories: list[Path]) -> None:
+    """fsync directories, so the entries made in them (a rename, a new directory) persist."""
+    for directory in dict.fromkeys(directories):
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
