@@ -2,11 +2,16 @@
 
 Startup: load the registration, open the outbox, choose the transport.  Main loop, all inside
 one task group: the poller (long-poll, handle server messages, ack them), the sender (drain the
-outbox), the heartbeat, the credential renewer, and the command executor (Run Command: its
-workers run outside the agent and outlive it; see agent/execution/).  This module alone owns
-signals: the first SIGTERM/SIGINT stops polling and flushes the outbox within a bounded budget;
-a second one exits at once.  A revoked credential (node deregistered) ends the daemon with
-exit code 3.
+outbox in bounded batches: agent/transport/sender.py), the heartbeat, the credential renewer,
+and the command executor (Run Command: its workers run outside the agent and outlive it; see
+agent/execution/).  This module alone owns signals: the first SIGTERM/SIGINT stops polling and
+flushes the outbox within a bounded budget; a second one exits at once.  A revoked credential
+(node deregistered) ends the daemon with exit code 3.
+
+One server message that cannot be handled (whatever the exception) is logged with its id and
+type, reported to the server as that message's failure (a run_command as a Failed invocation,
+anything else as a node_event), acknowledged, and the daemon carries on: under systemd an
+exception that ended the daemon would be a crash loop on the same redelivered message.
 """
 
 from __future__ import annotations
@@ -17,14 +22,14 @@ import logging
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, cast
 
 from agent import __version__, wire
 from agent.backoff import Backoff
 from agent.config import AgentConfig
 from agent.credentials import Credentials
-from agent.errors import AgentError, CredentialRevoked, ServerRejected, TransportError
-from agent.execution.executor import Executor, RebootSettings
+from agent.errors import AgentError, CredentialRevoked, TransportError
+from agent.execution.executor import Executor, RebootSettings, describe_failure
 from agent.execution.journal import Journal
 from agent.execution.launcher import Launcher
 from agent.execution.settings import worker_settings
@@ -33,13 +38,15 @@ from agent.state import Registration, load_registration, save_status
 from agent.state_recovery import check_certificate, check_status_file, open_outbox, recover_ca
 from agent.transport import Transport
 from agent.transport import load as load_transport
+from agent.transport.sender import Sender
 from agent.wire import Message
 
 log = logging.getLogger("corral.agent")
 
 RENEW_CHECK_SECONDS = 3600.0
-# Answers that blame the batch itself: retrying it unchanged can never succeed.
-BATCH_FAULTS = frozenset({400, 413, 422})
+# How often an idle sender looks at the outbox for rows another process put there
+# (``corral-agent outbox retry-dead``).
+OUTBOX_RESCAN_SECONDS = 10.0
 
 
 class Daemon:
@@ -49,13 +56,17 @@ class Daemon:
         registration: Registration,
         launcher: Launcher | None = None,
         outbox: Outbox | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.config = config
         self.registration = registration
         self.node_id = registration.node_id
         self.outbox = outbox or Outbox(config.outbox_file)
         self.credentials = Credentials(config, registration)
-        self.transport: Transport = load_transport(config.transport)(config, self.credentials)
+        self.transport: Transport = transport or load_transport(config.transport)(
+            config, self.credentials
+        )
+        self.sender = Sender(self.outbox, self.transport, self._backoff, self._contact)
         self.launcher = launcher or Launcher(worker_settings(config))
         self.executor = Executor(
             journal=Journal(config.commands_dir),
@@ -95,8 +106,36 @@ class Daemon:
             backoff.reset()
             self._contact()
             for message in messages:
-                await self.handle(message)
-                acks.append(message["id"])
+                handled = await self.handle_safely(message)
+                if handled is not None:
+                    acks.append(handled)
+
+    async def handle_safely(self, message: object) -> str | None:
+        """Handle one server message, whatever goes wrong; the id to acknowledge, or None
+        (no id; or its failure could not even be reported: then it comes again)."""
+        if not isinstance(message, dict) or not isinstance(message.get("id"), str):
+            log.warning("ignoring a server message without an id")
+            return None
+        msg_id: str = message["id"]
+        msg_type = str(message.get("type"))[:64]
+        try:
+            if not isinstance(message.get("body"), dict):
+                raise ValueError("the message has no body object")
+            await self.handle(cast(Message, message))
+        except CredentialRevoked:
+            raise
+        except Exception as exc:  # one bad message must not end the daemon (see above)
+            log.exception(
+                "cannot handle a server message; reporting it",
+                extra={"message_id": msg_id, "type": msg_type},
+            )
+            try:
+                await self.executor.report_message_failure(message, describe_failure(exc, msg_type))
+            except Exception:  # the outbox itself is failing: let the server send it again
+                log.exception("cannot report the failure", extra={"message_id": msg_id})
+                self._seen.pop(msg_id, None)
+                return None
+        return msg_id
 
     async def handle(self, message: Message) -> None:
         """Act on one server message; by return, whatever it asked for is durable."""
@@ -107,7 +146,8 @@ class Daemon:
             for old in sorted(self._seen, key=self._seen.__getitem__)[:5_000]:
                 del self._seen[old]
         if message["type"] == wire.MSG_PING:
-            await self.outbox.put(wire.make_message(wire.MSG_PONG, {"ping_id": message["id"]}))
+            pong = {"ping_id": message["id"][:64]}  # an id is at most 64 (wire.MESSAGE_ID_RE)
+            await self.outbox.put(wire.make_message(wire.MSG_PONG, pong))
         elif message["type"] == wire.MSG_RUN_COMMAND:
             await self.executor.accept(message)
         elif message["type"] == wire.MSG_CANCEL_COMMAND:
@@ -119,64 +159,18 @@ class Daemon:
             )
 
     async def send_loop(self) -> None:
-        backoff = self._backoff()
-        while True:
-            if not await self.flush_once():
-                await self.outbox.wait_for_new()
-                continue
-            backoff.reset()
-            if self.stopping.is_set():
-                return
-            await asyncio.sleep(0)
+        await self.sender.run(self.stopping, OUTBOX_RESCAN_SECONDS)
 
     async def flush_once(self) -> bool:
-        """Send one batch; True if anything was sent.  Transport errors back off and retry."""
-        batch = await self.outbox.peek(wire.MAX_MESSAGES_PER_BATCH)
-        if not batch:
-            return False
-        backoff = self._backoff()
-        while True:
-            try:
-                acked = await self.transport.send(batch)
-                break
-            except CredentialRevoked:
-                raise
-            except ServerRejected as exc:
-                if exc.status not in BATCH_FAULTS:
-                    # Not the batch's fault (auth, not found, ...): keep it and retry.
-                    delay = backoff.next_delay()
-                    log.warning(
-                        "server refused results; retrying",
-                        extra={
-                            "error": exc.message,
-                            "status": exc.status,
-                            "retry_in": round(delay, 2),
-                        },
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                log.error(
-                    "server refused a batch; moved to the dead table",
-                    extra={"error": exc.message, "count": len(batch)},
-                )
-                await self.outbox.bury([m["id"] for m in batch], exc.message)
-                return True
-            except TransportError as exc:
-                delay = backoff.next_delay()
-                log.warning(
-                    "sending results failed; retrying",
-                    extra={"error": exc.message, "retry_in": round(delay, 2), "outbox": len(batch)},
-                )
-                await asyncio.sleep(delay)
-        await self.outbox.remove(acked)
-        self._contact()
-        return True
+        """Send one batch; True if the server took or refused any of it."""
+        return bool(await self.sender.flush_once())
 
     async def heartbeat_loop(self) -> None:
         from agent import facts
 
         while True:
             body: dict[str, Any] = await asyncio.to_thread(facts.collect)
+            body["outbox_depth"], body["outbox_dead"] = await asyncio.to_thread(self.outbox.counts)
             await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
             await asyncio.sleep(self.config.heartbeat_interval_seconds)
 

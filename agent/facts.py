@@ -1,4 +1,9 @@
-"""What the heartbeat says about this host: platform, version, addresses, boot time."""
+"""What the heartbeat says about this host: platform, version, addresses, boot time.
+
+Bounded where it is made, so a heartbeat is always a small message: at most MAX_ADDRESSES
+addresses (a host with thousands of them reports the first, IPv4 first), each text at most
+MAX_TEXT_CHARS characters.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from typing import Any
 
 from agent import __version__
 
+MAX_ADDRESSES = 64
+MAX_TEXT_CHARS = 256
+
 
 def platform_type() -> str:
     """SSM's PlatformType: Linux, Windows or MacOS."""
@@ -20,7 +28,7 @@ def platform_type() -> str:
     return "Linux"
 
 
-def _platform_name_version() -> tuple[str, str]:
+def platform_name_version() -> tuple[str, str]:
     kind = platform_type()
     if kind == "Linux":
         import distro
@@ -46,19 +54,19 @@ def ip_addresses() -> list[str]:
                 continue
             if not ip.is_loopback and not ip.is_link_local:
                 out.append(text)
-    return sorted(set(out), key=lambda a: (":" in a, a))
+    return sorted(set(out), key=lambda a: (":" in a, a))[:MAX_ADDRESSES]
 
 
 def collect() -> dict[str, Any]:
     import psutil
 
-    name, version = _platform_name_version()
+    name, version = platform_name_version()
     return {
         "agent_version": __version__,
-        "hostname": socket.gethostname(),
+        "hostname": socket.gethostname()[:MAX_TEXT_CHARS],
         "platform": platform_type(),
-        "platform_name": name,
-        "platform_version": version,
+        "platform_name": name[:MAX_TEXT_CHARS],
+        "platform_version": version[:MAX_TEXT_CHARS],
         "ip_addresses": ip_addresses(),
         "boot_time": psutil.boot_time(),
     }

@@ -2,21 +2,32 @@
 
 A message is removed only after the server acknowledged storing it, so a restart, a kill -9 or
 a server outage loses nothing (the server is idempotent by message id, so a resend is harmless).
-A message the server refuses outright (4xx) moves to the ``dead`` table instead of blocking the
-queue forever; it is kept there for inspection, never silently dropped.
+A message the server rejects (agent/transport/sender.py says when) moves to the ``dead``
+table instead of blocking the queue forever, and so does a row whose body cannot be read; it
+is kept there, with the reason, for inspection (``corral-agent outbox list-dead``), and goes
+back into the queue with ``corral-agent outbox retry-dead`` once the cause is fixed: that
+command works on the file while the daemon runs (SQLite in WAL mode, both wait on a lock for
+up to BUSY_SECONDS), and the daemon finds the rows within OUTBOX_RESCAN_SECONDS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from agent import wire
 from agent.errors import ConfigError
 from agent.wire import Message
+
+BUSY_SECONDS = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -46,7 +57,9 @@ class Outbox:
         self.path = path
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=BUSY_SECONDS
+            )
         except sqlite3.Error as exc:  # cannot open it at all (permissions, a directory...)
             raise ConfigError(f"outbox {path} is unusable: {exc}") from None
         try:
@@ -63,6 +76,9 @@ class Outbox:
             self._conn.close()
             raise OutboxCorrupt(f"outbox {path} is corrupt: {exc}") from None
         self._new = asyncio.Event()
+        # Rows peek() found unreadable and buried: (id, why), for the daemon to report.
+        self.buried_unreadable: list[tuple[str, str]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # Synchronous core (runs in a worker thread) -------------------------------------------
     def _put(self, message: Message) -> None:
@@ -78,11 +94,20 @@ class Outbox:
             )
 
     def _peek(self, limit: int) -> list[Message]:
+        """The oldest ``limit`` messages; a row that cannot be read as one goes to the dead
+        table with the reason (never a crash at every start)."""
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, type, body, created_at FROM outbox ORDER BY seq LIMIT ?", (limit,)
             ).fetchall()
-        return [Message(id=r[0], type=r[1], body=json.loads(r[2]), created_at=r[3]) for r in rows]
+        found: list[Message] = []
+        for msg_id, msg_type, body, created_at in rows:
+            try:
+                found.append(_message(msg_id, msg_type, body, created_at))
+            except ValueError as exc:
+                self._bury([str(msg_id)], f"unreadable outbox row: {exc}"[: wire.MAX_REASON_CHARS])
+                self.buried_unreadable.append((str(msg_id), str(exc)))
+        return found
 
     def _remove(self, ids: list[str]) -> None:
         with self._lock:
@@ -90,8 +115,7 @@ class Outbox:
 
     def _bury(self, ids: list[str], reason: str) -> None:
         now = time.time()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with self._lock, _transaction(self._conn):
             for msg_id in ids:
                 self._conn.execute(
                     "INSERT OR REPLACE INTO dead (id, type, body, created_at, reason, dead_at) "
@@ -99,7 +123,6 @@ class Outbox:
                     (reason, now, msg_id),
                 )
                 self._conn.execute("DELETE FROM outbox WHERE id = ?", (msg_id,))
-            self._conn.execute("COMMIT")
 
     def _contains(self, msg_id: str) -> bool:
         with self._lock:
@@ -116,6 +139,44 @@ class Outbox:
             row = self._conn.execute("SELECT COUNT(*) FROM dead").fetchone()
         return int(row[0])
 
+    def counts(self) -> tuple[int, int]:
+        """(depth, dead), for the heartbeat."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT (SELECT COUNT(*) FROM outbox), (SELECT COUNT(*) FROM dead)"
+            ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def list_dead(self) -> list[DeadMessage]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, type, reason, dead_at, created_at FROM dead ORDER BY dead_at, id"
+            ).fetchall()
+        return [
+            DeadMessage(str(r[0]), str(r[1]), str(r[2]), float(r[3]), float(r[4])) for r in rows
+        ]
+
+    def retry_dead(self, ids: list[str] | None = None) -> int:
+        """Move dead messages (all, or those of ``ids``) back to the end of the queue; how
+        many moved.  One that is queued again already (same id) just leaves the dead table."""
+        with self._lock, _transaction(self._conn):
+            chosen = "" if ids is None else f"WHERE id IN ({', '.join('?' * len(ids))})"
+            args = [] if ids is None else list(ids)
+            moved = self._conn.execute(
+                "INSERT OR IGNORE INTO outbox (id, type, body, created_at) "
+                f"SELECT id, type, body, created_at FROM dead {chosen} ORDER BY dead_at, id",
+                args,
+            ).rowcount
+            self._conn.execute(f"DELETE FROM dead {chosen}", args)
+        self._new_from_thread()
+        return max(int(moved), 0)
+
+    def _new_from_thread(self) -> None:
+        """Wake the sender if this outbox belongs to a running loop (else it rescans)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._new.set)
+
     # Async surface -----------------------------------------------------------------------
     async def put(self, message: Message) -> None:
         """Returns once the message is on disk."""
@@ -123,6 +184,7 @@ class Outbox:
         self._new.set()
 
     async def peek(self, limit: int) -> list[Message]:
+        self._loop = asyncio.get_running_loop()
         return await asyncio.to_thread(self._peek, limit)
 
     async def remove(self, ids: list[str]) -> None:
@@ -131,14 +193,19 @@ class Outbox:
 
     async def bury(self, ids: list[str], reason: str) -> None:
         if ids:
-            await asyncio.to_thread(self._bury, ids, reason)
+            await asyncio.to_thread(self._bury, ids, reason[: wire.MAX_REASON_CHARS])
 
     async def contains(self, msg_id: str) -> bool:
         """Whether the message is still waiting to be delivered."""
         return await asyncio.to_thread(self._contains, msg_id)
 
-    async def wait_for_new(self) -> None:
-        await self._new.wait()
+    async def wait_for_new(self, at_most: float | None = None) -> None:
+        """Until a message is put (or ``at_most`` s: another process may have written)."""
+        try:
+            async with asyncio.timeout(at_most):
+                await self._new.wait()
+        except TimeoutError:
+            return
         self._new.clear()
 
     def close(self) -> None:
@@ -146,13 +213,73 @@ class Outbox:
             self._conn.close()
 
 
-def read_depth(path: Path) -> int | None:
-    """Outbox depth for ``corral-agent status``, read-only, without creating the file."""
+@dataclass(frozen=True)
+class DeadMessage:
+    id: str
+    type: str
+    reason: str
+    dead_at: float
+    created_at: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "reason": self.reason,
+            "dead_at": self.dead_at,
+            "created_at": self.created_at,
+        }
+
+
+def _message(msg_id: Any, msg_type: Any, body: Any, created_at: Any) -> Message:
+    """A stored row as a message; ValueError if it is not one."""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the body is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body is not a JSON object")
+    if not isinstance(msg_type, str) or not isinstance(created_at, int | float):
+        raise ValueError("the type or creation time is missing")
+    return Message(id=str(msg_id), type=msg_type, body=data, created_at=float(created_at))
+
+
+@contextlib.contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _read_only(path: Path) -> sqlite3.Connection | None:
     if not path.exists():
         return None
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_SECONDS)
+
+
+def read_depth(path: Path) -> int | None:
+    """Outbox depth for ``corral-agent status``, read-only, without creating the file."""
+    counts = read_counts(path)
+    return None if counts is None else counts[0]
+
+
+def read_counts(path: Path) -> tuple[int, int] | None:
+    """(depth, dead) for ``corral-agent status``, read-only, without creating the file; None
+    when there is no outbox or it cannot be read."""
+    conn = _read_only(path)
+    if conn is None:
+        return None
     try:
-        return int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        depth = int(conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        try:
+            dead = int(conn.execute("SELECT COUNT(*) FROM dead").fetchone()[0])
+        except sqlite3.OperationalError:  # an outbox from before the dead table
+            dead = 0
+        return depth, dead
     except sqlite3.DatabaseError:
         return None
     finally:

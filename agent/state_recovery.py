@@ -56,10 +56,11 @@ class Recovered:
 
     @property
     def message(self) -> str:
-        return (
+        text = (
             f"{self.file} was unreadable ({self.reason}); moved to {self.moved_to}: "
             f"{self.consequence}"
         )
+        return text[: wire.MAX_REASON_CHARS]
 
     def event(self) -> Message:
         body: dict[str, object] = {

@@ -10,9 +10,14 @@
   InProgress, reboot, and after the reboot start the next attempt; LOST (the worker died with
   no result) -> Failed / Interrupted, never run again.
 - Reporting goes through the outbox with message ids derived from (node, command, event), so a
-  report repeated after a crash is the same message and the server stores it once.  The final
-  invocation_update goes first; then each step's full output is uploaded and announced with an
-  ``output_uploaded`` message.
+  report repeated after a crash is the same message and the server stores it once.  Each
+  step's output that its record does not hold whole is uploaded first and announced with an
+  ``output_uploaded`` message; then the final invocation_update is queued, cut to at most
+  wire.MAX_MESSAGE_BYTES (bounds.py): the command is final on the server only once its whole
+  output is there.
+- A command whose supervision raises (a damaged journal entry, a bug) is tried again a few
+  times; then its entry is moved aside and the command reported Failed with the reason.  One
+  command never ends the executor, nor the agent.
 - On agent shutdown the supervising tasks are cancelled; the workers are not touched.
 """
 
@@ -32,7 +37,8 @@ from typing import Any
 
 from agent import wire
 from agent.backoff import Backoff
-from agent.errors import CredentialRevoked, ServerRejected, TransportError
+from agent.errors import AgentError, CredentialRevoked, ServerRejected, TransportError
+from agent.execution.bounds import bound_update
 from agent.execution.journal import (
     COMMAND_ID_RE,
     CommandDir,
@@ -52,6 +58,7 @@ log = logging.getLogger("corral.agent.execution")
 
 REATTACH_POLL_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 3600.0
+SUPERVISE_TRIES = 3
 # Answers that say the upload itself can never be stored (unknown command, too large, ...).
 UPLOAD_REFUSED = frozenset({400, 404, 409, 413, 422})
 
@@ -113,6 +120,7 @@ class Executor:
         request = {
             "message_id": message["id"],
             "received_at": time.time(),
+            "node_id": self.node_id,  # the scripts' AWS_SSM_INSTANCE_ID / CORRAL_NODE_ID
             "body": stored,
             **about,
         }
@@ -177,10 +185,68 @@ class Executor:
         task.add_done_callback(lambda _t: self._active.pop(cmd.command_id, None))
 
     async def supervise(self, cmd: CommandDir) -> None:
+        error: Exception = RuntimeError("no attempt")
         try:
-            await self._supervise(cmd)
+            for attempt in range(1, SUPERVISE_TRIES + 1):
+                try:
+                    await self._supervise(cmd)
+                    return
+                except CredentialRevoked:
+                    raise
+                except Exception as exc:  # one command's trouble is never the whole agent's
+                    log.exception(
+                        "supervising a command failed",
+                        extra={"command_id": cmd.command_id, "attempt": attempt},
+                    )
+                    error = exc
+                await asyncio.sleep(REATTACH_POLL_SECONDS * attempt)
+            await self._give_up(cmd, error)
         finally:
             self._ssm_values.pop(cmd.command_id, None)
+
+    async def _give_up(self, cmd: CommandDir, error: Exception) -> None:
+        """Move the entry aside, report the command Failed with the reason (a worker still
+        running it keeps it: the next agent looks again)."""
+        reason = f"the agent could not follow this command: {describe_failure(error)}"
+        try:
+            recovered = await asyncio.to_thread(set_aside, cmd, reason)
+            if recovered is None:
+                log.error(
+                    "a worker still runs the command; left to the next agent",
+                    extra={"command_id": cmd.command_id},
+                )
+                return
+            await self.outbox.put(recovered.event())
+            await self.report(cmd)
+        except Exception:  # the state dir or the outbox is failing: nothing more to do here
+            log.exception("cannot report the command", extra={"command_id": cmd.command_id})
+
+    async def report_message_failure(self, message: dict[str, Any], reason: str) -> None:
+        """A server message the agent could not handle: a run_command is reported Failed
+        (and recorded so, if its journal entry exists and nothing started it), anything
+        else as a node_event."""
+        body = message.get("body")
+        command_id = body.get("command_id") if isinstance(body, dict) else None
+        if (
+            message.get("type") == wire.MSG_RUN_COMMAND
+            and isinstance(command_id, str)
+            and COMMAND_ID_RE.match(command_id)
+        ):
+            cmd = self.journal.command(command_id)
+            result = agent_failure(command_id, f"the agent could not start it: {reason}")
+            await asyncio.to_thread(_record_refusal, cmd, result)
+            await self._put(cmd, "final", wire.MSG_INVOCATION_UPDATE, result)
+            return
+        event = {
+            "code": wire.EVENT_MESSAGE_FAILED,
+            "severity": "error",
+            "message": f"the agent could not handle a {str(message.get('type'))[:64]} message "
+            f"({str(message.get('id'))[:64]}): {reason}"[: wire.MAX_REASON_CHARS],
+            "time": time.time(),
+        }
+        if isinstance(command_id, str):
+            event["command_id"] = command_id[:64]
+        await self.outbox.put(wire.make_message(wire.MSG_NODE_EVENT, event))
 
     async def _supervise(self, cmd: CommandDir) -> None:
         launched: int | None = None  # the attempt this task started a worker for
@@ -250,15 +316,19 @@ class Executor:
         )
 
     async def report(self, cmd: CommandDir) -> None:
-        """The final update, then each step's full output that the record does not hold;
+        """Each step's full output that the record does not hold, then the final update;
         then the command is done.  (progress.json need not survive a power cut: without it
         the same reports go again, and the server ignores ids it has stored.)"""
         result, progress, outputs = await asyncio.to_thread(_to_report, cmd)
+        uploads: dict[str, str] = progress.setdefault("uploads", {})
+        for index, stream in outputs:
+            key = f"{index}.{stream}"
+            if key not in uploads:
+                uploads[key] = await self._upload(cmd, index, stream)
+                await asyncio.to_thread(cmd.write, "progress.json", progress, False)
         if not progress.get("final"):
             await self._put(cmd, "final", wire.MSG_INVOCATION_UPDATE, result)
             progress["final"] = True
-            if outputs:
-                await asyncio.to_thread(cmd.write, "progress.json", progress, False)
             log.info(
                 "command ended",
                 extra={
@@ -268,12 +338,6 @@ class Executor:
                     "response_code": result.get("response_code"),
                 },
             )
-        uploads: dict[str, str] = progress.setdefault("uploads", {})
-        for index, stream in outputs:
-            key = f"{index}.{stream}"
-            if key not in uploads:
-                uploads[key] = await self._upload(cmd, index, stream)
-                await asyncio.to_thread(cmd.write, "progress.json", progress, False)
         await asyncio.to_thread(_finish, cmd)
         if time.monotonic() - self._pruned > PRUNE_EVERY_SECONDS:
             self._pruned = time.monotonic()
@@ -347,6 +411,7 @@ class Executor:
             "started_at": worker.get("first_started_at"),
             "steps": steps,
         }
+        body, _ = bound_update(body)  # the output is uploaded with the final report
         msg_id = await self._put(cmd, f"reboot/{attempt}", wire.MSG_INVOCATION_UPDATE, body)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.reboot.report_budget_seconds):
@@ -431,18 +496,27 @@ def _resume_attempt(cmd: CommandDir) -> int:
     return attempt if isinstance(attempt, int) else 0
 
 
+class EntryDamaged(ValueError):
+    """A journal file that reads as JSON but is not what the agent wrote."""
+
+
 def _to_report(
     cmd: CommandDir,
 ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[int, str]]]:
-    """(result, progress, the (step, stream) outputs to upload): a step's output goes to the
-    blob store only when its record, cut at RECORD_BYTES, does not hold all of it."""
-    result = cmd.read("result.json") or {}
+    """(result cut to fit one message, progress, the (step, stream) outputs to upload): a
+    step's output goes to the blob store when its record (cut at RECORD_BYTES, or shorter to
+    fit the message) does not hold all of it."""
+    stored = cmd.read("result.json")
+    if stored is None or stored.get("status") not in wire.TERMINAL_STATUSES:
+        raise EntryDamaged("result.json holds no final status")
+    result, shortened = bound_update(stored)
     progress = cmd.read("progress.json") or {}
     outputs = []
     for index in range(len(result.get("steps") or [])):
         for stream, cap in RECORD_BYTES.items():
             with contextlib.suppress(OSError):
-                if (cmd.output_dir / f"{index}.{stream}").stat().st_size > cap:
+                size = (cmd.output_dir / f"{index}.{stream}").stat().st_size
+                if size > cap or ((index, stream) in shortened and size > 0):
                     outputs.append((index, stream))
     return result, progress, outputs
 
@@ -468,6 +542,55 @@ def _with_output(cmd: CommandDir, index: int, step: StepResult) -> StepResult:
     return step
 
 
+def describe_failure(exc: BaseException, what: str = "") -> str:
+    """One line about an unexpected exception, for a report (never a traceback)."""
+    text = exc.message if isinstance(exc, AgentError) else str(exc)
+    line = (text.strip().splitlines() or [""])[0]
+    about = f" handling {what}" if what else ""
+    return f"{type(exc).__name__}{about}: {line}"[: wire.MAX_REASON_CHARS]
+
+
+def agent_failure(
+    command_id: str, reason: str, details: str = wire.ST_FAILED, step: str = "corral:agent"
+) -> dict[str, Any]:
+    """A final invocation_update for a command the agent itself could not carry through:
+    Failed, the reason in the stderr of one step named ``step`` (the invocation has no other
+    place for a text)."""
+    now = time.time()
+    note = reason[: wire.MAX_REASON_CHARS].rstrip("\n") + "\n"
+    record: StepResult = {
+        "name": step,
+        "action": "",
+        "status": wire.ST_FAILED,
+        "status_details": details,
+        "response_code": None,
+        "started_at": None,
+        "ended_at": now,
+        "stdout": "",
+        "stderr": note,
+        "stdout_bytes": 0,
+        "stderr_bytes": len(note.encode()),
+    }
+    return {
+        "command_id": command_id,
+        "status": wire.ST_FAILED,
+        "status_details": details,
+        "response_code": None,
+        "started_at": None,
+        "ended_at": now,
+        "steps": [record],
+    }
+
+
+def _record_refusal(cmd: CommandDir, result: dict[str, Any]) -> None:
+    """A run_command that could not be handled: if its entry exists and no worker claimed
+    it, it holds this result, so it is reported so and never run (best effort: the state dir
+    may be what failed)."""
+    with contextlib.suppress(OSError):
+        if cmd.path.is_dir() and cmd.state() is State.NOT_STARTED:
+            cmd.write("result.json", result)
+
+
 def replace_unreadable(cmd: CommandDir) -> Recovered | None:
     """An entry whose journal files cannot be read (and whose worker is gone) is moved aside;
     a fresh entry takes its place holding a Failed (Interrupted) result that says why, so the
@@ -477,43 +600,26 @@ def replace_unreadable(cmd: CommandDir) -> Recovered | None:
     bad = cmd.unreadable()
     if not bad:
         return None
+    return set_aside(cmd, "unreadable " + ", ".join(bad), wire.DETAIL_INTERRUPTED)
+
+
+def set_aside(cmd: CommandDir, reason: str, details: str = wire.ST_FAILED) -> Recovered | None:
+    """Move the entry into corrupt/ (unless a worker holds it: None) and put a fresh one in
+    its place holding a Failed result that says why."""
+    if is_locked(cmd.lock_file):
+        return None
     recovered = quarantine(
         cmd.path.parent.parent,
         cmd.path,
         code=wire.EVENT_JOURNAL_ENTRY_CORRUPT,
         command_id=cmd.command_id,
-        reason="unreadable " + ", ".join(bad),
-        consequence="the command is reported Failed (Interrupted) and never run again; its "
+        reason=reason[:500],
+        consequence=f"the command is reported Failed ({details}) and never run again; its "
         "result and output are lost",
     )
-    now = time.time()
     cmd.path.mkdir(mode=0o700)
-    note = f"the agent could not read its journal of this command ({recovered.message})\n"
-    step: StepResult = {
-        "name": "corral:journal",
-        "action": "",
-        "status": wire.ST_FAILED,
-        "status_details": wire.DETAIL_INTERRUPTED,
-        "response_code": None,
-        "started_at": None,
-        "ended_at": now,
-        "stdout": "",
-        "stderr": note,
-        "stdout_bytes": 0,
-        "stderr_bytes": len(note.encode()),
-    }
-    cmd.write(
-        "result.json",
-        {
-            "command_id": cmd.command_id,
-            "status": wire.ST_FAILED,
-            "status_details": wire.DETAIL_INTERRUPTED,
-            "response_code": None,
-            "started_at": None,
-            "ended_at": now,
-            "steps": [step],
-        },
-    )
+    note = f"the agent could not read its journal of this command ({recovered.message})"
+    cmd.write("result.json", agent_failure(cmd.command_id, note, details, "corral:journal"))
     return recovered
 
 

@@ -49,6 +49,14 @@ JOURNAL_FILES = (
     "cancel.json",
 )
 _TMP_PREFIX = ".new-"
+# What each journal file must hold to be what the agent or a worker wrote (a file that is
+# JSON but lacks these, damaged or written by something else, is as unreadable as garbage).
+REQUIRED_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "request.json": {"body": dict},
+    "worker.json": {"attempt": int},
+    "resume.json": {"attempt": int, "step_index": int},
+    "result.json": {"status": str},
+}
 
 
 def write_json(path: Path, data: Any, durable: bool = True) -> None:
@@ -193,12 +201,10 @@ class CommandDir:
         return State.LOST
 
     def unreadable(self) -> list[str]:
-        """The journal files of this entry that exist but cannot be read (its request must
-        exist: the entry is renamed into place with it)."""
+        """The journal files of this entry that exist but cannot be read, or lack what they
+        must hold (its request must exist: the entry is renamed into place with it)."""
         bad = [
-            name
-            for name in JOURNAL_FILES
-            if (self.path / name).exists() and self.read(name) is None
+            name for name in JOURNAL_FILES if (self.path / name).exists() and not self._sound(name)
         ]
         if not (self.path / "request.json").exists():
             bad.append("request.json (missing)")
@@ -209,6 +215,15 @@ class CommandDir:
                 if read_json(entry) is None
             ]
         return bad
+
+    def _sound(self, name: str) -> bool:
+        data = self.read(name)
+        if data is None:
+            return False
+        return all(
+            isinstance(data.get(key), kind) and not isinstance(data.get(key), bool)
+            for key, kind in REQUIRED_KEYS.get(name, {}).items()
+        )
 
     def worker_pid(self) -> int | None:
         worker = self.read("worker.json")

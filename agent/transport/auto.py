@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from agent.config import AgentConfig
 from agent.credentials import Credentials
+from agent.transport.base import SendAnswer
 from agent.transport.websocket import ChannelUnavailable, WebSocketTransport
 from agent.wire import Message
 
@@ -41,6 +42,15 @@ class AutoTransport:
         return self._https_transport
 
     @property
+    def max_request_bytes(self) -> int | None:
+        """The limit told on the way in use (else the one told on the other way)."""
+        https = self._https_transport.max_request_bytes if self._https_transport else None
+        channel = self._channel.max_request_bytes
+        if self.using_channel:
+            return channel if channel is not None else https
+        return https if https is not None else channel
+
+    @property
     def using_channel(self) -> bool:
         return time.monotonic() >= self._long_poll_until
 
@@ -59,7 +69,7 @@ class AutoTransport:
                 self._fall_back(exc)
         return await self._https.poll(acks, wait)
 
-    async def send(self, messages: list[Message]) -> list[str]:
+    async def send(self, messages: list[Message]) -> SendAnswer:
         if self.using_channel:
             try:
                 return await self._channel.send(messages)

@@ -20,6 +20,7 @@ from agent.config import AgentConfig
 from agent.credentials import Credentials
 from agent.errors import ServerRejected, TransportError
 from agent.http import check_response, describe
+from agent.transport.base import SendAnswer, encode, told_limit
 from agent.wire import Message
 
 _RETRY_401 = (wire.ERR_TOKEN_EXPIRED, wire.ERR_UNAUTHORIZED)
@@ -43,13 +44,20 @@ class HttpsTransport:
         self._url = credentials.registration.url
         self._client = credentials.client
         self.credentials = credentials
+        self.max_request_bytes: int | None = None
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        content = encode(body)  # exactly the bytes the sender measured
         for attempt in (1, 2):
             token = await self.credentials.token()
             try:
                 response = await self._client.post(
-                    path, json=body, headers={"authorization": f"Bearer {token}"}
+                    path,
+                    content=content,
+                    headers={
+                        "authorization": f"Bearer {token}",
+                        "content-type": "application/json",
+                    },
                 )
             except httpx.HTTPError as exc:
                 raise TransportError(f"cannot reach {self._url}: {describe(exc)}") from None
@@ -64,13 +72,17 @@ class HttpsTransport:
 
     async def poll(self, acks: list[str], wait: float) -> list[Message]:
         answer = await self._post(wire.ROUTE_POLL, {"acks": acks, "wait_seconds": wait})
-        messages: list[Message] = answer.get("messages", [])
-        return messages
+        if not isinstance(answer, dict):
+            raise TransportError("the server's poll answer is not a JSON object")
+        limit = told_limit(answer.get(wire.KEY_MAX_REQUEST_BYTES))
+        if limit is not None:
+            self.max_request_bytes = limit
+        messages = answer.get("messages", [])
+        return messages if isinstance(messages, list) else []
 
-    async def send(self, messages: list[Message]) -> list[str]:
+    async def send(self, messages: list[Message]) -> SendAnswer:
         answer = await self._post(wire.ROUTE_MESSAGES, {"messages": messages})
-        acked: list[str] = answer.get("acked", [])
-        return acked
+        return SendAnswer.parse(answer, messages)
 
     async def upload_output(
         self, command_id: str, step_index: int, stream: str, path: Path

@@ -35,6 +35,7 @@ from agent.config import AgentConfig
 from agent.credentials import REFRESH_MARGIN, Credentials
 from agent.errors import CredentialRevoked, TransportError
 from agent.tls import pinned_context
+from agent.transport.base import SendAnswer, encode, told_limit
 from agent.wire import Message
 
 if TYPE_CHECKING:
@@ -63,7 +64,8 @@ class WebSocketTransport:
         self._reader: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self._answers: dict[str, asyncio.Future[list[str]]] = {}
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.max_request_bytes: int | None = None
         self._failure: TransportError | None = None
         self._requests = itertools.count(1)
         self._connecting = asyncio.Lock()
@@ -93,15 +95,19 @@ class WebSocketTransport:
             messages.append(self._inbox.get_nowait())
         return messages
 
-    async def send(self, messages: list[Message]) -> list[str]:
+    async def send(self, messages: list[Message]) -> SendAnswer:
         conn = await self._connected()
         req = f"r{next(self._requests)}"
-        answer: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._answers[req] = answer
         try:
             await self._frame(conn, {"type": wire.FRAME_MESSAGES, "req": req, "messages": messages})
             async with asyncio.timeout(ANSWER_TIMEOUT):
-                return await answer
+                acked = await answer
+            return SendAnswer.parse(
+                {wire.KEY_ACKED: acked.get("ids"), wire.KEY_RESULTS: acked.get("results")},
+                messages,
+            )
         except TimeoutError:
             raise TransportError("the server did not answer on the control channel") from None
         finally:
@@ -163,6 +169,7 @@ class WebSocketTransport:
                     await conn.close()
                 raise
             log.info("control channel open", extra={"node_id": hello.get("node_id")})
+            self._limits(hello)
             self._conn = conn
             self._reader = asyncio.create_task(self._read(conn), name="channel-read")
             self._renewer = asyncio.create_task(self._renew(conn), name="channel-token")
@@ -214,7 +221,7 @@ class WebSocketTransport:
                     answer = self._answers.get(str(frame.get("req")))
                     if answer is not None and not answer.done():
                         if kind == wire.FRAME_ACKED:
-                            answer.set_result(list(frame.get("ids", [])))
+                            answer.set_result(frame)
                         else:
                             answer.set_exception(frame_error(frame.get("error")))
                 elif kind == wire.FRAME_CHALLENGE:  # the renewal we asked for
@@ -239,9 +246,23 @@ class WebSocketTransport:
             # The reader adopts the new token; ask again only if none came.
             await asyncio.sleep(REFRESH_MARGIN / 4)
 
+    def _limits(self, hello: dict[str, Any]) -> None:
+        """What the hello says a ``messages`` frame may hold: the request limit, and no
+        more than a frame (an older server tells only max_frame_bytes)."""
+        told = [
+            limit
+            for limit in (
+                told_limit(hello.get(wire.KEY_MAX_REQUEST_BYTES)),
+                told_limit(hello.get("max_frame_bytes")),
+                wire.MAX_FRAME_BYTES,
+            )
+            if limit is not None
+        ]
+        self.max_request_bytes = min(told) if len(told) > 1 else None
+
     async def _frame(self, conn: ClientConnection, frame: dict[str, Any]) -> None:
         try:
-            await conn.send(json.dumps(frame, separators=(",", ":")))
+            await conn.send(encode(frame).decode("ascii"))
         except ConnectionClosed:
             self._fail(_closed(conn))
             self._raise_failure()

@@ -199,10 +199,16 @@ async def test_a_command_runs_once_in_its_own_session_and_is_reported(
     assert (one["status"], one["stderr"]) == (wire.ST_SUCCESS, "err\n")
     assert one["stdout"].startswith("out\nooo") and one["stdout_bytes"] == 4 + BIG_OUT
     assert two["response_code"] == 3
-    # InProgress, then the final update, then one output_uploaded per stream that the record
-    # does not hold whole (step one's stdout, step two's stderr; the small ones are all there).
+    # InProgress, then one output_uploaded per stream that the record does not hold whole
+    # (step one's stdout, step two's stderr; the small ones are all there), then the final
+    # update: the command is final on the server only once its whole output is there.
     kinds = [m["type"] for m in messages]
-    assert kinds[:2] == [wire.MSG_INVOCATION_UPDATE, wire.MSG_INVOCATION_UPDATE]
+    assert kinds == [
+        wire.MSG_INVOCATION_UPDATE,
+        wire.MSG_OUTPUT_UPLOADED,
+        wire.MSG_OUTPUT_UPLOADED,
+        wire.MSG_INVOCATION_UPDATE,
+    ]
     uploaded = [m["body"] for m in messages if m["type"] == wire.MSG_OUTPUT_UPLOADED]
     assert {(u["step_index"], u["stream"]) for u in uploaded} == {(0, "stdout"), (1, "stderr")}
     import hashlib
@@ -566,3 +572,93 @@ async def test_an_idle_fork_server_is_stopped_and_the_next_command_starts_anothe
     finally:
         launcher.close()
     assert launcher.forkserver is None and not live(second.pid)
+
+
+@sync
+async def test_a_script_sees_the_node_id_and_command_id(tmp_path: Path, launcher: Launcher) -> None:
+    """From the run_command to the script, through the journal and a real worker."""
+    script = 'echo "$AWS_SSM_INSTANCE_ID $CORRAL_NODE_ID $CORRAL_COMMAND_ID"'
+    content = document(shell("ids", script))
+    async with AgentSide(tmp_path, launcher) as agent:
+        await agent.executor.accept(run_message("cmd-ids", content))
+        await agent.until(lambda: agent.done("cmd-ids"), "the command to be reported")
+        final = await agent.final("cmd-ids")
+    assert final["steps"][0]["stdout"] == f"{NODE} {NODE} cmd-ids\n"
+
+
+class BrokenLauncher(Launcher):
+    """A launcher with a bug for one command (an exception no one foresaw)."""
+
+    def __init__(self, inner: Launcher, broken: str) -> None:
+        super().__init__(inner.settings, inner.forkserver)
+        self.broken = broken
+
+    async def launch(self, cmd: Any, ssm_values: Any = None) -> Any:
+        if cmd.command_id == self.broken:
+            raise KeyError("a bug in the launcher")
+        return await super().launch(cmd, ssm_values)
+
+
+@sync
+async def test_a_command_whose_supervision_raises_is_reported_failed_and_the_rest_run(
+    tmp_path: Path, forkserver: ForkServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.execution import executor as executor_module
+
+    monkeypatch.setattr(executor_module, "REATTACH_POLL_SECONDS", 0.01)
+    launcher = BrokenLauncher(Launcher(SETTINGS, forkserver), "cmd-broken")
+    async with AgentSide(tmp_path, launcher) as agent:
+        await agent.executor.accept(run_message("cmd-broken", document(shell("s", "echo no"))))
+        await agent.executor.accept(run_message("cmd-fine", document(shell("s", "echo yes"))))
+        await agent.until(lambda: agent.done("cmd-fine"), "the other command to be reported")
+        await agent.until(lambda: agent.message("cmd-broken", "final"), "the broken one's report")
+        broken = await agent.final("cmd-broken")
+        fine = await agent.final("cmd-fine")
+        events = [m for m in await agent.messages() if m["type"] == wire.MSG_NODE_EVENT]
+        assert not agent.task.done()  # type: ignore[union-attr]  # the executor carries on
+    assert fine["status"] == wire.ST_SUCCESS
+    assert broken["status"] == wire.ST_FAILED
+    assert "KeyError" in broken["steps"][0]["stderr"]
+    assert [e["body"]["command_id"] for e in events] == ["cmd-broken"]
+    assert list((tmp_path / "corrupt").iterdir())  # the entry was moved aside
+
+
+@sync
+async def test_a_journal_entry_with_missing_keys_is_moved_aside_and_reported(
+    tmp_path: Path, launcher: Launcher
+) -> None:
+    """JSON, but not what a worker writes: a result without a status."""
+    journal = Journal(tmp_path / "commands")
+    cmd = journal.record("cmd-odd", {"body": {"command_id": "cmd-odd"}})
+    assert cmd is not None
+    cmd.write("worker.json", {"pid": 1, "attempt": 1, "started_at": 1.0})
+    cmd.write("result.json", {"command_id": "cmd-odd", "steps": []})
+    async with AgentSide(tmp_path, launcher) as agent:
+        await agent.until(lambda: agent.done("cmd-odd"), "the entry to be reported")
+        final = await agent.final("cmd-odd")
+        events = [m for m in await agent.messages() if m["type"] == wire.MSG_NODE_EVENT]
+    assert (final["status"], final["status_details"]) == (wire.ST_FAILED, wire.DETAIL_INTERRUPTED)
+    assert "result.json" in final["steps"][0]["stderr"]
+    assert events[0]["body"]["code"] == wire.EVENT_JOURNAL_ENTRY_CORRUPT
+    moved = list((tmp_path / "corrupt").iterdir())
+    assert len(moved) == 1 and (moved[0] / "result.json").exists()
+
+
+@sync
+async def test_a_run_command_the_agent_could_not_handle_is_reported_failed(
+    tmp_path: Path, launcher: Launcher
+) -> None:
+    async with AgentSide(tmp_path, launcher) as agent:
+        message = run_message("cmd-x", document(shell("s", "echo never")))
+        await agent.executor.report_message_failure(message, "OSError: No space left on device")
+        final = await agent.final("cmd-x")
+        # Nothing was journalled, nothing runs; a node_event for a message of another type.
+        await agent.executor.report_message_failure(
+            {"id": "m-1", "type": "ping", "body": {}}, "ValueError: odd"
+        )
+        events = [m for m in await agent.messages() if m["type"] == wire.MSG_NODE_EVENT]
+    assert final["status"] == wire.ST_FAILED
+    assert "No space left on device" in final["steps"][0]["stderr"]
+    assert not (tmp_path / "commands" / "cmd-x").exists()
+    assert events[0]["body"]["code"] == wire.EVENT_MESSAGE_FAILED
+    assert "ValueError: odd" in events[0]["body"]["message"]

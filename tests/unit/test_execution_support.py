@@ -18,6 +18,7 @@ from agent import wire
 from agent.documents import document_from_content, resolve_parameters
 from agent.errors import ServerRejected, TransportError
 from agent.execution.engine import DocumentRun, EngineSettings, Outcome, Reboots, file_outputs
+from agent.transport.base import SendAnswer
 from agent.wire import Message
 
 
@@ -52,6 +53,7 @@ def run_engine(
     grace: float = 1.0,
     embedded: dict[str, Any] | None = None,
     on_run: Callable[[DocumentRun], None] | None = None,
+    node_id: str = "",
 ) -> Outcome:
     doc = document_from_content(content)
     values = resolve_parameters(doc, params or {})
@@ -67,6 +69,7 @@ def run_engine(
         work_dir=work,
         deadline=time.monotonic() + seconds,
         embedded=embedded,
+        node_id=node_id,
     )
     if on_run is not None:
         on_run(run)
@@ -158,12 +161,13 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.uploads: list[tuple[str, int, str, bytes]] = []
         self.failures: list[Exception] = []
+        self.max_request_bytes: int | None = None
 
     async def poll(self, acks: list[str], wait: float) -> list[Message]:
         return []
 
-    async def send(self, messages: list[Message]) -> list[str]:
-        return [m["id"] for m in messages]
+    async def send(self, messages: list[Message]) -> SendAnswer:
+        return SendAnswer(acked=[m["id"] for m in messages])
 
     async def upload_output(
         self, command_id: str, step_index: int, stream: str, path: Path
