@@ -121,6 +121,7 @@ class DocumentRun:
         embedded: dict[str, Any] | None = None,
         on_step: StepHook | None = None,
         ssm_values: Mapping[str, str] | None = None,
+        node_id: str = "",
     ) -> None:
         self.doc = doc
         self.values = values
@@ -132,6 +133,7 @@ class DocumentRun:
         self.depth = depth
         self.embedded = embedded or {}
         self.on_step = on_step
+        self.node_id = node_id
         self.ssm_values: Mapping[str, str] = ssm_values or {}
         self._secrets = secure_values(self.ssm_values)
         self.stopped: StopReason | None = None
@@ -302,6 +304,7 @@ class DocumentRun:
             depth=self.depth,
             embedded=self.embedded,
             run_nested=self._nested,
+            node_id=self.node_id,
         )
         plugin = action.factory()
         self._plugin = plugin
@@ -355,6 +358,7 @@ class DocumentRun:
             depth=self.depth + 1,
             embedded=self.embedded,
             ssm_values=self.ssm_values,
+            node_id=self.node_id,
         )
 
     def _skipped(self, step: Step, why: str) -> StepResult:

@@ -204,6 +204,7 @@ def _execute(
         embedded=embedded,
         on_step=cmd.write_step,
         ssm_values=ssm_values,
+        node_id=str(request.get("node_id") or ""),
     )
     stops.attach(run)
     outcome = run.run(claim.start_step, claim.previous)

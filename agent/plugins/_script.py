@@ -1,5 +1,20 @@
 """What the two script actions share: the script file, the environment, and SSM's exit codes.
 
+The environment of every script (shell or PowerShell, on every platform) is made here, in
+``step_env``: the worker's own, then these, then the document's ENV_VAR parameters
+(``SSM_<name>``):
+
+| variable | value | as SSM Agent |
+|---|---|---|
+| ``AWS_SSM_INSTANCE_ID``, ``CORRAL_NODE_ID`` | the node's id (``mi-...``) | yes / Corral's |
+| ``CORRAL_COMMAND_ID`` | the command's id (SSM Agent has no such variable) | Corral's |
+| ``AWS_SSM_PLATFORM_NAME``, ``AWS_SSM_PLATFORM_VERSION`` | the OS, as the heartbeat says it | yes |
+
+``AWS_SSM_REGION_NAME`` is not set: a Corral server has no AWS region, and a made-up one
+would send a script's ``aws --region "$AWS_SSM_REGION_NAME"`` to the wrong place; a script
+that needs a region must be given one.  ``corral-agent run-document`` (no server) sets no
+node id.
+
 | exit code | meaning |
 |---|---|
 | 0 | Success |
@@ -11,6 +26,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,10 +65,28 @@ def working_dir(inputs: dict[str, Any], ctx: StepContext) -> Path:
     return path
 
 
+@functools.cache
+def _platform() -> tuple[str, str]:
+    from agent.facts import platform_name_version
+
+    try:
+        return platform_name_version()
+    except (OSError, ValueError):  # an unreadable os-release: the variables are left out
+        return "", ""
+
+
 def step_env(env: Mapping[str, str], ctx: StepContext) -> dict[str, str]:
-    """The worker's environment, then the document's ENV_VAR parameters (``SSM_<name>``)."""
+    """The worker's environment, then the node's and the command's ids (as SSM Agent's
+    variables and Corral's), then the document's ENV_VAR parameters (``SSM_<name>``)."""
     merged = dict(os.environ)
     merged["CORRAL_COMMAND_ID"] = ctx.command_id
+    if ctx.node_id:
+        merged["AWS_SSM_INSTANCE_ID"] = merged["CORRAL_NODE_ID"] = ctx.node_id
+    name, version = _platform()
+    if name:
+        merged["AWS_SSM_PLATFORM_NAME"] = name
+    if version:
+        merged["AWS_SSM_PLATFORM_VERSION"] = version
     merged.update(env)
     return merged
 

@@ -107,6 +107,7 @@ class StepContext:
     depth: int = 1  # 1 for the command's own document, 2-3 inside aws:runDocument
     embedded: dict[str, Any] = field(default_factory=dict)  # documents sent with the command
     run_nested: NestedRunFactory | None = None
+    node_id: str = ""  # the node's id (mi-...); empty where there is none (run-document)
 
 
 class Plugin(Protocol):
