@@ -49,10 +49,13 @@ async def send(
     audit_context.name_resource(f"command/{command_id}")
 
     def check_targets(tags_by_node: dict[str, dict[str, str]]) -> list[str]:
+        # How many nodes it reached: the entry's "nodes" names the first 1,000 (by id).
+        audit_context.name_resource(f"command/{command_id}", node_count=len(tags_by_node))
         return caller.out_of_scope("commands:Send", tags_by_node)
 
     def audit_details(details: dict[str, Any]) -> None:
-        # The entry names the nodes and documents it resolved to ("what ran on db-1?").
+        # The entry names the nodes and documents it resolved to ("what ran on db-1?"):
+        # `corral audit list --resource node/ID` finds it by any of those nodes.
         audit_context.name_resource(f"command/{command_id}", **details)
 
     try:

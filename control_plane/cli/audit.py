@@ -104,7 +104,11 @@ def audit() -> None:
 @click.option("--until", callback=_time_callback, metavar="T", help="Up to: 1h, 7d or RFC 3339.")
 @click.option("--identity", help="A token's name or id, or a node id.")
 @click.option("--action", help="An action; * and ? match (commands:*).")
-@click.option("--resource", help="A resource; * and ? match (node/mi-*).")
+@click.option(
+    "--resource",
+    help="A resource; * and ? match (node/mi-*).  node/ID also finds the commands sent to "
+    "that node.",
+)
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
 @click.option(
     "--limit",

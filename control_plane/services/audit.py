@@ -21,6 +21,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agent.wire import NODE_ID_RE
 from control_plane.errors import Conflict, CorralError, InvalidRequest
 from control_plane.security import audit_verify as fmt
 from control_plane.security.audit_chain import (
@@ -88,6 +89,22 @@ def _fields(event: AuditEvent) -> dict[str, Any]:
     return fields
 
 
+MAX_CONCERNED = 1000  # nodes of one entry indexed (a send names at most 1,000: its first by id)
+
+
+def concerned_resources(entry: dict[str, Any]) -> list[str]:
+    """What else the entry is about, besides ``resource``, for ``list_entries(resource=...)``:
+    ``node/<id>`` for each node its (hashed) ``request.nodes`` names: the nodes a command
+    resolved to.  An index derived from the entry: it never says more than the entry does.
+    (Migration 0010 applies this rule to the entries written before it.)"""
+    request = entry.get("request")
+    nodes = request.get("nodes") if isinstance(request, dict) else None
+    if not isinstance(nodes, list):
+        return []
+    ids = {n for n in nodes[:MAX_CONCERNED] if isinstance(n, str) and NODE_ID_RE.match(n)}
+    return [f"node/{n}" for n in sorted(ids)]
+
+
 @dataclass(frozen=True)
 class AuditPage:
     entries: list[dict[str, Any]]
@@ -141,7 +158,7 @@ class AuditService:
                 raise CorralError("the audit_head row is missing (tampered with, or not migrated)")
             entry = self._seal(fields, *head)
             await store.set_head(conn, entry["seq"], entry["hash"])
-        await store.insert_entry(conn, entry)
+        await store.insert_entry(conn, entry, concerned_resources(entry))
         self._head = (entry["seq"], entry["hash"])
         return entry
 
@@ -226,7 +243,10 @@ class AuditService:
         limit: int = 100,
         cursor: str | None = None,
     ) -> AuditPage:
-        """Entries newest first; ``action`` and ``resource`` take ``*``/``?`` wildcards."""
+        """Entries newest first; ``action`` and ``resource`` take ``*``/``?`` wildcards.
+
+        ``resource`` matches an entry's own resource or one it concerns
+        (:func:`concerned_resources`): ``node/mi-...`` finds the commands sent to that node."""
         if not 1 <= limit <= MAX_LIST:
             raise InvalidRequest(f"limit must be 1 to {MAX_LIST}")
         if outcome is not None and outcome not in OUTCOMES:

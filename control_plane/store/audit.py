@@ -7,7 +7,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from control_plane.store.schema import audit_checkpoints, audit_entries, audit_head
+from control_plane.store.schema import (
+    audit_checkpoints,
+    audit_entries,
+    audit_entry_resources,
+    audit_head,
+)
 
 HEAD_ID = 1
 
@@ -48,8 +53,16 @@ async def advance_head(
     return bool((await conn.execute(query)).rowcount == 1)
 
 
-async def insert_entry(conn: AsyncConnection, row: dict[str, Any]) -> None:
+async def insert_entry(
+    conn: AsyncConnection, row: dict[str, Any], concerned: list[str] | None = None
+) -> None:
+    """The entry, and the other resources it concerns (the search index of ``search``)."""
     await conn.execute(audit_entries.insert().values(**row))
+    if concerned:
+        await conn.execute(
+            audit_entry_resources.insert(),
+            [{"resource": resource, "seq": row["seq"]} for resource in concerned],
+        )
 
 
 async def entries(
@@ -73,6 +86,23 @@ def _glob(column: sa.ColumnElement[str], pattern: str) -> sa.ColumnElement[bool]
         return column == pattern
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return column.like(escaped.replace("*", "%").replace("?", "_"), escape="\\")
+
+
+def _about(resource: str) -> sa.ColumnElement[bool]:
+    """Entries whose resource matches, or that concern a matching one (a send names its
+    nodes: ``audit_entry_resources``).  An exact name looks both up by index; a pattern
+    scans newest first, as it did before the index existed."""
+    c, r = audit_entries.c, audit_entry_resources.c
+    if "*" in resource or "?" in resource:
+        named = sa.select(r.seq).where(_glob(r.resource, resource))
+        return sa.or_(_glob(c.resource, resource), c.seq.in_(named))
+    own = audit_entries.alias("own")
+    return c.seq.in_(
+        sa.union(
+            sa.select(own.c.seq).where(own.c.resource == resource),
+            sa.select(r.seq).where(r.resource == resource),
+        )
+    )
 
 
 async def search(
@@ -100,8 +130,8 @@ async def search(
         query = query.where(sa.or_(c.identity_id == identity, c.identity_name == identity))
     if action:
         query = query.where(_glob(c.action, action))
-    if resource:
-        query = query.where(_glob(c.resource, resource))
+    if resource and resource != "*":
+        query = query.where(_about(resource))
     if outcome:
         query = query.where(c.outcome == outcome)
     return [dict(r) for r in (await conn.execute(query)).mappings()]
@@ -132,6 +162,7 @@ async def entry_hash(conn: AsyncConnection, seq: int) -> str | None:
 
 
 async def delete_entries_upto(conn: AsyncConnection, seq: int) -> int:
+    await conn.execute(audit_entry_resources.delete().where(audit_entry_resources.c.seq <= seq))
     result = await conn.execute(audit_entries.delete().where(audit_entries.c.seq <= seq))
     return int(result.rowcount)
 

@@ -280,6 +280,17 @@ audit_entries = sa.Table(
     sa.Index("ix_audit_entries_resource", "resource"),
 )
 
+# What else an entry concerns besides its ``resource``, for ``corral audit list --resource``:
+# the nodes a command was sent to (``node/mi-...``, from the entry's hashed ``request.nodes``,
+# at most 1,000).  An index derived from the chain, not part of it (services.audit).
+audit_entry_resources = sa.Table(
+    "audit_entry_resources",
+    metadata,
+    sa.Column("resource", sa.String(256), primary_key=True),
+    sa.Column("seq", AUDIT_SEQ, primary_key=True, autoincrement=False),
+    sa.Index("ix_audit_entry_resources_seq", "seq"),
+)
+
 # Exactly one row (id 1): the seq and hash of the chain's last entry (0 and 64 zeros at first).
 audit_head = sa.Table(
     "audit_head",
