@@ -1,5 +1,5 @@
-"""``corral-agent``: register, run, status, run-document.  argparse keeps the node's start-up
-small, and nothing heavy is imported before ``run`` has forked its fork server."""
+"""``corral-agent``: register, run, status, outbox, run-document.  argparse keeps the node's
+start-up small, and nothing heavy is imported before ``run`` has forked its fork server."""
 
 from __future__ import annotations
 
@@ -44,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show this node's registration and outbox")
     status.add_argument("--state-dir", type=Path, default=None)
     status.add_argument("--output", choices=["table", "json"], default="table")
+
+    outbox = sub.add_parser("outbox", help="look at the outbox's dead messages, send them again")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    list_dead = outbox_sub.add_parser(
+        "list-dead", help="the messages the server rejected (or unreadable), with the reason"
+    )
+    retry_dead = outbox_sub.add_parser(
+        "retry-dead",
+        help="put dead messages back in the outbox (the running agent sends them)",
+    )
+    retry_dead.add_argument("ids", nargs="*", metavar="ID", help="only these (default: all)")
+    for action in (list_dead, retry_dead):
+        action.add_argument("--state-dir", type=Path, default=None)
+        action.add_argument("--output", choices=["table", "json"], default="table")
 
     doc = sub.add_parser(
         "run-document",
@@ -160,12 +174,49 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outbox(args: argparse.Namespace) -> int:
+    """``outbox list-dead`` / ``outbox retry-dead``: on the file itself, while the agent runs
+    or not (SQLite waits for the daemon's write to end)."""
+    from agent.config import load_config
+    from agent.outbox import Outbox
+
+    config = load_config(args.state_dir)
+    if not config.outbox_file.exists():
+        dead_rows, moved = [], 0
+    else:
+        box = Outbox(config.outbox_file)
+        try:
+            if args.outbox_command == "list-dead":
+                dead_rows = [row.as_json() for row in box.list_dead()]
+            else:
+                moved = box.retry_dead(args.ids or None)
+        finally:
+            box.close()
+    if args.outbox_command == "retry-dead":
+        if args.output == "json":
+            print(json.dumps({"moved": moved}))
+        else:
+            print(f"{moved} message{'s' if moved != 1 else ''} back in the outbox")
+        return 0
+    if args.output == "json":
+        print(json.dumps(dead_rows, indent=2))
+        return 0
+    from agent.status import iso
+
+    for row in dead_rows:
+        print(f"{row['id']}  {row['type']}  {iso(row['dead_at'])}  {row['reason']}")
+    if not dead_rows:
+        print("no dead messages")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     handlers = {
         "register": _register,
         "run": _run,
         "status": _status,
+        "outbox": _outbox,
         "run-document": _run_document,
     }
     try:

@@ -6,12 +6,12 @@ import datetime as dt
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.outbox import read_depth
+from agent.outbox import read_counts
 from agent.state import load_registration, load_status
 from agent.state_recovery import CORRUPT_DIR
 
 
-def _iso(ts: object) -> str | None:
+def iso(ts: object) -> str | None:
     if not isinstance(ts, int | float):
         return None
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -23,20 +23,26 @@ def collect(config: AgentConfig) -> dict[str, Any]:
     return {
         "node_id": reg.node_id,
         "server_url": reg.url,
-        "registered_at": _iso(reg.registered_at),
-        "credential_expires_at": _iso(reg.credential_expires_at),
-        "last_contact": _iso(status.get("last_contact")),
-        "outbox_depth": _depth(config),
+        "registered_at": iso(reg.registered_at),
+        "credential_expires_at": iso(reg.credential_expires_at),
+        "last_contact": iso(status.get("last_contact")),
+        "outbox_depth": _counts(config)[0],
+        # Messages the server rejected (or unreadable rows): corral-agent outbox list-dead.
+        "dead": _counts(config)[1],
         "state_dir": str(config.state_dir),
         "files_moved_aside": _moved_aside(config),
     }
 
 
-def _depth(config: AgentConfig) -> int | str:
+def _counts(config: AgentConfig) -> tuple[int | str, int | str]:
+    """(outbox depth, dead messages)."""
     if not config.outbox_file.exists():
-        return 0
-    depth = read_depth(config.outbox_file)
-    return "unreadable (moved aside when the agent starts)" if depth is None else depth
+        return 0, 0
+    counts = read_counts(config.outbox_file)
+    if counts is None:
+        unreadable = "unreadable (moved aside when the agent starts)"
+        return unreadable, unreadable
+    return counts
 
 
 def _moved_aside(config: AgentConfig) -> int:
