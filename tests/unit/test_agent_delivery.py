@@ -21,6 +21,8 @@ from agent.transport.base import SendAnswer, encode
 from agent.transport.sender import SHRUNK_SECONDS, Sender
 from agent.wire import Message
 
+SIX = "\u2028"  # escaped to six bytes
+
 
 def msg(n: int, size: int = 10) -> Message:
     return Message(
@@ -336,3 +338,75 @@ def test_the_https_body_is_exactly_what_was_measured() -> None:
     raw = encode(body)
     assert raw.isascii() and json.loads(raw) == body
     assert b"\\u2028" in raw and b"\\ud83d\\ude00" in raw
+
+
+class FakeCredentials:
+    """What HttpsTransport uses of the credentials: a client, the URL, a token."""
+
+    def __init__(self, handler: Callable[[Any], Any]) -> None:
+        import httpx
+
+        self.client = httpx.AsyncClient(
+            base_url="https://corral.test", transport=httpx.MockTransport(handler)
+        )
+        self.registration = type("Reg", (), {"url": "https://corral.test"})()
+
+    async def token(self) -> str:
+        return "tok"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def test_https_learns_the_limit_and_reads_per_message_answers() -> None:
+    import httpx
+
+    from agent.transport.https import HttpsTransport
+
+    bodies: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        assert request.headers["content-type"] == "application/json"
+        if request.url.path == wire.ROUTE_POLL:
+            return httpx.Response(200, json={"messages": [], "max_request_bytes": 200_000})
+        sent = json.loads(request.content)["messages"]
+        results = [
+            {"id": sent[0]["id"], "status": "accepted"},
+            {"id": sent[1]["id"], "status": "duplicate"},
+            {"id": sent[2]["id"], "status": "rejected", "reason": "unknown type 'x'"},
+        ]
+        return httpx.Response(
+            200, json={"acked": [sent[0]["id"], sent[1]["id"]], "results": results}
+        )
+
+    async def scenario() -> None:
+        credentials = FakeCredentials(handler)
+        transport = HttpsTransport(None, credentials)  # type: ignore[arg-type]
+        assert transport.max_request_bytes is None
+        await transport.poll([], 0)
+        assert transport.max_request_bytes == 200_000
+        messages = [msg(1), msg(2), msg(3) | {"body": {"t": SIX}}]
+        answer = await transport.send(messages)
+        assert answer == SendAnswer(
+            acked=[msg(1)["id"], msg(2)["id"]], rejected={msg(3)["id"]: "unknown type 'x'"}
+        )
+        # The body is the measured encoding: compact, ASCII.
+        assert bodies[-1] == encode({"messages": messages})
+        await credentials.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_channel_hello_sets_the_limit_within_a_frame() -> None:
+    from agent.transport.websocket import WebSocketTransport
+
+    channel = WebSocketTransport.__new__(WebSocketTransport)
+    channel._limits({"type": "hello", "max_frame_bytes": wire.MAX_FRAME_BYTES})
+    assert channel.max_request_bytes == wire.MAX_FRAME_BYTES  # an older server
+    channel._limits({"type": "hello", "max_request_bytes": 300_000})
+    assert channel.max_request_bytes == 300_000
+    channel._limits({"type": "hello", "max_request_bytes": 10**9})
+    assert channel.max_request_bytes == wire.MAX_FRAME_BYTES
+    channel._limits({"type": "hello", "max_request_bytes": "lots"})
+    assert channel.max_request_bytes is None
