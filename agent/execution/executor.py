@@ -166,7 +166,13 @@ class Executor:
         await asyncio.to_thread(self.journal.prune)
         pending = await asyncio.to_thread(self.journal.pending)
         for cmd in pending:
-            recovered = await asyncio.to_thread(replace_unreadable, cmd)
+            try:
+                recovered = await asyncio.to_thread(replace_unreadable, cmd)
+            except OSError:  # cannot be moved aside now: its supervisor tries, then gives up
+                log.exception(
+                    "cannot set a damaged entry aside", extra={"command_id": cmd.command_id}
+                )
+                continue
             if recovered is not None:
                 await self.outbox.put(recovered.event())
         if pending:

@@ -623,16 +623,23 @@ async def test_a_command_whose_supervision_raises_is_reported_failed_and_the_res
     assert list((tmp_path / "corrupt").iterdir())  # the entry was moved aside
 
 
+@pytest.mark.parametrize(
+    "result",
+    [
+        '{"command_id": "cmd-odd", "steps": []}',  # JSON, but not a result: no status
+        '{"command_id": "cmd-odd", "status": "Succ',  # cut short
+        "\x00\x00\x00\x00",  # zeroes (a power cut on some file systems)
+    ],
+)
 @sync
-async def test_a_journal_entry_with_missing_keys_is_moved_aside_and_reported(
-    tmp_path: Path, launcher: Launcher
+async def test_a_damaged_journal_entry_is_moved_aside_and_reported(
+    tmp_path: Path, launcher: Launcher, result: str
 ) -> None:
-    """JSON, but not what a worker writes: a result without a status."""
     journal = Journal(tmp_path / "commands")
     cmd = journal.record("cmd-odd", {"body": {"command_id": "cmd-odd"}})
     assert cmd is not None
     cmd.write("worker.json", {"pid": 1, "attempt": 1, "started_at": 1.0})
-    cmd.write("result.json", {"command_id": "cmd-odd", "steps": []})
+    cmd.file("result.json").write_text(result)
     async with AgentSide(tmp_path, launcher) as agent:
         await agent.until(lambda: agent.done("cmd-odd"), "the entry to be reported")
         final = await agent.final("cmd-odd")
