@@ -20,15 +20,16 @@ def iso(ts: object) -> str | None:
 def collect(config: AgentConfig) -> dict[str, Any]:
     reg = load_registration(config)
     status = load_status(config)
+    depth, dead = _counts(config)
     return {
         "node_id": reg.node_id,
         "server_url": reg.url,
         "registered_at": iso(reg.registered_at),
         "credential_expires_at": iso(reg.credential_expires_at),
         "last_contact": iso(status.get("last_contact")),
-        "outbox_depth": _counts(config)[0],
+        "outbox_depth": depth,
         # Messages the server rejected (or unreadable rows): corral-agent outbox list-dead.
-        "dead": _counts(config)[1],
+        "dead": dead,
         "state_dir": str(config.state_dir),
         "files_moved_aside": _moved_aside(config),
     }
