@@ -108,10 +108,19 @@ class Caller:
     async def refuse_nodes(self, action: str, out: list[str]) -> None:
         more = f" and {len(out) - 20} more" if len(out) > 20 else ""
         why = f"{len(out)} target node(s) out of scope: {', '.join(out[:20])}{more}"
-        await self.denied(action, "node/" + (out[0] if len(out) == 1 else "*"), why)
+        # The entry names the refused nodes, as a send's names its nodes: an audit search by
+        # node (``--resource node/ID``) finds the attempt.
+        nodes = {"nodes": sorted(out)[:1000], "node_count": len(out)}
+        await self.denied(action, "node/" + (out[0] if len(out) == 1 else "*"), why, nodes)
 
-    async def denied(self, action: str, resource: str, why: str) -> None:
+    async def denied(
+        self, action: str, resource: str, why: str, details: dict[str, Any] | None = None
+    ) -> None:
+        """Record the refusal (``details`` join the request summary), then refuse."""
         op = self.operator
+        request = self.request_summary
+        if details:
+            request = {**(request or {}), **details}
         audit_context.discard()  # the route's "allowed" entry, if one was expected, never happens
         await self.cp.audit.record_standalone(
             AuditEvent(
@@ -122,7 +131,7 @@ class Caller:
                 identity_id=op.token_id,
                 identity_name=op.name,
                 source_ip=self.ip,
-                request=self.request_summary,
+                request=request,
                 error=why[:500],
                 request_id=self.request_id,
             )

@@ -111,6 +111,45 @@ def test_a_refused_send_does_not_name_the_nodes_it_was_refused(run_api: RunApi) 
     run_api(scenario)
 
 
+def test_a_send_refused_for_out_of_scope_nodes_is_found_by_those_nodes(run_api: RunApi) -> None:
+    policy = {
+        "Version": "2026-01-01",
+        "Statement": [
+            {"Effect": "Allow", "Action": "commands:Send", "Resource": "node/*",
+             "Condition": {"StringEquals": {"node:tag/team": "web"}}},
+            {"Effect": "Allow", "Action": "commands:Send", "Resource": "document/*"},
+        ],
+    }  # fmt: skip
+
+    async def scenario(api: Api) -> None:
+        web = await register(api, await api.create_activation(tags={"team": "web"}), "web-1")
+        databases = await api.create_activation(tags={"team": "db"}, registration_limit=2)
+        db1 = await register(api, databases, "db-1")
+        db2 = await register(api, databases, "db-2")
+        made = await api.client.post(
+            "/v1/tokens", json={"name": "web-team", "policy": policy}, headers=api.admin
+        )
+        assert made.status_code == 201, made.text
+        team = {"authorization": f"Bearer {made.json()['secret']}"}
+        refused = await api.client.post(
+            "/v1/commands", json={**SEND, "targets": ["all"]}, headers=team
+        )
+        assert refused.status_code == 403, refused.text
+
+        for db in (db1, db2):  # the entry is about node/*: found by each node it names
+            (entry,) = await audit(api, resource=f"node/{db}", outcome="denied")
+            assert (entry["action"], entry["resource"], entry["identity_name"]) == (
+                "commands:Send",
+                "node/*",
+                "web-team",
+            )
+            assert entry["request"]["nodes"] == sorted([db1, db2])
+            assert entry["request"]["node_count"] == 2
+        assert await audit(api, resource=f"node/{web}", outcome="denied") == []
+
+    run_api(scenario)
+
+
 def test_the_index_says_no_more_than_the_entry() -> None:
     node = "mi-0123456789abcdef0"
     assert concerned_resources({"request": {"nodes": [node, node, "x", 3]}}) == [f"node/{node}"]
