@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from typing import Any, cast
 
@@ -170,8 +171,12 @@ class Daemon:
 
         while True:
             body: dict[str, Any] = await asyncio.to_thread(facts.collect)
-            body["outbox_depth"], body["outbox_dead"] = await asyncio.to_thread(self.outbox.counts)
-            await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
+            try:
+                counts = await asyncio.to_thread(self.outbox.counts)
+                body["outbox_depth"], body["outbox_dead"] = counts
+                await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
+            except (OSError, sqlite3.Error) as exc:  # a full disk: the next one may go
+                log.warning("cannot queue the heartbeat", extra={"error": str(exc)})
             await asyncio.sleep(self.config.heartbeat_interval_seconds)
 
     async def fork_server_loop(self) -> None:
@@ -206,15 +211,16 @@ class Daemon:
         now = time.time()
         if self._last_contact is None or now - self._last_contact > 5:
             self._last_contact = now
-            save_status(
-                self.config,
-                {
-                    "pid": os.getpid(),
-                    "started_at": self._started,
-                    "last_contact": now,
-                    "agent_version": __version__,
-                },
-            )
+            status = {
+                "pid": os.getpid(),
+                "started_at": self._started,
+                "last_contact": now,
+                "agent_version": __version__,
+            }
+            try:
+                save_status(self.config, status)
+            except OSError as exc:  # a full disk: only `corral-agent status` misses it
+                log.warning("cannot write the status file", extra={"error": str(exc)})
 
     def _on_signal(self) -> None:
         if self.stopping.is_set():
@@ -261,7 +267,7 @@ class Daemon:
 
     async def _final_flush(self) -> None:
         """Deliver what can be delivered within the shutdown budget; the rest stays on disk."""
-        with contextlib.suppress(TimeoutError, AgentError):
+        with contextlib.suppress(TimeoutError, AgentError, OSError, sqlite3.Error):
             async with asyncio.timeout(self.config.shutdown_budget_seconds):
                 while await self.flush_once():
                     pass

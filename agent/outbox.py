@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import wire
-from agent.errors import ConfigError
+from agent.errors import AgentError, ConfigError
 from agent.wire import Message
 
 BUSY_SECONDS = 10.0
@@ -52,6 +52,11 @@ class OutboxCorrupt(ConfigError):
     """The outbox file is not a database or is damaged (the agent moves it aside)."""
 
 
+class OutboxUnavailable(AgentError):
+    """The outbox cannot be used now (locked, a full or read-only disk): exit code 1, so
+    systemd starts the agent again later (78 would stop it for good)."""
+
+
 class Outbox:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,7 +76,7 @@ class Outbox:
                 raise sqlite3.DatabaseError(str(check))
         except sqlite3.OperationalError as exc:  # locked, read-only, out of space: not its fault
             self._conn.close()
-            raise ConfigError(f"outbox {path} is unusable: {exc}") from None
+            raise OutboxUnavailable(f"outbox {path} is unusable now: {exc}") from None
         except sqlite3.DatabaseError as exc:  # not a database, or a damaged one
             self._conn.close()
             raise OutboxCorrupt(f"outbox {path} is corrupt: {exc}") from None

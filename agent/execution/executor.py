@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -191,22 +192,40 @@ class Executor:
         task.add_done_callback(lambda _t: self._active.pop(cmd.command_id, None))
 
     async def supervise(self, cmd: CommandDir) -> None:
-        error: Exception = RuntimeError("no attempt")
+        """Follow the command to its report.  The state dir failing (a full disk) is waited
+        out; anything else (a damaged entry, a bug) is tried SUPERVISE_TRIES times, then the
+        command is given up: moved aside and reported Failed."""
+        failures = 0
+        waits = self._backoff()
         try:
-            for attempt in range(1, SUPERVISE_TRIES + 1):
+            while True:
                 try:
                     await self._supervise(cmd)
                     return
                 except CredentialRevoked:
                     raise
+                except (OSError, sqlite3.Error) as exc:  # not the command's fault: wait
+                    delay = waits.next_delay()
+                    log.warning(
+                        "the state dir failed while following a command; retrying",
+                        extra={
+                            "command_id": cmd.command_id,
+                            "error": str(exc),
+                            "retry_in": round(delay, 2),
+                        },
+                    )
+                    await asyncio.sleep(delay)
+                    continue
                 except Exception as exc:  # one command's trouble is never the whole agent's
+                    failures += 1
                     log.exception(
                         "supervising a command failed",
-                        extra={"command_id": cmd.command_id, "attempt": attempt},
+                        extra={"command_id": cmd.command_id, "attempt": failures},
                     )
-                    error = exc
-                await asyncio.sleep(REATTACH_POLL_SECONDS * attempt)
-            await self._give_up(cmd, error)
+                    if failures >= SUPERVISE_TRIES:
+                        await self._give_up(cmd, exc)
+                        return
+                await asyncio.sleep(REATTACH_POLL_SECONDS * failures)
         finally:
             self._ssm_values.pop(cmd.command_id, None)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -176,7 +177,16 @@ class Sender:
         ``corral-agent outbox retry-dead`` writes from another process)."""
         backoff = self._backoff()
         while True:
-            sent = await self.flush_once()
+            try:
+                sent = await self.flush_once()
+            except (OSError, sqlite3.Error) as exc:  # the outbox's disk (full, ...): wait
+                delay = backoff.next_delay()
+                log.warning(
+                    "the outbox cannot be read or written; retrying",
+                    extra={"error": str(exc), "retry_in": round(delay, 2)},
+                )
+                await asyncio.sleep(delay)
+                continue
             if sent is None:
                 if stopping.is_set():
                     return

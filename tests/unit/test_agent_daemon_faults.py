@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -223,5 +224,56 @@ def test_retry_dead_from_another_process_reaches_the_running_sender(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             daemon.outbox.close()
+
+    asyncio.run(scenario())
+
+
+class FullDisk(Outbox):
+    """An outbox on a disk that is full for its first ``failures`` writes or reads."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def _fail(self) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+
+    def _peek(self, limit: int) -> list[Message]:
+        self._fail()
+        return super()._peek(limit)
+
+    def _put(self, message: Message) -> None:
+        self._fail()
+        super()._put(message)
+
+
+def test_a_full_disk_is_waited_out_by_the_sender_and_the_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent import facts
+
+    monkeypatch.setattr(facts, "collect", lambda: {"hostname": "h"})
+
+    async def scenario() -> None:
+        server = Server()
+        daemon = make_daemon(tmp_path, server, heartbeat_interval_seconds=0.05)
+        daemon.outbox.close()
+        box = FullDisk(tmp_path / "outbox.db", failures=4)
+        daemon.outbox = daemon.sender.outbox = box
+        tasks = [
+            asyncio.create_task(daemon.heartbeat_loop()),
+            asyncio.create_task(daemon.send_loop()),
+        ]
+        try:
+            await until(lambda: any(m["type"] == "heartbeat" for m in server.sent), "a beat")
+            assert box.failures == 0
+            assert not any(task.done() for task in tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            box.close()
 
     asyncio.run(scenario())

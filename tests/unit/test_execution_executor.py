@@ -669,3 +669,31 @@ async def test_a_run_command_the_agent_could_not_handle_is_reported_failed(
     assert not (tmp_path / "commands" / "cmd-x").exists()
     assert events[0]["body"]["code"] == wire.EVENT_MESSAGE_FAILED
     assert "ValueError: odd" in events[0]["body"]["message"]
+
+
+class FullDiskLauncher(Launcher):
+    """A launcher whose first ``failures`` launches meet a full disk."""
+
+    def __init__(self, inner: Launcher, failures: int) -> None:
+        super().__init__(inner.settings, inner.forkserver)
+        self.failures = failures
+
+    async def launch(self, cmd: Any, ssm_values: Any = None) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        return await super().launch(cmd, ssm_values)
+
+
+@sync
+async def test_a_full_disk_is_waited_out_never_a_failed_command(
+    tmp_path: Path, forkserver: ForkServer
+) -> None:
+    launcher = FullDiskLauncher(Launcher(SETTINGS, forkserver), failures=5)
+    async with AgentSide(tmp_path, launcher) as agent:
+        await agent.executor.accept(run_message("cmd-disk", document(shell("s", "echo ok"))))
+        await agent.until(lambda: agent.done("cmd-disk"), "the command to be reported")
+        final = await agent.final("cmd-disk")
+    assert launcher.failures == 0
+    assert (final["status"], final["steps"][0]["stdout"]) == (wire.ST_SUCCESS, "ok\n")
+    assert not (tmp_path / "corrupt").exists()
