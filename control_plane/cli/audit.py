@@ -13,14 +13,17 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from control_plane.cli.context import Runtime, output_option, pass_runtime
-from control_plane.cli.errors import BadResponse, CliError, one_line
+from control_plane.cli.errors import ApiError, BadResponse, CliError, one_line
 from control_plane.cli.output import Column, emit_json, emit_list, field
 from control_plane.cli.params import parse_duration
+
+if TYPE_CHECKING:
+    from control_plane.cli.client import ApiClient
 
 MAX_TIME = 1e11  # the server's bound on since/until
 OUTCOMES = ("allowed", "denied", "error")
@@ -109,6 +112,12 @@ def audit() -> None:
     help="A resource; * and ? match (node/mi-*).  node/ID also finds the commands sent to "
     "that node.",
 )
+@click.option(
+    "--node",
+    metavar="ID|NAME",
+    help="What concerns this node, commands sent to it included (--resource node/ID; a "
+    "name is looked up, which needs nodes:List).",
+)
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
 @click.option(
     "--limit",
@@ -128,21 +137,31 @@ def list_(
     identity: str | None,
     action: str | None,
     resource: str | None,
+    node: str | None,
     outcome: str | None,
     limit: int,
     output: str,
 ) -> None:
-    """List audit entries, newest first."""
+    """List audit entries, newest first.
+
+    What was run on web-3 this week: `corral audit list --node web-3 --action commands:Send
+    --since 7d`."""
     _check_range(since, until, "--since/--until")
-    query = _params(
-        since=since,
-        until=until,
-        identity=identity,
-        action=action,
-        resource=resource,
-        outcome=outcome,
-    )
+    if node is not None and resource is not None:
+        raise click.UsageError("give --node or --resource, not both")
+    if node is not None and not node.strip():
+        raise click.BadParameter("the node is empty", param_hint="'--node'")
     with rt.client() as api:
+        if node is not None:
+            resource = f"node/{_node_id(api, node.strip())}"
+        query = _params(
+            since=since,
+            until=until,
+            identity=identity,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+        )
         entries, more = api.pages("/v1/audit", "entries", params=query, max_items=limit)
     emit_list(entries, LIST_COLUMNS, output)
     if more:
@@ -150,6 +169,30 @@ def list_(
             f"note: showing the newest {len(entries)} entries; more match (raise --limit)",
             err=True,
         )
+
+
+def _node_id(api: ApiClient, node: str) -> str:
+    """``node`` if it is a node id, else the id of the one registered node of that name."""
+    from agent.wire import NODE_ID_RE
+
+    if NODE_ID_RE.match(node):
+        return node
+    if "*" in node or "?" in node:
+        raise click.BadParameter(f"{node!r}: give one node's id or name", param_hint="'--node'")
+    try:
+        found = api.get_list("/v1/nodes", "nodes", params={"targets": [f"name:{node}"]})
+    except ApiError as exc:
+        if exc.status != 403:
+            raise
+        raise CliError(
+            f"cannot look up node {node!r} ({exc.message}): give its id (mi-...) instead"
+        ) from exc
+    ids = sorted({str(n.get("node_id")) for n in found})
+    if len(ids) == 1:
+        return ids[0]
+    if not ids:
+        raise CliError(f"no registered node is named {node!r}: give its id (mi-...)")
+    raise CliError(f"{len(ids)} nodes are named {node!r} ({', '.join(ids)}): give one id")
 
 
 # export -------------------------------------------------------------------------------------
