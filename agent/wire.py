@@ -49,7 +49,8 @@ REQUEST_FILL: Final = 0.75
 # One agent message, JSON-encoded with every non-ASCII character escaped (the largest form
 # either side writes), is at most this long: whatever can grow is cut where it is made.
 MAX_MESSAGE_BYTES: Final = 256 * 1024
-# Step records in one invocation_update (the server keeps no more); the rest are summed up.
+# Step records in one invocation_update (the server keeps no more); the last one says how
+# many more there were (agent/execution/bounds.py).
 MAX_REPORTED_STEPS: Final = 100
 # The per-message answer to POST ROUTE_MESSAGES (and to a ``messages`` frame):
 # ``{"acked": [ids], "results": [{"id", "status", "reason"?}]}``, results in batch order,
