@@ -5,7 +5,10 @@ REQUEST_FILL (3/4) of the request limit the server last told (agent/wire.py); a 
 front of the server may hold a lower one.  So on 413 the batch is halved and sent again, down
 to a single message, and the smaller size that worked is kept for SHRUNK_SECONDS before the
 server's own limit is tried again.  A 400 or 422 for a whole batch (an older server that
-refuses a batch for one bad message) is halved the same way, to find that message.
+refuses a batch for one bad message) is halved the same way, to find that message.  A proxy
+may also cut the connection instead of answering 413 (it refuses before reading the body):
+after LOST_BEFORE_HALVING transport errors in a row, a batch of several messages is halved
+for this attempt only (an outage looks the same, and must not shrink the batches after it).
 
 Only a single message the server refuses (413, 400, 422), or one it answers ``rejected``,
 moves to the outbox's dead table, with the reason; any other refusal or a transport error
@@ -33,6 +36,7 @@ TOO_LARGE = 413
 # Answers that blame what was sent: halved until one message is left, that one is buried.
 REFUSED = frozenset({400, TOO_LARGE, 422})
 SHRUNK_SECONDS = 600.0
+LOST_BEFORE_HALVING = 2
 _ENVELOPE = len(encode({"messages": []}))
 
 
@@ -106,6 +110,7 @@ class Sender:
         if not batch:
             return None
         backoff = self._backoff()
+        lost = 0  # transport errors in a row
         while True:
             try:
                 answer = await self.transport.send(batch)
@@ -128,6 +133,9 @@ class Sender:
                 )
             except TransportError as exc:
                 delay = backoff.next_delay()
+                lost += 1
+                if lost >= LOST_BEFORE_HALVING and len(batch) > 1:
+                    batch, lost = batch[: len(batch) // 2], 0
                 log.warning(
                     "sending results failed; retrying",
                     extra={"error": exc.message, "retry_in": round(delay, 2), "outbox": len(batch)},

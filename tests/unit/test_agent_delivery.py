@@ -410,3 +410,27 @@ def test_the_channel_hello_sets_the_limit_within_a_frame() -> None:
     assert channel.max_request_bytes == wire.MAX_FRAME_BYTES
     channel._limits({"type": "hello", "max_request_bytes": "lots"})
     assert channel.max_request_bytes is None
+
+
+def test_a_proxy_that_cuts_the_connection_on_a_large_body_is_got_past(tmp_path: Path) -> None:
+    """Some proxies refuse before reading the body and close: no 413 reaches the agent, only
+    a transport error.  Halving after repeated errors gets every message through."""
+
+    class Cutting(FakeServer):
+        async def send(self, messages: list[Message]) -> SendAnswer:
+            if len(encode({"messages": messages})) > self.limit:
+                self.requests.append((len(messages), 0))
+                raise TransportError("connection reset by peer")
+            return await super().send(messages)
+
+    async def scenario(box: Outbox) -> None:
+        for n in range(20):
+            await box.put(msg(n, size=30_000))
+        server = Cutting(limit=100_000)
+        sender = Sender(box, server, backoff)
+        await drain(sender)
+        assert len(server.stored) == 20 and box.dead_count() == 0
+        # Nothing learnt from errors that an outage also gives.
+        assert sender.limits.byte_budget == int(wire.MAX_REQUEST_BYTES * wire.REQUEST_FILL)
+
+    run(scenario, tmp_path)
