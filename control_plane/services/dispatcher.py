@@ -93,7 +93,8 @@ class Dispatcher:
         self._loaded_at = clock()
         self._stale: set[str] = set()  # commands whose last round failed: reload first
         self._active: dict[str, Active] = {}
-        self._updates: deque[tuple[str, str, str, str]] = deque()
+        # (command, node, status, details, when the report was stored)
+        self._updates: deque[tuple[str, str, str, str, float]] = deque()
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._bodies: dict[str, wire.RunCommandBody] = {}
@@ -169,7 +170,7 @@ class Dispatcher:
         self._kick(row["id"])
 
     def agent_reported(self, command_id: str, node_id: str, status: str, details: str) -> None:
-        self._updates.append((command_id, node_id, status, details))
+        self._updates.append((command_id, node_id, status, details, self._clock()))
         self._kick(command_id)
 
     def node_deregistered(self, node_id: str) -> None:
@@ -276,14 +277,14 @@ class Dispatcher:
         updates, self._updates = self._updates, deque()
         now = self._clock()
         plan: dict[str, Round] = {}
-        for command_id, node_id, status, details in updates:
+        for command_id, node_id, status, details, when in updates:
             active = self._active.get(command_id)
             if active is None:
                 continue
             change = active.state.agent_update(node_id, status, details)
             if change is not None:
                 change.stored = True  # the channel handler wrote it with the agent's report
-                active.last_word[node_id] = now
+                active.last_word[node_id] = when
                 plan.setdefault(command_id, Round()).changes.append(change)
         for command_id in dirty:
             active = self._active.get(command_id)
