@@ -136,8 +136,11 @@ class AgentLink:
             pass
         finally:
             self._presence.detach(self.node_id, self, self._clock())
-            if self._in_flight:  # unacknowledged: due again on the next channel or poll
-                self._presence.notify(self.node_id)
+            # Due again on the next channel or poll: what was sent and not acknowledged, and
+            # what the pump had taken (the pending flag, messages from memory) but not sent
+            # when the channel closed under it.  Not only when something is in flight: a
+            # lost flag would leave a queued message to wait for the next one (issue 17).
+            self._presence.notify(self.node_id)
             log.info(
                 "channel closed",
                 extra={"node_id": self.node_id, "code": self._closed[0] if self._closed else None},

@@ -76,6 +76,9 @@ class Presence:
         if node.link is link:
             node.link = None
             node.link_closed_at = now
+            if node.fresh:  # pushed for the channel, never sent: a poll must read them
+                self._pending.add(node_id)
+            node.fresh = None
         node.polls_held -= 1
 
     def connected(self) -> int:

@@ -62,3 +62,28 @@ def test_notify_wakes_a_waiting_poll_and_deregister_wakes_it_too() -> None:
         assert not p.take_pending("mi-00000000000000001")
 
     asyncio.run(scenario())
+
+
+def test_messages_pushed_to_a_channel_that_closes_unsent_are_due_to_the_next_poll() -> None:
+    """A channel takes what is queued for its node from memory; when it closes before
+    sending it, the next long-poll must read the inbox (issue 17: a lost wake-up)."""
+
+    async def scenario() -> None:
+        p = make()
+        node = "mi-00000000000000001"
+        link = object()
+        p.attach(node, link)
+        assert p.take_fresh(node, 10) is None  # the channel read its inbox: now from memory
+        message = wire.make_message(wire.MSG_PING, {})
+        p.push(node, message)
+        assert not p.take_pending(node)  # held for the channel, not flagged for a poll
+        p.detach(node, link, 1.0)
+        assert p.take_pending(node)
+        # A channel that had nothing left in memory leaves no flag behind.
+        p.attach(node, link)
+        p.take_fresh(node, 10)
+        p.take_pending(node)
+        p.detach(node, link, 2.0)
+        assert not p.take_pending(node)
+
+    asyncio.run(scenario())
