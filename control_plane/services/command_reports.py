@@ -57,6 +57,9 @@ class UpdateStore:
             key = (str(body.get("command_id", "")), node_id)
             status_now = changes.get(key, current.get(key, {})).get("status")
             if status_now is None or status_now in wire.TERMINAL_STATUSES:
+                if key in current and key not in changes:  # a late result is kept, as is
+                    late = _columns(body, now, 32)
+                    await self._dispatcher.late_result(conn, node_id, current[key], late)
                 continue  # not the node's, or already final: a late or repeated report
             values = changes.setdefault(key, {})
             details_chars = MAX_REJECTED_DETAILS_CHARS if msg["id"] == REJECTION_ID else 32
