@@ -375,7 +375,7 @@ class Dispatcher:
                     changes.append(silent)
         changes.extend(state.stop_pending())
         deadline = row["created_at"] + row["delivery_timeout"]
-        if now >= deadline + execution + EXPIRY_GRACE_SECONDS:
+        if now >= max(deadline + execution, self._loaded_at) + EXPIRY_GRACE_SECONDS:
             changes.extend(state.expire())
         elif now >= deadline:
             changes.extend(state.delivery_timed_out())

@@ -274,7 +274,8 @@ def test_a_restart_gives_silent_nodes_their_grace_again(fleet: Any) -> None:
         command_id = await f.send([node])
         await f.report(command_id, node, wire.ST_IN_PROGRESS)
         await f.dispatcher.round()
-        f.clock.advance(EXECUTION + GRACE + 60)  # the server was down all that time
+        # The server was down all that time, past the command's whole time even.
+        f.clock.advance(DELIVERY + EXECUTION + GRACE + 60)
         f.dispatcher = f.new_dispatcher()
         await f.dispatcher.load()
         await f.dispatcher.round()
