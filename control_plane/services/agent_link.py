@@ -332,17 +332,21 @@ class AgentLink:
                 )
             results = await self._channel.receive(self.node_id, messages)
         except CorralError as exc:
-            await self._frame(
-                {
-                    "type": wire.FRAME_ERROR,
-                    "req": req,
-                    "error": {"code": exc.code, "message": exc.message, "status": exc.status},
-                }
-            )
+            await self._refused(req, exc)
+            return
+        except Exception:  # answered as POST messages answers it (500): the agent resends
+            # The group commit failed (the database): nothing of the frame was stored, and
+            # the channel, which carries other work, stays open.
+            log.exception("storing a node's messages failed", extra={"node_id": self.node_id})
+            await self._refused(req, CorralError("storing the messages failed; send them again"))
             return
         await self._frame(
             {"type": wire.FRAME_ACKED, "req": req, "ids": acked(results), "results": results}
         )
+
+    async def _refused(self, req: str, exc: CorralError) -> None:
+        error = {"code": exc.code, "message": exc.message, "status": exc.status}
+        await self._frame({"type": wire.FRAME_ERROR, "req": req, "error": error})
 
     async def _on_renew(self, _frame: dict[str, Any]) -> None:
         await self._send_challenge()

@@ -437,3 +437,34 @@ def test_a_deregistered_node_cannot_sign_in(run_api: RunApi) -> None:
         await task
 
     run_api(scenario)
+
+
+def test_a_failed_store_is_answered_and_the_channel_stays_open(run_api: RunApi) -> None:
+    """The group commit failing (the database) refuses that frame (500, the agent sends it
+    again); the channel, which carries the node's other work, stays open."""
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        broken = True
+
+        async def flaky(conn: Any, items: Any) -> None:
+            if broken:
+                raise RuntimeError("database is locked")
+
+        api.cp.channel.register_batch_handler(wire.MSG_PONG, flaky)
+        peer = Peer()
+        task = open_link(api, node, peer)
+        await peer.expect(wire.FRAME_HELLO)
+        pong = dict(wire.make_message(wire.MSG_PONG, {"ping_id": "p"}))
+        peer.frame({"type": wire.FRAME_MESSAGES, "req": "r1", "messages": [pong]})
+        error = await peer.expect(wire.FRAME_ERROR)
+        assert error["req"] == "r1" and error["error"]["status"] == 500
+        assert "database is locked" not in error["error"]["message"]  # no internals shown
+        broken = False
+        peer.frame({"type": wire.FRAME_MESSAGES, "req": "r2", "messages": [pong]})
+        acked = await peer.expect(wire.FRAME_ACKED)
+        assert acked["ids"] == [pong["id"]] and peer.closed is None
+        peer.leave()
+        await task
+
+    run_api(scenario)
