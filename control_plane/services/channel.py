@@ -3,7 +3,12 @@ channels in services/agent_link.py), and storage of the agent's messages (idempo
 message id, group-committed by services/channel_writer.py).
 
 A poll acknowledges what the agent has safely received, then returns pending messages at
-once, or waits on the node's in-memory wake-up until the hold time runs out.
+once, or waits on the node's in-memory wake-up until the hold time runs out.  The wake-up is
+never lost: the pending flag is taken and the wake-up cleared before the inbox is read, and
+senders set both only after their transaction commits.
+
+What an agent sends is answered per message (docs/wire.md): accepted, duplicate, or
+rejected alone with its reason; the rest of its batch is stored.
 """
 
 from __future__ import annotations
