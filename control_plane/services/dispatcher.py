@@ -320,9 +320,11 @@ class Dispatcher:
     async def _reload_stale(self) -> None:
         async with self._db.read() as conn:
             for command_id in sorted(self._stale):
-                old = self._active.pop(command_id, None)
+                old = self._active.get(command_id)  # kept if the read fails
                 fresh = await self._load_one(conn, command_id)
-                if fresh is not None and old is not None:
+                if fresh is None:
+                    self._active.pop(command_id, None)
+                elif old is not None:
                     # What is only in memory: per-node cancels, deregistrations, last words.
                     fresh.cancel_nodes |= old.cancel_nodes
                     fresh.cancel_all = fresh.cancel_all or old.cancel_all
@@ -330,8 +332,7 @@ class Dispatcher:
                     for node_id, when in old.last_word.items():
                         if node_id in fresh.last_word:
                             fresh.last_word[node_id] = max(fresh.last_word[node_id], when)
-                if fresh is not None and fresh.state.done:
-                    self._active.pop(command_id, None)
+                # Even one now all final stays: its next round writes the command's end.
                 self._stale.discard(command_id)
                 self._dirty.add(command_id)
 

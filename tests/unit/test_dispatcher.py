@@ -362,3 +362,28 @@ def test_a_failed_round_is_decided_again_from_the_database(
             await db.close()
 
     asyncio.run(main())
+
+
+def test_a_command_whose_finishing_round_failed_still_ends(
+    server_dir: ServerDir, clock: FakeClock
+) -> None:
+    async def main() -> None:
+        db = Database(load_config(server_dir.path).async_database_url)
+        try:
+            events = FailingEvents(failures=0)
+            f = Fleet(db, clock, events)
+            node = f.node("mi-00000000000000030")
+            command_id = await f.send([node])
+            await f.report(command_id, node, wire.ST_SUCCESS)  # stored by the channel
+            events.failures = 1
+            with pytest.raises(sa.exc.OperationalError):
+                await f.dispatcher.round()
+            assert (await f.command(command_id))["completed_at"] is None
+            await f.dispatcher.round()  # rebuilt: every invocation final, the command ends
+            command = await f.command(command_id)
+            assert command["status"] == wire.ST_SUCCESS and command["completed_at"] is not None
+            assert not f.dispatcher.is_active(command_id)
+        finally:
+            await db.close()
+
+    asyncio.run(main())
