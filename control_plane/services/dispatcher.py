@@ -119,8 +119,9 @@ class Dispatcher:
             return None
         invocations = await store.invocations_of(conn, command_id)
         state = self._new_state(row)
+        # A cancelled command's first round (re)sends its cancels: the round that sent them
+        # may have failed, or the server stopped before it (an agent ignores a repeat).
         active = Active(state=state, row=row, cancel_all=row["cancel_requested_at"] is not None)
-        state.cancelled = active.cancel_all
         for inv in invocations:
             node, status, details = inv["node_id"], inv["status"], inv["status_details"]
             state.statuses[node] = (status, details)

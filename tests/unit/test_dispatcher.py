@@ -387,3 +387,31 @@ def test_a_command_whose_finishing_round_failed_still_ends(
             await db.close()
 
     asyncio.run(main())
+
+
+def test_a_cancel_whose_round_failed_is_sent_after_all(
+    server_dir: ServerDir, clock: FakeClock
+) -> None:
+    async def main() -> None:
+        db = Database(load_config(server_dir.path).async_database_url)
+        try:
+            events = FailingEvents(failures=0)
+            f = Fleet(db, clock, events)
+            node = f.node("mi-00000000000000031")
+            command_id = await f.send([node])
+            await f.report(command_id, node, wire.ST_IN_PROGRESS)
+            await f.dispatcher.round()
+            async with db.transaction() as conn:  # what CommandService.cancel writes
+                await store.update_command(conn, command_id, cancel_requested_at=clock())
+            f.dispatcher.cancel(command_id, None)
+            events.failures = 1
+            with pytest.raises(sa.exc.OperationalError):
+                await f.dispatcher.round()
+            await f.dispatcher.round()
+            async with db.read() as conn:
+                waiting = await messages.pending(conn, node, 100)
+            assert wire.MSG_CANCEL_COMMAND in [m["type"] for m in waiting]
+        finally:
+            await db.close()
+
+    asyncio.run(main())
