@@ -5,6 +5,7 @@ server messages until acknowledged."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -16,7 +17,7 @@ from control_plane.store.schema import processed_messages
 from tests.unit.conftest import assert_error
 
 if TYPE_CHECKING:
-    from tests.unit.conftest import Api, Node, RunApi
+    from tests.unit.conftest import Api, Node, RunApi, ServerDir
 
 
 def heartbeat(msg_id: str | None = None, **body: Any) -> dict[str, Any]:
@@ -308,5 +309,34 @@ def test_ping_timeout_must_be_sensible(run_api: RunApi, timeout: float) -> None:
             f"/v1/nodes/{node.node_id}/ping", json={"timeout_seconds": timeout}, headers=api.admin
         )
         assert "timeout_seconds" in assert_error(response, 400, "invalid_request")
+
+    run_api(scenario)
+
+
+def test_the_limit_told_is_the_limit_enforced(run_api: RunApi, server_dir: ServerDir) -> None:
+    """A server configured with a smaller request limit tells that one, and a batch over it
+    is refused whole with 413 (the agent then halves it), one under it is stored."""
+    limit = 65536
+    config = server_dir.path / "config.toml"
+    text = config.read_text() if config.exists() else ""
+    assert "max_request_bytes" not in text
+    if "[server]" in text:
+        config.write_text(text.replace("[server]", f"[server]\nmax_request_bytes = {limit}", 1))
+    else:
+        config.write_text(f"{text}\n[server]\nmax_request_bytes = {limit}\n")
+
+    async def scenario(api: Api) -> None:
+        assert api.cp.config.max_request_bytes == limit
+        node = await api.new_node()
+        answer = await api.client.post(
+            wire.ROUTE_POLL, json={"acks": [], "wait_seconds": 0}, headers=node.auth
+        )
+        assert answer.json()[wire.KEY_MAX_REQUEST_BYTES] == limit
+        big = [heartbeat(hostname="x" * 600) for _ in range(wire.MAX_MESSAGES_PER_BATCH)]
+        half = big[: len(big) // 2]
+        assert len(json.dumps({"messages": big})) > limit > len(json.dumps({"messages": half}))
+        assert_error(await api.send(node, big), 413, "payload_too_large")
+        assert await processed_ids(api) == []
+        assert (await api.send(node, half)).json()["acked"] == [m["id"] for m in half]
 
     run_api(scenario)
