@@ -30,7 +30,7 @@ Passed = Callable[[], None]
 Body = Callable[[Passed], Awaitable[None]]
 
 BACKOFF_BASE = 1.0
-BACKOFF_CAP = 60.0
+BACKOFF_CAP = 10.0  # a recovered database is used again within seconds
 FAILING_AFTER = 3
 WINDOW = 300.0
 
