@@ -225,6 +225,7 @@ ERR_NODE_DEREGISTERED: Final = "node_deregistered"
 ERR_TOKEN_EXPIRED: Final = "token_expired"
 ERR_ACTIVATION_INVALID: Final = "activation_invalid"
 ERR_CREDENTIAL_EXPIRED: Final = "credential_expired"
+ERR_SERVER_BUSY: Final = "server_busy"  # 503: too many channels opening; retry after backoff
 
 
 class Message(TypedDict):

@@ -33,6 +33,8 @@ class ServerConfig:
     poll_hold_seconds: float = 20.0
     # Control channel pings: a half-open connection is closed after two intervals.
     channel_ping_seconds: float = 20.0
+    # Control channels signing in at once; more are refused with 503 (services/openings.py).
+    channel_max_opening: int = 128
     # Access control and audit (docs/security.md).
     audit_retention: str = "365d"
     audit_sign_interval_seconds: float = 3600.0
@@ -95,6 +97,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "shutdown_grace_seconds": (int, float),
     "poll_hold_seconds": (int, float),
     "channel_ping_seconds": (int, float),
+    "channel_max_opening": (int,),
     "audit_retention": (str,),
     "audit_sign_interval_seconds": (int, float),
     "rate_limit_per_second": (int, float),

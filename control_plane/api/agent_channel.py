@@ -9,7 +9,7 @@ as it reads a refused request.  Then services/agent_link.py serves the channel.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, WebSocket
@@ -38,6 +38,23 @@ async def connect(
         await websocket.send_denial_response(refusal)
         return
     cp: ControlPlane = websocket.app.state.control_plane
+    ticket = cp.openings.enter()
+    if ticket is None:  # too many signing in at once: come back later (services/openings.py)
+        refusal = error_response(
+            503, wire.ERR_SERVER_BUSY, "too many control channels opening; try again later"
+        )
+        refusal.headers["retry-after"] = str(cp.openings.retry_after())
+        await websocket.send_denial_response(refusal)
+        return
+    try:
+        await _serve(websocket, cp, claims, ticket.release)
+    finally:
+        ticket.release()
+
+
+async def _serve(
+    websocket: WebSocket, cp: ControlPlane, claims: NodeClaims | str, opened: Callable[[], None]
+) -> None:
     await websocket.accept()
 
     async def send(text: str) -> None:
@@ -75,6 +92,7 @@ async def connect(
         send=send,
         close=close,
         max_request_bytes=cp.config.max_request_bytes,
+        opened=opened,
     )
     await link.run(_frames(websocket, link))
 

@@ -78,6 +78,7 @@ class AgentLink:
         close: Close,
         denied: Denied | None = None,
         max_request_bytes: int = wire.MAX_REQUEST_BYTES,
+        opened: Callable[[], None] | None = None,
     ) -> None:
         """``claims``: those of the token the upgrade carried, or the id of a node that is to
         sign in on the channel.  ``max_request_bytes``: the server's request limit, told in
@@ -87,6 +88,7 @@ class AgentLink:
         self.node_id = claims.node_id if isinstance(claims, NodeClaims) else claims
         self._token_expires = claims.expires_at if isinstance(claims, NodeClaims) else 0.0
         self._denied = denied
+        self._opened = opened  # called once the channel is open (signed in, hello sent)
         self._challenge: str | None = None
         self._channel = channel
         self._presence = presence
@@ -122,6 +124,8 @@ class AgentLink:
                     wire.KEY_MAX_REQUEST_BYTES: self._max_request_bytes,
                 }
             )
+            if self._opened is not None:
+                self._opened()
             reader = asyncio.create_task(self._read(frames), name=f"link-read-{self.node_id}")
             pump = asyncio.create_task(self._pump(), name=f"link-pump-{self.node_id}")
             done, rest = await asyncio.wait({reader, pump}, return_when=asyncio.FIRST_COMPLETED)

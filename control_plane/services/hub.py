@@ -35,6 +35,7 @@ from control_plane.services.node_events import NodeEventService
 from control_plane.services.nodes import NodeService
 from control_plane.services.operators import OperatorService
 from control_plane.services.parameters import ParameterService
+from control_plane.services.openings import Openings
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
@@ -59,6 +60,7 @@ class ControlPlane:
         self.ca = CertificateAuthority.load(config.ca_file, config.ca_key_file)
         self.ca_pem = self.ca.cert_pem
         self.presence = Presence()
+        self.openings = Openings(config.channel_max_opening)
         signer = NodeTokenSigner(_read_secret(config), config.node_token_minutes * 60.0)
         self.channel = AgentChannel(self.db, self.presence, clock)
         self.operators = OperatorService(self.db, clock)

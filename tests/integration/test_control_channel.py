@@ -258,3 +258,49 @@ def test_the_tls_context_is_pinned(server: Server) -> None:
                 pass
 
     asyncio.run(scenario())
+
+
+@pytest.mark.server_config("channel_max_opening = 1")
+def test_channels_opening_at_once_are_bounded(
+    server: Server, make_agent: Callable[..., Agent]
+) -> None:
+    """A reconnect storm is admitted a few at a time: past the bound an upgrade gets 503 with
+    a Retry-After at once; a slot frees when its channel is open or gone."""
+    agent = registered(make_agent, server)
+    token = node_token(server, agent)
+
+    async def scenario() -> None:
+        signing_in = await connect(
+            ws_url(server),
+            ssl=server.tls(),
+            additional_headers={wire.HEADER_NODE_ID: agent.node_id},
+            open_timeout=10,
+        )
+        assert json.loads(await signing_in.recv())["type"] == wire.FRAME_CHALLENGE
+        with pytest.raises(InvalidStatus) as caught:
+            async with open_channel(server, token):
+                pass
+        response = caught.value.response
+        assert response.status_code == 503
+        assert json.loads(bytes(response.body or b"{}"))["error"]["code"] == wire.ERR_SERVER_BUSY
+        assert 1 <= int(response.headers["retry-after"]) <= 10
+        await signing_in.close()  # gone before signing in: its slot is free again
+
+        async def opens() -> bool:
+            try:
+                async with open_channel(server, token) as conn:
+                    return bool(json.loads(await conn.recv())["type"] == wire.FRAME_HELLO)
+            except InvalidStatus:
+                return False
+
+        deadline = time.monotonic() + 10
+        while not await opens():
+            assert time.monotonic() < deadline, "the slot was never released"
+            await asyncio.sleep(0.1)
+        # and an open channel holds no slot: a second one (it replaces the first) opens too
+        async with open_channel(server, token) as first:
+            assert json.loads(await first.recv())["type"] == wire.FRAME_HELLO
+            async with open_channel(server, token) as second:
+                assert json.loads(await second.recv())["type"] == wire.FRAME_HELLO
+
+    asyncio.run(scenario())
