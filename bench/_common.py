@@ -124,10 +124,16 @@ class Proc:
     """A long-running child in its own session, output in files (no pipe can fill up).
 
     With ``cgroup`` the child joins that CPU-accounting cgroup before it runs anything, so the
-    CPU of everything it ever starts (also short-lived and re-parented processes) is counted."""
+    CPU of everything it ever starts (also short-lived and re-parented processes) is counted.
+    ``env``: variables added to this process's environment for the child."""
 
     def __init__(
-        self, args: Sequence[str], log_dir: Path, name: str, cgroup: CpuCgroup | None = None
+        self,
+        args: Sequence[str],
+        log_dir: Path,
+        name: str,
+        cgroup: CpuCgroup | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.out_path = log_dir / f"{name}.out"
@@ -140,6 +146,7 @@ class Proc:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
                 preexec_fn=child_setup(cgroup),
+                env={**os.environ, **env} if env else None,
             )
         self.pid = self.popen.pid
 
