@@ -10,8 +10,9 @@ not one per report).  A group holds at most MAX_GROUP_MESSAGES messages.
 Each message gets its own answer (issue 17): ``accepted`` (stored now), ``duplicate`` (stored
 before, or earlier in the same group: handled once) or ``rejected`` with a reason.  A handler
 that refuses a message (an InvalidRequest) rejects that message alone: the group is written
-again one message per transaction, so the rest of it is stored.  Any other failure (the
-database) fails the group's requests; their agents retry.
+again a request per transaction, and the request refused again a message per transaction,
+so the rest of it is stored.  Any other failure (the database) fails the group's requests;
+their agents retry.
 
 A message refused before it reached the writer, that concerns an invocation, comes with a
 :class:`Rejection`: the invocation becomes Failed ("result rejected: <reason>") through the
@@ -193,10 +194,13 @@ class ChannelWriter:
             try:
                 callbacks += await self._commit(group, entries, everything=True)
             except InvalidRequest:
-                # A handler refused a message: find it by storing one message at a time.
+                # A handler refused a message: store each request alone, then the messages
+                # of a request refused again one at a time, to reject that message only.
                 callbacks += await self._commit(group, [], everything=True)
-                for entry in entries:
-                    callbacks += await self._commit_alone(entry)
+                for request in group:
+                    callbacks += await self._commit_request(
+                        [e for e in entries if e.request is request]
+                    )
         except Exception as exc:  # the group's requests fail; the writer goes on
             log.warning(
                 "storing agent messages failed",
@@ -211,6 +215,17 @@ class ChannelWriter:
                 request.done.set_result([request.results[i] for i in range(len(request.messages))])
         for callback in callbacks:
             callback()
+
+    async def _commit_request(self, entries: list[_Entry]) -> list[AfterCommit]:
+        if not entries:
+            return []
+        try:
+            return await self._commit([], entries)
+        except InvalidRequest:
+            callbacks: list[AfterCommit] = []
+            for entry in entries:
+                callbacks += await self._commit_alone(entry)
+            return callbacks
 
     async def _commit_alone(self, entry: _Entry) -> list[AfterCommit]:
         try:
