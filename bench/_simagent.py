@@ -290,6 +290,11 @@ class SimChannelAgent(SimAgent):
         super().__init__(node, client, stats)
         self._ws_url = ws_url
         self._tls = tls
+        # Reconnections of this process's agents share its one CPU, which real agents do not:
+        # without a bound, thousands of handshakes at once after a server restart starve each
+        # other in this process until every one times out (a collapse of the simulation, not
+        # of the server).  As many at once as the initial ramp.
+        self.gate: asyncio.Semaphore | None = None
         self._conn: Any = None
         self._req = 0
 
@@ -347,7 +352,11 @@ class SimChannelAgent(SimAgent):
         while True:
             try:
                 if self._conn is None:
-                    await self._open()
+                    if self.gate is None:
+                        await self._open()
+                    else:
+                        async with self.gate:
+                            await self._open()
                 async for raw in self._conn:
                     frame = json.loads(raw)
                     if frame.get("type") != wire.FRAME_DELIVER:
@@ -452,6 +461,7 @@ class Worker:
             agent: SimAgent
             if self._transport == "websocket":
                 agent = SimChannelAgent(node, self._client(), self.stats, self._ws_url, self._tls)
+                agent.gate = self._gate
             else:
                 agent = SimAgent(node, self._client(), self.stats)
             self.stats.agents += 1
