@@ -19,7 +19,8 @@ from control_plane.cli.params import (
 
 FIELDS = (
     "node_id", "name", "status", "platform", "platform_version", "agent_version", "hostname",
-    "ip_addresses", "tags", "registered_at", "last_seen", "activation_id",
+    "ip_addresses", "tags", "registered_at", "last_seen", "activation_id", "outbox_depth",
+    "outbox_dead",
 )  # fmt: skip
 COLUMNS: list[Column] = [
     field("node_id"),

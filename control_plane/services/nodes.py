@@ -80,6 +80,10 @@ class NodeService:
             "last_seen": rfc3339(self._presence.last_seen(row["id"], row["last_seen"], now)),
             "boot_time": rfc3339(row["boot_time"]),
             "deregistered_at": rfc3339(row["deregistered_at"]),
+            # The agent's outbox (last heartbeat): messages waiting to be sent, and messages
+            # the server refused, kept on the node (`corral-agent outbox list-dead`).
+            "outbox_depth": row["outbox_depth"],
+            "outbox_dead": row["outbox_dead"],
         }
 
     async def list_page(
@@ -236,6 +240,12 @@ class NodeService:
         if not isinstance(addresses, list):
             addresses = []
         boot = body.get("boot_time")
+
+        def count(key: str) -> int | None:
+            value = body.get(key)
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+            return value if ok else None
+
         await store.update(
             conn,
             node_id,
@@ -247,5 +257,7 @@ class NodeService:
             ip_addresses=[a for a in addresses if isinstance(a, str) and len(a) <= 64][:64],
             boot_time=float(boot) if isinstance(boot, int | float) else None,
             last_seen=self._clock(),
+            outbox_depth=count("outbox_depth"),
+            outbox_dead=count("outbox_dead"),
         )
         return None

@@ -66,6 +66,9 @@ nodes = sa.Table(
     sa.Column("boot_time", sa.Float, nullable=True),
     sa.Column("registered_at", sa.Float, nullable=False),
     sa.Column("last_seen", sa.Float, nullable=True),
+    # The agent's outbox as its last heartbeat told: waiting, and refused (its dead table).
+    sa.Column("outbox_depth", sa.Integer, nullable=True),
+    sa.Column("outbox_dead", sa.Integer, nullable=True),
 )
 
 # What agents report about themselves (agent/state_recovery.py), newest 1,000 per node.
@@ -157,7 +160,8 @@ invocations = sa.Table(
     sa.Column("node_id", sa.String(20), primary_key=True),
     sa.Column("seq", sa.Integer, nullable=False),
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("status_details", sa.String(32), nullable=False),
+    # SSM's detail words, or a reason such as "result rejected: ..." (migration 0011).
+    sa.Column("status_details", sa.String(300), nullable=False),
     sa.Column("response_code", sa.Integer, nullable=True),
     sa.Column("message_id", sa.String(64), nullable=True),
     sa.Column("sent_at", sa.Float, nullable=True),

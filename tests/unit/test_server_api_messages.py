@@ -89,6 +89,24 @@ def test_heartbeat_updates_the_node(run_api: RunApi) -> None:
     run_api(scenario)
 
 
+def test_the_nodes_dead_table_is_shown_from_its_heartbeat(run_api: RunApi) -> None:
+    """`corral nodes show` tells an operator that results are stuck on a node."""
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        assert (await api.node(node.node_id))["outbox_dead"] is None  # not told yet
+        message = heartbeat(outbox_depth=3, outbox_dead=2)
+        assert (await api.send(node, [message])).status_code == 200
+        shown = await api.node(node.node_id)
+        assert (shown["outbox_depth"], shown["outbox_dead"]) == (3, 2)
+        bogus = heartbeat(outbox_depth=-1, outbox_dead="many")
+        assert (await api.send(node, [bogus])).status_code == 200
+        shown = await api.node(node.node_id)
+        assert (shown["outbox_depth"], shown["outbox_dead"]) == (None, None)
+
+    run_api(scenario)
+
+
 def test_the_same_heartbeat_twice_is_stored_once(run_api: RunApi) -> None:
     async def scenario(api: Api) -> None:
         node = await api.new_node()
