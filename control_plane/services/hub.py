@@ -33,9 +33,9 @@ from control_plane.services.events import EventBus
 from control_plane.services.groups import GroupService
 from control_plane.services.node_events import NodeEventService
 from control_plane.services.nodes import NodeService
+from control_plane.services.openings import Openings
 from control_plane.services.operators import OperatorService
 from control_plane.services.parameters import ParameterService
-from control_plane.services.openings import Openings
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
