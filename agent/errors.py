@@ -5,6 +5,8 @@
     AgentError                       a one-line message for the user; exit code 1
     ├── ConfigError                  bad/missing state dir, config or identity files (exit 78)
     │   └── OutboxCorrupt            (agent/outbox.py) moved aside and replaced, not fatal
+    ├── OutboxUnavailable            (agent/outbox.py) locked, full or read-only disk: exit 1,
+    │                                so systemd starts the agent again later
     ├── NotRegistered                the state dir holds no registration (exit 4)
     ├── AlreadyRegistered            register without --force on a registered state dir
     ├── RegistrationError            the server refused the activation, CA hash mismatch, ...

@@ -33,6 +33,8 @@ def echo_result(inv: dict[str, Any], *, output: bool = True) -> None:
     """Print the node's header and, with ``output``, what each step printed."""
     ok = inv["status"] == "Success"
     click.echo(click.style(header(inv), fg="green" if ok else "red", bold=True))
+    if inv.get("note"):  # e.g. a result that came after the server had ended the invocation
+        click.echo(f"({inv['note']})")
     if not output:
         return
     if inv.get("output_omitted"):
