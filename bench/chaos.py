@@ -250,10 +250,14 @@ def make_step(rng: random.Random, tag: str, index: int, kind: str) -> StepSpec:
     return step
 
 
-def make_stream(rng: random.Random, count: int, nodes: int, duration: float) -> list[Spec]:
+def make_stream(
+    rng: random.Random, count: int, nodes: int, duration: float, kinds: list[str]
+) -> list[Spec]:
     specs = []
+    names = [k for k in COMMAND_KINDS if k in kinds]
+    weights = [COMMAND_KINDS[k] for k in names]
     for i in range(count):
-        kind = rng.choices(list(COMMAND_KINDS), list(COMMAND_KINDS.values()))[0]
+        kind = rng.choices(names, weights)[0]
         tag = f"c{i:04d}{rng.randrange(16**6):06x}"
         if kind == "multi":
             steps = [
@@ -1014,7 +1018,11 @@ def run_all(args: argparse.Namespace) -> int:
         f"{args.faults} faults over {args.duration:g} s"
     )
     specs = make_stream(
-        random.Random(f"commands-{args.seed}"), args.commands, args.agents, args.duration
+        random.Random(f"commands-{args.seed}"),
+        args.commands,
+        args.agents,
+        args.duration,
+        args.command_kinds,
     )
     with contextlib.ExitStack() as stack:
         root = stack.enter_context(workdir("chaos", args.keep))
@@ -1067,12 +1075,15 @@ def _cont(pid: int) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-def _kinds(text: str) -> list[str]:
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(f"unknown kinds {unknown}; known: {', '.join(KINDS)}")
-    return kinds
+def _kinds(known: dict[str, int]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        kinds = [k.strip() for k in text.split(",") if k.strip()]
+        unknown = [k for k in kinds if k not in known]
+        if unknown or not kinds:
+            raise argparse.ArgumentTypeError(f"unknown {unknown}; known: {', '.join(known)}")
+        return kinds
+
+    return parse
 
 
 def main() -> int:
@@ -1088,7 +1099,13 @@ def main() -> int:
         "--duration", type=float, default=None, help="seconds of the schedule (2 s per fault)"
     )
     parser.add_argument(
-        "--kinds", type=_kinds, default=list(KINDS), help=f"fault kinds ({','.join(KINDS)})"
+        "--kinds", type=_kinds(KINDS), default=list(KINDS), help=f"faults ({','.join(KINDS)})"
+    )
+    parser.add_argument(
+        "--command-kinds",
+        type=_kinds(COMMAND_KINDS),
+        default=list(COMMAND_KINDS),
+        help=f"commands ({','.join(COMMAND_KINDS)})",
     )
     parser.add_argument(
         "--proxy-limit",
