@@ -838,7 +838,7 @@ def check(
         if view is None:
             verdict.hanging.append(f"{spec.tag} {spec.command_id}: never seen")
             continue
-        if view["status"] not in FINAL:
+        if view["status"] not in FINAL and all(i["status"] in FINAL for i in view["invocations"]):
             verdict.hanging.append(f"{spec.tag} {spec.command_id}: command {view['status']}")
         for inv in view["invocations"]:
             verdict.invocations += 1
