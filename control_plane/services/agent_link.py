@@ -57,6 +57,10 @@ Denied = Callable[[str], Awaitable[None]]  # a failed proof, for the audit log
 
 MAX_IN_FLIGHT = 1000
 STALL_SECONDS = 60.0
+# A message delivered and not acknowledged for this long is delivered again on the same
+# channel: an agent that could not make it durable (a full disk) leaves it unacknowledged
+# and counts on seeing it again, which a channel that stays open would otherwise never do.
+REDELIVER_SECONDS = 30.0
 MAX_ACK_IDS = 1000
 
 
@@ -97,7 +101,7 @@ class AgentLink:
         self._clock = clock
         self._send = send
         self._close_cb = close
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, float] = {}  # id -> when it was sent (loop time)
         self._closed: tuple[int, str] | None = None
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -237,6 +241,8 @@ class AgentLink:
                 await self.close(wire.CLOSE_UNAUTHORIZED, wire.ERR_TOKEN_EXPIRED)
                 return
             wait = left
+            if self._in_flight:
+                wait = min(wait, self._redeliver_due(loop.time()))
             room = MAX_IN_FLIGHT - len(self._in_flight)
             if room > 0:
                 stalled_since = None
@@ -253,7 +259,8 @@ class AgentLink:
                     )
                 if batch:
                     await self._frame({"type": wire.FRAME_DELIVER, "messages": batch})
-                    self._in_flight.update(m["id"] for m in batch)
+                    sent = loop.time()
+                    self._in_flight.update((m["id"], sent) for m in batch)
                     continue
             else:
                 stalled_since = stalled_since or loop.time()
@@ -270,6 +277,23 @@ class AgentLink:
                     await node.wake.wait()
             except TimeoutError:
                 continue
+
+    def _redeliver_due(self, now: float) -> float:
+        """Forget messages unacknowledged for REDELIVER_SECONDS, so the inbox read delivers
+        them again; seconds until the next one is due."""
+        due = [i for i, sent in self._in_flight.items() if now - sent >= REDELIVER_SECONDS]
+        if due:
+            for msg_id in due:
+                del self._in_flight[msg_id]
+            log.info(
+                "delivering unacknowledged messages again",
+                extra={"node_id": self.node_id, "count": len(due)},
+            )
+            self._presence.notify(self.node_id)
+            return 0.0
+        if not self._in_flight:
+            return REDELIVER_SECONDS
+        return REDELIVER_SECONDS - (now - min(self._in_flight.values()))
 
     async def _frame(self, frame: dict[str, Any]) -> None:
         if self._closed is not None:
@@ -315,7 +339,8 @@ class AgentLink:
             await self.refuse(f"frame refused: ack ids must be a list of at most {MAX_ACK_IDS}")
             return
         await self._channel.acknowledge(self.node_id, ids)
-        self._in_flight.difference_update(ids)
+        for msg_id in ids:
+            self._in_flight.pop(msg_id, None)
         node = self._presence.get(self.node_id)
         if node is not None:
             node.wake.set()  # room for more

@@ -65,7 +65,7 @@ class UpdateStore:
             details_chars = MAX_REJECTED_DETAILS_CHARS if msg["id"] == REJECTION_ID else 32
             values.update(_columns(body, now, details_chars))
             reported.append((key[0], node_id, values["status"], values["status_details"]))
-        await store.update_invocations_at(conn, changes)
+        await store.update_invocations_at(conn, changes, unless_final=True)
 
         def after() -> None:
             for command_id, node_id, status, details in reported:

@@ -7,7 +7,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agent.wire import TERMINAL_STATUSES
 from control_plane.store.schema import commands, invocations, nodes
+
+# status is none of the final ones; as SQL constants (our own words), because an executemany
+# cannot expand a bound list.
+NOT_FINAL = tuple(
+    invocations.c.status != sa.literal_column(f"'{s}'") for s in sorted(TERMINAL_STATUSES)
+)
 
 
 async def insert(
@@ -112,7 +119,9 @@ async def update_invocations(
     conn: AsyncConnection, command_id: str, changes: dict[str, dict[str, Any]]
 ) -> None:
     """Apply per-node column changes to one command's invocations."""
-    await update_invocations_at(conn, {(command_id, n): v for n, v in changes.items()})
+    await update_invocations_at(
+        conn, {(command_id, n): v for n, v in changes.items()}, unless_final=True
+    )
 
 
 async def invocations_at(
@@ -131,10 +140,16 @@ async def invocations_at(
 
 
 async def update_invocations_at(
-    conn: AsyncConnection, changes: dict[tuple[str, str], dict[str, Any]]
+    conn: AsyncConnection,
+    changes: dict[tuple[str, str], dict[str, Any]],
+    *,
+    unless_final: bool = False,
 ) -> None:
     """Apply column changes to invocations by (command id, node id): one executemany per set
-    of columns changed, whatever the commands."""
+    of columns changed, whatever the commands.  ``unless_final``: leave an invocation that is
+    final in the database alone, whatever the caller read before: the dispatcher decides from
+    memory and the agents' reports commit beside it, so without this guard a round could put
+    a stored Success back to InProgress (the fault harness saw it)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for (command_id, node_id), values in changes.items():
         groups.setdefault(tuple(sorted(values)), []).append(
@@ -146,6 +161,7 @@ async def update_invocations_at(
             .where(
                 invocations.c.command_id == sa.bindparam("b_command"),
                 invocations.c.node_id == sa.bindparam("b_node"),
+                *(NOT_FINAL if unless_final else ()),
             )
             .values({c: sa.bindparam(f"v_{c}") for c in columns}),
             rows,

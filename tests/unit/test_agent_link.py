@@ -468,3 +468,33 @@ def test_a_failed_store_is_answered_and_the_channel_stays_open(run_api: RunApi) 
         await task
 
     run_api(scenario)
+
+
+def test_a_message_left_unacknowledged_is_delivered_again_on_the_open_channel(
+    run_api: RunApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent that could not make a message durable (its disk full) does not acknowledge
+    it and counts on seeing it again; a channel that stays open must send it again (the
+    fault harness found the command hanging InProgress forever)."""
+    monkeypatch.setattr(agent_link, "REDELIVER_SECONDS", 0.3)
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        peer = Peer()
+        task = open_link(api, node, peer)
+        ids = await queue(api, node, 2)
+        delivered: list[str] = []
+        while len(delivered) < 2:
+            delivered += [m["id"] for m in (await peer.expect(wire.FRAME_DELIVER))["messages"]]
+        peer.frame({"type": wire.FRAME_ACK, "ids": ids[:1]})  # the second could not be kept
+        again = await peer.expect(wire.FRAME_DELIVER)
+        assert [m["id"] for m in again["messages"]] == ids[1:]
+        assert peer.closed is None
+        peer.frame({"type": wire.FRAME_ACK, "ids": ids[1:]})
+        async with asyncio.timeout(5):
+            while await inbox(api, node):
+                await asyncio.sleep(0.01)
+        peer.leave()
+        await task
+
+    run_api(scenario)

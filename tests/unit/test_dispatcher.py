@@ -223,6 +223,29 @@ def test_deregistration_ends_every_invocation_of_the_node(fleet: Any) -> None:
     fleet(scenario)
 
 
+def test_a_round_never_overwrites_a_result_stored_beside_it(fleet: Any) -> None:
+    """The channel commits a node's Success before the dispatcher hears of it; a round that
+    decides from memory meanwhile (the node went offline: Delayed) must not put the stored
+    result back to a running status (the fault harness found Success rows turned InProgress)."""
+
+    async def scenario(f: Fleet) -> None:
+        node, other = f.node("mi-00000000000000009"), f.node("mi-00000000000000019")
+        command_id = await f.send([node, other])
+        async with f.db.transaction() as conn:  # the result, stored; the dispatcher not told yet
+            await store.update_invocations_at(
+                conn,
+                {(command_id, node): {"status": wire.ST_SUCCESS, "status_details": "Success"}},
+            )
+        f.offline(node)
+        # Another node's report makes a round; from memory the first is InProgress and
+        # offline: Delayed.
+        await f.report(command_id, other, wire.ST_IN_PROGRESS)
+        await f.dispatcher.round()
+        assert (await f.statuses(command_id))[node] == (wire.ST_SUCCESS, wire.ST_SUCCESS)
+
+    fleet(scenario)
+
+
 def test_a_deregistration_the_server_did_not_finish_is_finished_at_restart(fleet: Any) -> None:
     async def scenario(f: Fleet) -> None:
         node = f.node("mi-00000000000000005")
