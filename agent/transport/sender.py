@@ -40,6 +40,9 @@ LOST_BEFORE_HALVING = 2
 _ENVELOPE = len(encode({"messages": []}))
 
 
+# Marks the small Failed result that stands in for one a proxy refused (see _stand_in).
+STAND_IN = "stand_in"
+
 def message_size(message: Message) -> int:
     """Bytes this message adds to a batch's body (with its comma)."""
     return len(encode(message)) + 1
@@ -124,6 +127,7 @@ class Sender:
                 if exc.status in REFUSED:
                     reason = f"refused by the server (HTTP {exc.status}): {exc.message}"
                     await self._bury(SendAnswer(rejected={batch[0]["id"]: reason}))
+                    await self._stand_in(batch[0], reason)
                     return True
                 # Not the batch's fault (auth, not found, ...): keep it and retry.
                 delay = backoff.next_delay()
@@ -179,6 +183,34 @@ class Sender:
                 extra={"message_id": msg_id, "reason": reason},
             )
             await self.outbox.bury([msg_id], reason)
+
+    async def _stand_in(self, buried: Message, reason: str) -> None:
+        """A result refused before the server could read it (a proxy's 413: the server never
+        saw it, so it cannot fail the invocation as it does a result it rejects itself) is
+        replaced by a small Failed one that says why, so the invocation does not wait for
+        its no-report timeout.  Never for a stand-in: one that is refused too is only buried."""
+        body = buried.get("body")
+        if buried.get("type") != wire.MSG_INVOCATION_UPDATE or not isinstance(body, dict):
+            return
+        if body.get(STAND_IN) or not isinstance(body.get("command_id"), str):
+            return
+        note = (
+            f"the result could not be delivered ({reason}); it is kept in the agent's dead "
+            "table: corral-agent outbox list-dead, then retry-dead once the limit is raised"
+        )[: wire.MAX_REASON_CHARS]
+        step = {"name": "corral:agent", "action": "", "status": wire.ST_FAILED, "stderr": note}
+        await self.outbox.put(
+            wire.make_message(
+                wire.MSG_INVOCATION_UPDATE,
+                {
+                    "command_id": body["command_id"],
+                    "status": wire.ST_FAILED,
+                    "status_details": "result rejected",
+                    "steps": [step],
+                    STAND_IN: True,
+                },
+            )
+        )
 
     async def run(self, stopping: asyncio.Event, rescan_seconds: float) -> None:
         """Send until the outbox is empty, then wait for a new message (or ``rescan_seconds``:

@@ -50,6 +50,7 @@ class FakeServer:
         self.results = results
         self.requests: list[tuple[int, int]] = []  # (count, bytes) of each request
         self.stored: list[str] = []
+        self.bodies: dict[str, dict[str, Any]] = {}
         self.errors: list[Exception] = []
 
     async def poll(self, acks: list[str], wait: float) -> list[Message]:
@@ -67,6 +68,7 @@ class FakeServer:
             status = self.judge(m)
             if status == wire.RESULT_ACCEPTED:
                 self.stored.append(m["id"])
+                self.bodies[m["id"]] = m["body"]
             results.append({"id": m["id"], "status": status, "reason": f"bad {m['id']}"})
         answer: dict[str, Any] = {
             "acked": [
@@ -181,12 +183,31 @@ def test_only_a_single_message_refused_as_too_large_goes_to_the_dead_table(
         await box.put(msg(3, size=100))
         server = FakeServer(limit=20_000)
         await drain(Sender(box, server, backoff))
-        assert sorted(server.stored) == [msg(1)["id"], msg(3)["id"]]
+        assert {msg(1)["id"], msg(3)["id"]} <= set(server.stored) and len(server.stored) == 3
+        # The server never saw it: a small Failed result stands in, saying why.
+        (stand_in,) = [b for i, b in server.bodies.items() if not i.startswith("msg-")]
+        assert (stand_in["command_id"], stand_in["status"]) == ("c2", wire.ST_FAILED)
+        assert stand_in["status_details"] == "result rejected"
+        assert "413" in stand_in["steps"][0]["stderr"]
+        assert "list-dead" in stand_in["steps"][0]["stderr"]
         dead = box.list_dead()
         assert [d.id for d in dead] == [msg(2)["id"]]
         assert "413" in dead[0].reason
         # Tried alone before it was buried.
         assert (1, len(encode({"messages": [msg(2, size=50_000)]}))) in server.requests
+
+    run(scenario, tmp_path)
+
+
+def test_a_stand_in_refused_too_is_only_buried(tmp_path: Path) -> None:
+    """A limit below even the small stand-in: both are buried, nothing loops."""
+
+    async def scenario(box: Outbox) -> None:
+        await box.put(msg(2, size=50_000))
+        server = FakeServer(limit=100)
+        await drain(Sender(box, server, backoff))
+        assert server.stored == []
+        assert len(box.list_dead()) == 2
 
     run(scenario, tmp_path)
 
@@ -258,7 +279,7 @@ def test_an_older_server_refusing_a_batch_for_one_message_buries_only_that_one(
             await box.put(msg(n))
         server = Strict()
         await drain(Sender(box, server, backoff))
-        assert len(server.stored) == 7
+        assert len(server.stored) == 8  # the seven, and the Failed stand-in for the one
         assert [d.id for d in box.list_dead()] == [bad]
 
     run(scenario, tmp_path)
