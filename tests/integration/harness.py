@@ -36,14 +36,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+def wait_for(
+    cond: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.05
+) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         last = cond()
         if last:
             return last
-        time.sleep(0.05)
+        time.sleep(interval)  # between checks of the condition, within the deadline
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 

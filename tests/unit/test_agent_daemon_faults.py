@@ -206,19 +206,22 @@ def test_retry_dead_from_another_process_reaches_the_running_sender(
     async def scenario() -> None:
         server = Server()
         daemon = make_daemon(tmp_path, server)
+        live = wire.make_message(wire.MSG_PONG, {"ping_id": "a"})
         dead = wire.make_message(wire.MSG_PONG, {"ping_id": "b"})
         await daemon.outbox.put(dead)
         await daemon.outbox.bury([dead["id"]], "rejected: the cause is fixed now")
+        await daemon.outbox.put(live)
         task = asyncio.create_task(daemon.send_loop())
         try:
-            await asyncio.sleep(0.1)  # the sender is idle, waiting
+            # Once its one live message is sent, the sender is idle, waiting.
+            await until(lambda: daemon.outbox.counts() == (0, 1), "the live message sent")
             other = Outbox(daemon.config.outbox_file)  # as `corral-agent outbox retry-dead`
             try:
                 assert await asyncio.to_thread(other.retry_dead) == 1
             finally:
                 other.close()
             await until(lambda: daemon.outbox.counts() == (0, 0), "the resend")
-            assert [m["id"] for m in server.sent] == [dead["id"]]
+            assert [m["id"] for m in server.sent] == [live["id"], dead["id"]]
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
