@@ -644,3 +644,33 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
     print("  ".join("-" * w for w in widths))
     for row in cells[1:]:
         print(line(row))
+
+
+def register_agent(
+    server: Server, state_dir: Path, activation: dict[str, Any] | None = None
+) -> str:
+    """``corral-agent register`` into ``state_dir`` (with ``activation``, or a new one for one
+    node); the node id."""
+    activation = activation or server.create_activation(1)
+    result = run_cli(
+        [
+            str(BIN / "corral-agent"),
+            "register",
+            "--url",
+            server.url,
+            "--id",
+            activation["activation_id"],
+            "--code",
+            activation["activation_code"],
+            "--ca-hash",
+            server.ca_hash,
+            "--state-dir",
+            str(state_dir),
+            "--output",
+            "json",
+        ]
+    )
+    if result.returncode != 0:
+        raise BenchError(f"corral-agent register failed: {result.stderr.strip()}")
+    node_id: str = json.loads(result.stdout)["node_id"]
+    return node_id

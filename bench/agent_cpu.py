@@ -42,13 +42,14 @@ from _common import (
     percentile,
     print_table,
     process_tree,
+    register_agent,
     running_server,
     tree_cpu_seconds,
     verdict,
     wait_until,
     workdir,
 )
-from agent_footprint import compile_agent, register_agent, wait_online_and_answering
+from agent_footprint import compile_agent, wait_online_and_answering
 
 BUDGET_MS = 8.0
 

@@ -27,7 +27,6 @@ Also prints the ten slowest imports by cumulative time of ``import agent.daemon`
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import time
@@ -48,6 +47,7 @@ from _common import (
     mb,
     median,
     print_table,
+    register_agent,
     run_cli,
     running_server,
     sample_tree,
@@ -61,31 +61,6 @@ PSS_BUDGET_MB = 25.0
 CPU_BUDGET_PERCENT = 0.05
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
 
-
-def register_agent(server: Server, state_dir: Path) -> str:
-    activation = server.create_activation(1)
-    result = run_cli(
-        [
-            str(BIN / "corral-agent"),
-            "register",
-            "--url",
-            server.url,
-            "--id",
-            activation["activation_id"],
-            "--code",
-            activation["activation_code"],
-            "--ca-hash",
-            server.ca_hash,
-            "--state-dir",
-            str(state_dir),
-            "--output",
-            "json",
-        ]
-    )
-    if result.returncode != 0:
-        raise BenchError(f"corral-agent register failed: {result.stderr.strip()}")
-    node_id: str = json.loads(result.stdout)["node_id"]
-    return node_id
 
 
 def wait_online_and_answering(server: Server, node_id: str, agent: Proc, timeout: float) -> float:

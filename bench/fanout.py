@@ -85,7 +85,7 @@ from _common import (
     percentile,
     print_table,
     raise_open_file_limit,
-    run_cli,
+    register_agent,
     running_server,
     stop_all,
     tree_cpu_seconds,
@@ -474,26 +474,7 @@ def register_real(server: Server, count: int, root: Path, parallel: int) -> list
     dirs = [root / f"agent-{i:03d}" for i in range(count)]
 
     def one(state_dir: Path) -> None:
-        result = run_cli(
-            [
-                str(BIN / "corral-agent"),
-                "register",
-                "--url",
-                server.url,
-                "--id",
-                activation["activation_id"],
-                "--code",
-                activation["activation_code"],
-                "--ca-hash",
-                server.ca_hash,
-                "--state-dir",
-                str(state_dir),
-                "--output",
-                "json",
-            ]
-        )
-        if result.returncode != 0:
-            raise BenchError(f"corral-agent register failed: {result.stderr.strip()}")
+        register_agent(server, state_dir, activation)
 
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, dirs))

@@ -37,7 +37,7 @@ from _common import (
     code_under_test,
     install_signal_handlers,
     print_table,
-    run_cli,
+    register_agent,
     running_server,
     wait_until,
     workdir,
@@ -61,31 +61,10 @@ def script(args: argparse.Namespace) -> list[str]:
 
 
 def register(server: Server, root: Path, transport: str) -> tuple[Path, str]:
-    activation = server.create_activation(1)
     state_dir = root / f"agent-{transport}"
-    result = run_cli(
-        [
-            str(BIN / "corral-agent"),
-            "register",
-            "--url",
-            server.url,
-            "--id",
-            activation["activation_id"],
-            "--code",
-            activation["activation_code"],
-            "--ca-hash",
-            server.ca_hash,
-            "--state-dir",
-            str(state_dir),
-            "--output",
-            "json",
-        ]
-    )
-    if result.returncode != 0:
-        raise BenchError(f"corral-agent register failed: {result.stderr.strip()}")
+    node_id = register_agent(server, state_dir)
     with (state_dir / "agent.toml").open("a") as fh:  # otherwise the defaults
         fh.write(f'transport = "{transport}"\n')
-    node_id: str = json.loads(result.stdout)["node_id"]
     return state_dir, node_id
 
 
