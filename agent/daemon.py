@@ -30,9 +30,10 @@ from agent.backoff import Backoff
 from agent.config import AgentConfig
 from agent.credentials import Credentials
 from agent.errors import AgentError, CredentialRevoked, TransportError
-from agent.execution.executor import Executor, RebootSettings, describe_failure
+from agent.execution.executor import Executor, RebootSettings
 from agent.execution.journal import Journal
 from agent.execution.launcher import Launcher
+from agent.execution.outcomes import describe_failure
 from agent.execution.settings import worker_settings
 from agent.outbox import Outbox
 from agent.state import Registration, load_registration, save_status

@@ -19,6 +19,9 @@
   times; then its entry is moved aside and the command reported Failed with the reason.  One
   command never ends the executor, nor the agent.
 - On agent shutdown the supervising tasks are cancelled; the workers are not touched.
+
+What a command came to (its report, the failures the agent gives it, entries set aside) is
+outcomes.py; this module decides when.
 """
 
 from __future__ import annotations
@@ -33,27 +36,36 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agent import wire
 from agent.backoff import Backoff
-from agent.errors import AgentError, CredentialRevoked, ServerRejected, TransportError
+from agent.errors import CredentialRevoked, ServerRejected, TransportError
 from agent.execution.bounds import bound_update
 from agent.execution.journal import (
     COMMAND_ID_RE,
     CommandDir,
     Journal,
     State,
-    invocation_response_code,
 )
 from agent.execution.launcher import Launcher, WorkerHandle
-from agent.execution.lock import is_locked
+from agent.execution.outcomes import (
+    agent_failure,
+    describe_failure,
+    finish,
+    record_refusal,
+    replace_unreadable,
+    resume_attempt,
+    set_aside,
+    signal_worker,
+    to_report,
+    write_lost,
+    write_reboot_failed,
+)
 from agent.execution.ssm_values import take
 from agent.outbox import Outbox
-from agent.state_recovery import Recovered, quarantine
 from agent.transport.base import Transport
-from agent.wire import Message, StepResult
+from agent.wire import Message
 
 log = logging.getLogger("corral.agent.execution")
 
@@ -73,7 +85,6 @@ class RebootSettings:
 
 # Output up to this many bytes is all in the step's record (it keeps that many characters,
 # and a character is at least a byte): nothing more to upload.
-RECORD_BYTES = {"stdout": wire.STDOUT_RECORD_CHARS, "stderr": wire.STDERR_RECORD_CHARS}
 
 
 def message_id(node_id: str, command_id: str, kind: str) -> str:
@@ -159,7 +170,7 @@ class Executor:
             return "finished"
         cmd.write("cancel.json", {"reason": "cancel", "requested_at": time.time()})
         if state is State.RUNNING:
-            _signal_worker(cmd, signal.SIGUSR1)
+            signal_worker(cmd, signal.SIGUSR1)
         return str(state.value)
 
     # The loop ------------------------------------------------------------------------------
@@ -259,7 +270,7 @@ class Executor:
         ):
             cmd = self.journal.command(command_id)
             result = agent_failure(command_id, f"the agent could not start it: {reason}")
-            await asyncio.to_thread(_record_refusal, cmd, result)
+            await asyncio.to_thread(record_refusal, cmd, result)
             await self._put(cmd, "final", wire.MSG_INVOCATION_UPDATE, result)
             return
         event = {
@@ -288,7 +299,7 @@ class Executor:
                 await asyncio.to_thread(write_lost, cmd)
                 continue
             attempt = (
-                1 if state is State.NOT_STARTED else await asyncio.to_thread(_resume_attempt, cmd)
+                1 if state is State.NOT_STARTED else await asyncio.to_thread(resume_attempt, cmd)
             )
             if launched == attempt:  # the worker started for it exited without claiming it
                 await asyncio.to_thread(write_lost, cmd)
@@ -344,7 +355,7 @@ class Executor:
         """Each step's full output that the record does not hold, then the final update;
         then the command is done.  (progress.json need not survive a power cut: without it
         the same reports go again, and the server ignores ids it has stored.)"""
-        result, progress, outputs = await asyncio.to_thread(_to_report, cmd)
+        result, progress, outputs = await asyncio.to_thread(to_report, cmd)
         uploads: dict[str, str] = progress.setdefault("uploads", {})
         for index, stream in outputs:
             key = f"{index}.{stream}"
@@ -363,7 +374,7 @@ class Executor:
                     "response_code": result.get("response_code"),
                 },
             )
-        await asyncio.to_thread(_finish, cmd)
+        await asyncio.to_thread(finish, cmd)
         if time.monotonic() - self._pruned > PRUNE_EVERY_SECONDS:
             self._pruned = time.monotonic()
             await asyncio.to_thread(self.journal.prune)
@@ -484,217 +495,3 @@ class Executor:
 
 
 # Files ---------------------------------------------------------------------------------------
-def _signal_worker(cmd: CommandDir, sig: int) -> None:
-    """Signal the worker that holds the command's lock, and no other process: with a pidfd
-    (Linux), the process is pinned before the lock shows it is still the worker."""
-    pid = cmd.worker_pid()
-    if pid is None:
-        return
-    opener = getattr(os, "pidfd_open", None)
-    sender = getattr(signal, "pidfd_send_signal", None)
-    if opener is None or sender is None:
-        if cmd.state() is State.RUNNING:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        return
-    try:
-        pidfd = opener(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if cmd.state() is State.RUNNING and cmd.worker_pid() == pid:
-            with contextlib.suppress(ProcessLookupError):
-                sender(pidfd, sig)
-    finally:
-        os.close(pidfd)
-
-
-def read_head(path: Path, chars: int) -> str:
-    with path.open("rb") as fh:
-        raw = fh.read(chars * 4)
-    return raw.decode("utf-8", "replace")[:chars]
-
-
-def _resume_attempt(cmd: CommandDir) -> int:
-    resume = cmd.read("resume.json") or {}
-    attempt = resume.get("attempt")
-    return attempt if isinstance(attempt, int) else 0
-
-
-class EntryDamaged(ValueError):
-    """A journal file that reads as JSON but is not what the agent wrote."""
-
-
-def _to_report(
-    cmd: CommandDir,
-) -> tuple[dict[str, Any], dict[str, Any], list[tuple[int, str]]]:
-    """(result cut to fit one message, progress, the (step, stream) outputs to upload): a
-    step's output goes to the blob store when its record (cut at RECORD_BYTES, or shorter to
-    fit the message) does not hold all of it."""
-    stored = cmd.read("result.json")
-    if stored is None or stored.get("status") not in wire.TERMINAL_STATUSES:
-        raise EntryDamaged("result.json holds no final status")
-    result, shortened = bound_update(stored)
-    progress = cmd.read("progress.json") or {}
-    outputs = []
-    for index in range(len(result.get("steps") or [])):
-        for stream, cap in RECORD_BYTES.items():
-            with contextlib.suppress(OSError):
-                size = (cmd.output_dir / f"{index}.{stream}").stat().st_size
-                if size > cap or ((index, stream) in shortened and size > 0):
-                    outputs.append((index, stream))
-    return result, progress, outputs
-
-
-def _finish(cmd: CommandDir) -> None:
-    """Everything is reported: drop the full output, keep the record for a week."""
-    if cmd.output_dir.is_dir():
-        for entry in cmd.output_dir.iterdir():
-            with contextlib.suppress(OSError):
-                entry.unlink()
-    cmd.file("done").write_text(f"{time.time()}\n")
-
-
-def _with_output(cmd: CommandDir, index: int, step: StepResult) -> StepResult:
-    for stream, limit in (
-        ("stdout", wire.STDOUT_RECORD_CHARS),
-        ("stderr", wire.STDERR_RECORD_CHARS),
-    ):
-        path = cmd.output_dir / f"{index}.{stream}"
-        if path.is_file():
-            step[stream] = read_head(path, limit)  # type: ignore[literal-required]
-            step[f"{stream}_bytes"] = path.stat().st_size  # type: ignore[literal-required]
-    return step
-
-
-def describe_failure(exc: BaseException, what: str = "") -> str:
-    """One line about an unexpected exception, for a report (never a traceback)."""
-    text = exc.message if isinstance(exc, AgentError) else str(exc)
-    line = (text.strip().splitlines() or [""])[0]
-    about = f" handling {what}" if what else ""
-    return f"{type(exc).__name__}{about}: {line}"[: wire.MAX_REASON_CHARS]
-
-
-def agent_failure(
-    command_id: str, reason: str, details: str = wire.ST_FAILED, step: str = "corral:agent"
-) -> dict[str, Any]:
-    """A final invocation_update for a command the agent itself could not carry through:
-    Failed, the reason in the stderr of one step named ``step`` (the invocation has no other
-    place for a text)."""
-    now = time.time()
-    note = reason[: wire.MAX_REASON_CHARS].rstrip("\n") + "\n"
-    record: StepResult = {
-        "name": step,
-        "action": "",
-        "status": wire.ST_FAILED,
-        "status_details": details,
-        "response_code": None,
-        "started_at": None,
-        "ended_at": now,
-        "stdout": "",
-        "stderr": note,
-        "stdout_bytes": 0,
-        "stderr_bytes": len(note.encode()),
-    }
-    return {
-        "command_id": command_id,
-        "status": wire.ST_FAILED,
-        "status_details": details,
-        "response_code": None,
-        "started_at": None,
-        "ended_at": now,
-        "steps": [record],
-    }
-
-
-def _record_refusal(cmd: CommandDir, result: dict[str, Any]) -> None:
-    """A run_command that could not be handled: if its entry exists and no worker claimed
-    it, it holds this result, so it is reported so and never run (best effort: the state dir
-    may be what failed)."""
-    with contextlib.suppress(OSError):
-        if cmd.path.is_dir() and cmd.state() is State.NOT_STARTED:
-            cmd.write("result.json", result)
-
-
-def replace_unreadable(cmd: CommandDir) -> Recovered | None:
-    """An entry whose journal files cannot be read (and whose worker is gone) is moved aside;
-    a fresh entry takes its place holding a Failed (Interrupted) result that says why, so the
-    command is reported, never run again, and a redelivery of it is still recognised."""
-    if is_locked(cmd.lock_file):
-        return None  # a worker is writing it: it is its own
-    bad = cmd.unreadable()
-    if not bad:
-        return None
-    return set_aside(cmd, "unreadable " + ", ".join(bad), wire.DETAIL_INTERRUPTED)
-
-
-def set_aside(cmd: CommandDir, reason: str, details: str = wire.ST_FAILED) -> Recovered | None:
-    """Move the entry into corrupt/ (unless a worker holds it: None) and put a fresh one in
-    its place holding a Failed result that says why."""
-    if is_locked(cmd.lock_file):
-        return None
-    recovered = quarantine(
-        cmd.path.parent.parent,
-        cmd.path,
-        code=wire.EVENT_JOURNAL_ENTRY_CORRUPT,
-        command_id=cmd.command_id,
-        reason=reason[:500],
-        consequence=f"the command is reported Failed ({details}) and never run again; its "
-        "result and output are lost",
-    )
-    cmd.path.mkdir(mode=0o700)
-    note = f"the agent could not read its journal of this command ({recovered.message})"
-    cmd.write("result.json", agent_failure(cmd.command_id, note, details, "corral:journal"))
-    return recovered
-
-
-def write_lost(cmd: CommandDir) -> None:
-    """The worker is gone and left no result: Failed / Interrupted (never run again)."""
-    now = time.time()
-    steps = cmd.steps()
-    for index, step in enumerate(steps):
-        if step.get("status") == wire.ST_IN_PROGRESS:
-            step["status"] = wire.ST_FAILED
-            step["status_details"] = wire.DETAIL_INTERRUPTED
-            step["ended_at"] = now
-            _with_output(cmd, index, step)
-    worker = cmd.read("worker.json") or {}
-    cmd.write(
-        "result.json",
-        {
-            "command_id": cmd.command_id,
-            "status": wire.ST_FAILED,
-            "status_details": wire.DETAIL_INTERRUPTED,
-            "response_code": invocation_response_code(steps),
-            "started_at": worker.get("first_started_at"),
-            "ended_at": now,
-            "steps": steps,
-        },
-    )
-    log.warning("the worker is gone: command interrupted", extra={"command_id": cmd.command_id})
-
-
-def write_reboot_failed(cmd: CommandDir, error: str) -> None:
-    """The reboot could not be done: the step that asked for it fails with the reason."""
-    resume = cmd.read("resume.json") or {}
-    index = int(resume.get("step_index", -1))
-    steps = cmd.steps()
-    now = time.time()
-    if 0 <= index < len(steps):
-        step = _with_output(cmd, index, steps[index])
-        step["status"] = step["status_details"] = wire.ST_FAILED
-        step["ended_at"] = now
-        step["stderr"] = (step.get("stderr", "") + error + "\n")[: wire.STDERR_RECORD_CHARS]
-    worker = cmd.read("worker.json") or {}
-    cmd.write(
-        "result.json",
-        {
-            "command_id": cmd.command_id,
-            "status": wire.ST_FAILED,
-            "status_details": wire.ST_FAILED,
-            "response_code": invocation_response_code(steps),
-            "started_at": worker.get("first_started_at"),
-            "ended_at": now,
-            "steps": steps,
-        },
-    )

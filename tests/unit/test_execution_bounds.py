@@ -14,8 +14,8 @@ import pytest
 
 from agent import facts, wire
 from agent.execution.bounds import bound_update, cut_to_bytes, encoded_size
-from agent.execution.executor import _to_report, agent_failure
 from agent.execution.journal import Journal
+from agent.execution.outcomes import agent_failure, to_report
 from agent.outbox import Outbox
 from agent.state_recovery import quarantine
 from agent.transport.base import encode
@@ -120,7 +120,7 @@ def test_a_shortened_record_sends_its_stream_to_the_blob_store(tmp_path: Path) -
         (cmd.output_dir / f"{index}.stdout").write_text(step["stdout"])
         steps.append(step)
     cmd.write("result.json", final(steps))
-    result, _, outputs = _to_report(cmd)
+    result, _, outputs = to_report(cmd)
     assert size_of(wire.MSG_INVOCATION_UPDATE, result) <= wire.MAX_MESSAGE_BYTES
     assert outputs == [(i, "stdout") for i in range(4)]
 
