@@ -30,12 +30,10 @@ class Openings:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.in_progress = 0
-        self.refused = 0
 
     def enter(self) -> Ticket | None:
         """A ticket, or None when ``limit`` channels are being opened already."""
         if self.in_progress >= self.limit:
-            self.refused += 1
             return None
         self.in_progress += 1
         return Ticket(self)
