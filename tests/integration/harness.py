@@ -132,7 +132,7 @@ class Server:
         self.listen = f"127.0.0.1:{self.port}"
         self.url = f"https://127.0.0.1:{self.port}"
         result = run(
-            BIN / "corral-server",
+            str(BIN / "corral-server"),
             "init",
             "--data-dir",
             str(self.data_dir),
@@ -267,9 +267,8 @@ class Agent:
         )
 
     def status(self) -> dict[str, Any]:
-        result = run(
-            BIN / "corral-agent", "status", "--state-dir", str(self.state_dir), "--output", "json"
-        )
+        agent = str(BIN / "corral-agent")
+        result = run(agent, "status", "--state-dir", str(self.state_dir), "--output", "json")
         assert result.returncode == 0, result.stderr
         info: dict[str, Any] = json.loads(result.stdout)
         return info
