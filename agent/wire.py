@@ -95,6 +95,10 @@ CLOSE_SHUTDOWN: Final = 1012  # the server is restarting: reconnect with backoff
 MSG_PING: Final = "ping"
 MSG_RUN_COMMAND: Final = "run_command"
 MSG_CANCEL_COMMAND: Final = "cancel_command"
+# State Manager: the associations that apply to this node, in full (AssociationsBody); each
+# one replaces the last.  The agent keeps them in its state dir and runs a scheduled one by
+# itself when the server cannot reach it at the due time (docs/state-manager.md).
+MSG_ASSOCIATIONS: Final = "associations"
 # Agent -> server message types.
 MSG_HEARTBEAT: Final = "heartbeat"
 MSG_PONG: Final = "pong"
@@ -115,7 +119,9 @@ EVENT_MESSAGE_FAILED: Final = "message_failed"  # handling a server message rais
 EVENT_OUTBOX_ROW_CORRUPT: Final = "outbox_row_corrupt"  # moved to the dead table
 # Texts the agent writes into a message (a reason, a node_event's message): at most this long.
 MAX_REASON_CHARS: Final = 2_000
-SERVER_TO_AGENT_TYPES: Final = frozenset({MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND})
+SERVER_TO_AGENT_TYPES: Final = frozenset(
+    {MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND, MSG_ASSOCIATIONS}
+)
 
 # Run Command ------------------------------------------------------------------------------
 # Output kept in the command record per step (as SSM), and the full output per step kept in
@@ -200,6 +206,43 @@ class InvocationUpdateBody(TypedDict, total=False):
     started_at: float | None
     ended_at: float | None
     steps: list[StepResult]
+
+
+# State Manager ----------------------------------------------------------------------------
+# A scheduled association run is a command whose id both sides derive from the association
+# and the run's scheduled time, so the run the server sends and the run an agent made by itself
+# while the server was out of reach are the same command: journaled once, run once.
+MAX_NODE_ASSOCIATIONS: Final = 100  # associations one node is sent (the rest: server-only)
+
+
+def association_command_id(association_id: str, slot: float) -> str:
+    """The command id of ``association_id``'s run scheduled at ``slot`` (epoch seconds)."""
+    return f"{association_id}-{int(slot)}"
+
+
+class LocalAssociation(TypedDict):
+    """One association as the agent keeps it (``associations`` message)."""
+
+    association_id: str
+    name: str
+    version: int
+    document_name: str
+    document_version: str
+    document: dict[str, Any]  # the content, nested documents embedded, as run_command's
+    parameters: dict[str, Any]  # validated by the server, defaults applied
+    schedule: str | None  # an association schedule expression (agent.schedules); None: none
+    timezone: str  # IANA zone of a cron schedule
+    schedule_offset: int  # days (cron only), 0: none
+    anchor: float  # rate(): runs at anchor + k * interval, k >= 1
+    execution_timeout_seconds: int
+    # False: only the server may start it (it needs Parameter Store values or a change
+    # calendar the agent cannot check): the agent keeps it for `corral-agent status` only.
+    offline: bool
+
+
+class AssociationsBody(TypedDict):
+    revision: str  # changes whenever the set changes; the agent logs and keeps it
+    associations: list[LocalAssociation]
 
 
 class OutputUploadedBody(TypedDict):

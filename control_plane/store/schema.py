@@ -364,3 +364,19 @@ parameter_schedule = sa.Table(
     sa.Column("fired_at", sa.Float, nullable=True),
     sa.Index("ix_parameter_schedule_due", "fired_at", "fire_at"),
 )
+
+# Maintenance Windows and change calendars (services/windows/, services/calendars/) ---------
+
+# Compliance (services/compliance/) ---------------------------------------------------------
+
+# State Manager associations and the scheduler lease (services/associations/, scheduling/) --
+
+# Who runs the schedules (services/scheduling/lease.py): one row per lease.
+scheduler_leases = sa.Table(
+    "scheduler_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("renewed_at", sa.Float, nullable=False),
+)
