@@ -14,6 +14,7 @@ import hashlib
 import re
 import secrets
 import time
+import uuid
 from typing import Any, Final, NotRequired, TypedDict
 
 API_PREFIX: Final = "/v1"
@@ -215,9 +216,13 @@ class InvocationUpdateBody(TypedDict, total=False):
 MAX_NODE_ASSOCIATIONS: Final = 100  # associations one node is sent (the rest: server-only)
 
 
+ASSOCIATION_RUN_NAMESPACE: Final = uuid.UUID("6f1c4b1e-7c0a-5d0e-9a55-636f7272616c")
+
+
 def association_command_id(association_id: str, slot: float) -> str:
-    """The command id of ``association_id``'s run scheduled at ``slot`` (epoch seconds)."""
-    return f"{association_id}-{int(slot)}"
+    """The command id (a UUID, as every execution id) of ``association_id``'s run scheduled
+    at ``slot`` (epoch seconds): the same on the server and on every node."""
+    return str(uuid.uuid5(ASSOCIATION_RUN_NAMESPACE, f"{association_id}/{int(slot)}"))
 
 
 class LocalAssociation(TypedDict):
