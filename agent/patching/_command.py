@@ -1,0 +1,60 @@
+"""Running a package or service manager's tool: argv only (no shell), its own process group
+(killed whole when it overruns its time), output captured, a one-line reason on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def reason(self) -> str:
+        """The tool's own last error line (``E: ...`` for apt), else its exit code."""
+        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines()]
+        errors = [line for line in lines if line.startswith("E:")]
+        last = errors[-1] if errors else next((ln for ln in reversed(lines) if ln), "")
+        code = f"exit {self.returncode}"
+        return f"{last[:300]} ({code})" if last else code
+
+
+Runner = Callable[[list[str], Mapping[str, str], float], Completed]
+
+
+class ToolTimeout(Exception):
+    pass
+
+
+def run_tool(argv: list[str], env: Mapping[str, str], timeout: float) -> Completed:
+    """Run ``argv`` to its end (``env`` added to this process's environment); on overrun
+    its whole process group is killed and ToolTimeout raised."""
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "LC_ALL": "C.UTF-8", **env},
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise ToolTimeout(f"{argv[0]} did not finish within {timeout:.0f} s") from None
+    return Completed(
+        tuple(argv),
+        proc.returncode,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+    )
