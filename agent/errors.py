@@ -11,6 +11,8 @@
     ├── AlreadyRegistered            register without --force on a registered state dir
     ├── RegistrationError            the server refused the activation, CA hash mismatch, ...
     ├── DocumentError                a document or its parameters are invalid (names the path)
+    ├── ScheduleError                (agent/schedules) a bad cron/rate/at expression, time zone
+    │                                or schedule offset; the message names what was wrong
     └── TransportError               the server could not be reached or answered 5xx (retry)
         └── ServerRejected           the server answered 4xx: retrying the same thing won't help
             └── CredentialRevoked    node deregistered / credential expired: stop (exit 3)
@@ -61,6 +63,11 @@ class DocumentError(AgentError):
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.reason = message
+
+
+class ScheduleError(AgentError):
+    """A schedule expression, time zone or schedule offset is invalid: one line that starts
+    with the expression (or names the zone) and says what was wrong."""
 
 
 class TransportError(AgentError):
