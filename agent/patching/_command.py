@@ -19,12 +19,14 @@ class Completed:
     stderr: str
 
     def reason(self) -> str:
-        """The tool's own last error line (``E: ...`` for apt), else its exit code."""
-        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines()]
-        errors = [line for line in lines if line.startswith("E:")]
-        last = errors[-1] if errors else next((ln for ln in reversed(lines) if ln), "")
+        """The tool's own error: apt's last ``E:`` line, else stderr's first line (systemctl,
+        dpkg), else stdout's last; and the exit code."""
+        errors = [ln.strip() for ln in self.stderr.splitlines() if ln.startswith("E:")]
+        first = next((ln.strip() for ln in self.stderr.splitlines() if ln.strip()), "")
+        last = next((ln.strip() for ln in reversed(self.stdout.splitlines()) if ln.strip()), "")
+        said = errors[-1] if errors else first or last
         code = f"exit {self.returncode}"
-        return f"{last[:300]} ({code})" if last else code
+        return f"{said[:300]} ({code})" if said else code
 
 
 Runner = Callable[[list[str], Mapping[str, str], float], Completed]
