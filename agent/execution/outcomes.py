@@ -7,6 +7,7 @@ set aside when it is unreadable.  The executor (executor.py) decides when; this 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -88,6 +89,33 @@ def to_report(
                 if size > cap or ((index, stream) in shortened and size > 0):
                     outputs.append((index, stream))
     return result, progress, outputs
+
+
+def bound_compliance(steps: list[StepResult]) -> list[StepResult]:
+    """Steps' compliance as the server will apply it, within one message: a later step of the
+    same type replaces an earlier one (so only the last is sent), and beyond
+    wire.COMPLIANCE_REPORT_MAX_BYTES in all a step's compliance is left out, its stderr
+    saying so.  ``steps`` are changed in place and returned."""
+    last = {s["compliance"]["compliance_type"]: i for i, s in enumerate(steps) if "compliance" in s}
+    used = 0
+    for index, step in enumerate(steps):
+        found = step.get("compliance")
+        if found is None:
+            continue
+        if last.get(found["compliance_type"]) != index:
+            del step["compliance"]
+            continue
+        size = len(json.dumps(found, separators=(",", ":"), ensure_ascii=True))
+        if used + size > wire.COMPLIANCE_REPORT_MAX_BYTES:
+            del step["compliance"]
+            note = (
+                f"{found['compliance_type']} compliance not reported: the command's compliance "
+                f"items exceed {wire.COMPLIANCE_REPORT_MAX_BYTES} bytes\n"
+            )
+            step["stderr"] = (note + step.get("stderr", ""))[: wire.STDERR_RECORD_CHARS]
+            continue
+        used += size
+    return steps
 
 
 def finish(cmd: CommandDir) -> None:

@@ -35,6 +35,7 @@ from agent.errors import DocumentError
 from agent.execution.engine import DocumentRun, EngineSettings, Reboots, file_outputs
 from agent.execution.journal import Claim, CommandDir
 from agent.execution.lock import try_lock
+from agent.execution.outcomes import bound_compliance
 from agent.execution.settings import WorkerSettings
 from agent.execution.ssm_values import problem
 from agent.plugins.base import StopReason
@@ -229,7 +230,7 @@ def _execute(
         "response_code": outcome.response_code,
         "started_at": claim.started_at,
         "ended_at": time.time(),
-        "steps": outcome.steps,
+        "steps": bound_compliance(outcome.steps),
     }
 
 

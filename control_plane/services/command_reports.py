@@ -9,11 +9,16 @@ the fan-out on (the next nodes, the command's status, events).
 A result the channel rejected (services/channel_writer.py) arrives here as a Failed update
 made by the server (id REJECTION_ID), its details "result rejected: <reason>": it ends the
 invocation as any final report does, unless the invocation is final already.
+
+Compliance that steps put (``corral:putComplianceItems``: a step's ``compliance``) is handed
+to the compliance service inside the same transaction, once per final report that is
+applied: stored with the result or not at all (the agent's outbox sends it again), never
+lost between a commit and a later write.  What it refuses is left out, never the report.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -39,10 +44,24 @@ def check_update(msg: Message) -> None:
         raise InvalidRequest(f"invocation_update: unknown status {str(status)[:32]!r}")
 
 
+class ComplianceSink(Protocol):
+    async def record_report(
+        self,
+        conn: AsyncConnection,
+        node_id: str,
+        command_id: str,
+        steps: list[Any],
+        ended_at: float | None,
+    ) -> int: ...
+
+
 class UpdateStore:
-    def __init__(self, dispatcher: Dispatcher, clock: Clock) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, clock: Clock, compliance: ComplianceSink | None = None
+    ) -> None:
         self._dispatcher = dispatcher
         self._clock = clock
+        self._compliance = compliance
 
     async def store(
         self, conn: AsyncConnection, items: list[tuple[str, Message]]
@@ -51,6 +70,7 @@ class UpdateStore:
         current = await store.invocations_at(conn, keys)
         changes: dict[tuple[str, str], dict[str, Any]] = {}
         reported: list[tuple[str, str, str, str]] = []
+        finals: list[tuple[str, str, dict[str, Any]]] = []
         now = self._clock()
         for node_id, msg in items:
             body = msg["body"]
@@ -65,7 +85,23 @@ class UpdateStore:
             details_chars = MAX_REJECTED_DETAILS_CHARS if msg["id"] == REJECTION_ID else 32
             values.update(_columns(body, now, details_chars))
             reported.append((key[0], node_id, values["status"], values["status_details"]))
+            if values["status"] in wire.TERMINAL_STATUSES:
+                finals.append((node_id, key[0], body))
         await store.update_invocations_at(conn, changes, unless_final=True)
+        if self._compliance is not None:
+            for node_id, command_id, body in finals:
+                steps = body.get("steps")
+                if isinstance(steps, list) and any(
+                    isinstance(s, dict) and "compliance" in s for s in steps
+                ):
+                    ended = body.get("ended_at")
+                    await self._compliance.record_report(
+                        conn,
+                        node_id,
+                        command_id,
+                        steps[: wire.MAX_REPORTED_STEPS],
+                        float(ended) if isinstance(ended, int | float) else None,
+                    )
 
         def after() -> None:
             for command_id, node_id, status, details in reported:
