@@ -167,10 +167,27 @@ def _status(args: argparse.Namespace) -> int:
     info = collect(load_config(args.state_dir))
     if args.output == "json":
         print(json.dumps(info, indent=2))
-    else:
-        width = max(len(k) for k in info)
-        for key, value in info.items():
-            print(f"{key.replace('_', ' '):<{width}}  {value if value is not None else '-'}")
+        return 0
+    held = info.pop("associations")
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key.replace('_', ' '):<{width}}  {value if value is not None else '-'}")
+    if isinstance(held, str) or not held:
+        print(f"{'associations':<{width}}  {held or 'none'}")
+        return 0
+    print(f"{'associations':<{width}}  {len(held)}")
+    rows = [("NAME", "SCHEDULE", "NEXT LOCAL RUN", "LAST SLOT", "BY")]
+    for a in held:
+        schedule = a["schedule"] or "-"
+        if a["schedule"] and a["timezone"] != "UTC":
+            schedule += f" {a['timezone']}"
+        next_run = a["next_run"] or ("server only" if a["schedule"] else "-")
+        rows.append((a["name"], schedule, next_run, a["last_slot"] or "-", a["handled_by"] or "-"))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    for row in rows:
+        print(
+            "  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip()
+        )
     return 0
 
 

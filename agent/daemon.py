@@ -3,10 +3,12 @@
 Startup: load the registration, open the outbox, choose the transport.  Main loop, all inside
 one task group: the poller (long-poll, handle server messages, ack them), the sender (drain the
 outbox in bounded batches: agent/transport/sender.py), the heartbeat, the credential renewer,
-and the command executor (Run Command: its workers run outside the agent and outlive it; see
-agent/execution/).  This module alone owns signals: the first SIGTERM/SIGINT stops polling and
-flushes the outbox within a bounded budget; a second one exits at once.  A revoked credential
-(node deregistered) ends the daemon with exit code 3.
+the command executor (Run Command: its workers run outside the agent and outlive it; see
+agent/execution/), and the local association scheduler (agent/associations/: a scheduled
+association runs here by itself when the server has been out of reach since its slot; it
+never wakes while the node holds none).  This module alone owns signals: the first
+SIGTERM/SIGINT stops polling and flushes the outbox within a bounded budget; a second one
+exits at once.  A revoked credential (node deregistered) ends the daemon with exit code 3.
 
 One server message that cannot be handled (whatever the exception) is logged with its id and
 type, reported to the server as that message's failure (a run_command as a Failed invocation,
@@ -23,9 +25,11 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from agent import __version__, wire
+from agent.associations import AssociationStore, LocalScheduler, open_store
 from agent.backoff import Backoff
 from agent.config import AgentConfig
 from agent.credentials import Credentials
@@ -37,7 +41,13 @@ from agent.execution.outcomes import describe_failure
 from agent.execution.settings import worker_settings
 from agent.outbox import Outbox
 from agent.state import Registration, load_registration, save_status
-from agent.state_recovery import check_certificate, check_status_file, open_outbox, recover_ca
+from agent.state_recovery import (
+    Recovered,
+    check_certificate,
+    check_status_file,
+    open_outbox,
+    recover_ca,
+)
 from agent.transport import Transport
 from agent.transport import load as load_transport
 from agent.transport.sender import Sender
@@ -59,8 +69,11 @@ class Daemon:
         launcher: Launcher | None = None,
         outbox: Outbox | None = None,
         transport: Transport | None = None,
+        associations: AssociationStore | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.registration = registration
         self.node_id = registration.node_id
         self.outbox = outbox or Outbox(config.outbox_file)
@@ -85,7 +98,39 @@ class Daemon:
         self.renew_now = False  # the certificate was unreadable: renew at once
         self._seen: dict[str, float] = {}
         self._last_contact: float | None = None
-        self._started = time.time()
+        self._started = clock()
+        # State files found unreadable at start, reported once the daemon runs.
+        self._recovered: list[Recovered] = []
+        if associations is None:
+            associations, self._recovered = open_store(config, self._started)
+        self.associations = associations
+        self.scheduler = LocalScheduler(
+            associations,
+            self.executor,
+            grace=config.association_offline_grace_seconds,
+            contact_window=self.contact_window,
+            last_contact=lambda: self._last_contact,
+            started_at=self._started,
+            clock=clock,
+        )
+
+    @property
+    def contact_window(self) -> float:
+        """No contact for this long: the server is out of reach.  Never shorter than a
+        long-poll (a quiet, healthy link reports contact once per poll)."""
+        return max(
+            self.config.association_offline_grace_seconds, self.config.poll_wait_seconds + 10.0
+        )
+
+    @property
+    def last_contact(self) -> float | None:
+        """When the server last answered (a poll or a send), by ``clock``; None: not yet."""
+        return self._last_contact
+
+    def connected(self, now: float | None = None) -> bool:
+        """Has the server answered within ``contact_window``?"""
+        now = self.clock() if now is None else now
+        return self._last_contact is not None and now - self._last_contact < self.contact_window
 
     # Loops ------------------------------------------------------------------------------
     async def poll_loop(self) -> None:
@@ -154,11 +199,27 @@ class Daemon:
             await self.executor.accept(message)
         elif message["type"] == wire.MSG_CANCEL_COMMAND:
             await self.executor.cancel(message["body"])
+        elif message["type"] == wire.MSG_ASSOCIATIONS:
+            await self._associations(message)
         else:
             log.warning(
                 "ignoring unknown message type",
                 extra={"type": message["type"], "message_id": message["id"]},
             )
+
+    async def _associations(self, message: Message) -> None:
+        """Keep the set durably (before the message is acked), then let the scheduler look."""
+        body = await asyncio.to_thread(self.associations.replace, message["body"], self.clock())
+        log.info(
+            "associations received",
+            extra={
+                "message_id": message["id"],
+                "revision": body["revision"],
+                "count": len(body["associations"]),
+                "offline": len(self.associations.enforced()),
+            },
+        )
+        self.scheduler.changed()
 
     async def send_loop(self) -> None:
         await self.sender.run(self.stopping, OUTBOX_RESCAN_SECONDS)
@@ -175,6 +236,8 @@ class Daemon:
             try:
                 counts = await asyncio.to_thread(self.outbox.counts)
                 body["outbox_depth"], body["outbox_dead"] = counts
+                if self.associations.revision is not None:  # the set this node holds
+                    body["associations_revision"] = self.associations.revision
                 await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
             except (OSError, sqlite3.Error) as exc:  # a full disk: the next one may go
                 log.warning("cannot queue the heartbeat", extra={"error": str(exc)})
@@ -209,7 +272,7 @@ class Daemon:
         return Backoff(self.config.backoff_base_seconds, self.config.backoff_cap_seconds)
 
     def _contact(self) -> None:
-        now = time.time()
+        now = self.clock()
         if self._last_contact is None or now - self._last_contact > 5:
             self._last_contact = now
             status = {
@@ -243,6 +306,9 @@ class Daemon:
                 "outbox": self.outbox.depth(),
             },
         )
+        for item in self._recovered:
+            await self.outbox.put(item.event())
+        self._recovered = []
         try:
             async with asyncio.TaskGroup() as tg:
                 work = [
@@ -251,6 +317,7 @@ class Daemon:
                     tg.create_task(self.renew_loop(), name="renew"),
                     tg.create_task(self.executor.run(), name="commands"),
                     tg.create_task(self.fork_server_loop(), name="fork-server"),
+                    tg.create_task(self.scheduler.run(), name="associations"),
                 ]
                 sender = tg.create_task(self.send_loop(), name="send")
                 await self.stopping.wait()

@@ -1,7 +1,9 @@
 """The agent's side of Run Command: journal, start, follow, re-attach, reboot, report.
 
 - ``accept`` journals a run_command (fsynced) and returns; only then is the message acked.  A
-  command id seen before is ignored.  The Parameter Store values that come with it
+  command id seen before is not run again; if the agent made that command itself (a scheduled
+  association run while the server was out of reach, agent/associations/) and it is final,
+  its result is reported again under a new message id.  The Parameter Store values that come with it
   (``ssm_values``) are not journalled: they stay in this process's memory until its worker is
   started with them (ssm_values.py).
 - Each command gets one supervising task.  It looks at the command directory and acts:
@@ -118,8 +120,16 @@ class Executor:
         self._pruned = time.monotonic()
 
     # Server messages ----------------------------------------------------------------------
-    async def accept(self, message: Message) -> None:
-        """Journal a run_command; by return it is on disk (or was seen before)."""
+    def journaled(self, command_id: str) -> bool:
+        """Is this command in the journal (received, or made by the local scheduler)?"""
+        return COMMAND_ID_RE.match(command_id) is not None and (
+            self.journal.command(command_id).path.exists()
+        )
+
+    async def accept(self, message: Message, *, origin: str | None = None) -> None:
+        """Journal a run_command; by return it is on disk (or was seen before).  ``origin``:
+        who made it when the agent did (the local association scheduler), kept in its
+        request.json."""
         body = message["body"]
         command_id = body.get("command_id")
         if not isinstance(command_id, str) or not COMMAND_ID_RE.match(command_id):
@@ -136,9 +146,12 @@ class Executor:
             "body": stored,
             **about,
         }
+        if origin is not None:
+            request["origin"] = origin
         cmd = await asyncio.to_thread(self.journal.record, command_id, request)
         if cmd is None:
-            log.info("command already received; ignored", extra={"command_id": command_id})
+            if origin is None:
+                await self._report_again(self.journal.command(command_id), message["id"])
             return
         if ssm_values:
             self._ssm_values[command_id] = ssm_values
@@ -147,6 +160,29 @@ class Executor:
             extra={"command_id": command_id, "document": body.get("document_name")},
         )
         self._queue.put_nowait(cmd)
+
+    async def _report_again(self, cmd: CommandDir, msg_id: str) -> None:
+        """The server sent a command the agent already ran by itself (a scheduled association
+        while the server was out of reach): it is not run again, and its result, once final,
+        is reported again under a new id (the server may have had no invocation to end when
+        the first report came).  Still running: nothing now, its end is reported anyway."""
+        request = await asyncio.to_thread(cmd.read, "request.json") or {}
+        if not request.get("origin"):
+            log.info("command already received; ignored", extra={"command_id": cmd.command_id})
+            return
+        if not await asyncio.to_thread(cmd.exists, "result.json"):
+            log.info(
+                "the server sent a command this agent is running by itself; its end is "
+                "reported when it comes",
+                extra={"command_id": cmd.command_id},
+            )
+            return
+        result, _, _ = await asyncio.to_thread(to_report, cmd)
+        await self._put(cmd, f"final/again/{msg_id}", wire.MSG_INVOCATION_UPDATE, result)
+        log.info(
+            "the server sent a command this agent ran by itself; its result reported again",
+            extra={"command_id": cmd.command_id, "status": result.get("status")},
+        )
 
     async def cancel(self, body: dict[str, Any]) -> None:
         command_id = body.get("command_id")
