@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -49,6 +49,10 @@ from control_plane.store.db import Database
 NodeCheck = Callable[[dict[str, dict[str, str]]], list[str]]
 # What a command resolved to (its nodes, every document it runs), for its audit entry.
 AuditDetails = Callable[[dict[str, Any]], None]
+# Runs inside the transaction that stores the command, with its nodes: whoever sends it
+# records its own side there (an association execution claims its scheduled slot), so the
+# two are stored together or not at all.  Raising aborts the send; nothing is stored.
+Inside = Callable[[AsyncConnection, list[str]], Awaitable[None]]
 
 log = logging.getLogger("corral.commands")
 
@@ -118,8 +122,12 @@ class CommandService:
         authorize_document: DocumentCheck | None = None,
         audit_details: AuditDetails | None = None,
         command_id: str | None = None,
+        node_ids: list[str] | None = None,
+        inside: Inside | None = None,
     ) -> dict[str, Any]:
-        """``authorize`` sees every resolved target with its tags before anything is stored,
+        """``node_ids``: the nodes, already chosen (those still registered run; ``targets``
+        is then what they were chosen by, kept for the record); ``inside``: see Inside.
+        ``authorize`` sees every resolved target with its tags before anything is stored,
         and refuses the whole command if any is out of the sender's scope;
         ``authorize_document`` is asked for every document the command nests, at any depth;
         ``audit_details`` hears which nodes and documents it resolved to, before the commit."""
@@ -129,20 +137,8 @@ class CommandService:
         _check_range("timeout", timeout_seconds, EXECUTION_TIMEOUT)
         _check_range("delivery timeout", delivery_timeout_seconds, DELIVERY_TIMEOUT)
         check_text("comment", comment, 100)
-        resolved = await self._documents.resolve(document, document_version)
-        try:
-            values = resolve_parameters(resolved.document, parameters)
-        except DocumentError as exc:
-            raise InvalidRequest(exc.message) from None
-        pins = await self._pin_references(
-            resolved.document, values, authorize_parameter or (lambda _action, _res, _type: True)
-        )
-        content, nested = await embed_nested_documents(
-            self._documents,
-            resolved.name,
-            resolved.document,
-            values,
-            authorize_document or (lambda _name: True),
+        resolved, values, pins, content, nested = await self._prepare(
+            document, document_version, parameters, authorize_parameter, authorize_document
         )
         now = self._clock()
         row: dict[str, Any] = {
@@ -167,7 +163,10 @@ class CommandService:
             "parameter_refs": pins or None,
         }
         async with self._db.transaction() as conn:
-            node_ids = await resolve(conn, specs)
+            if node_ids is None:
+                node_ids = await resolve(conn, specs)
+            else:
+                node_ids = await node_store.live_ids(conn, node_ids)
             if not node_ids:
                 raise InvalidRequest(f"the targets {' '.join(specs)} match no registered node")
             if audit_details is not None:
@@ -182,6 +181,8 @@ class CommandService:
                 if out:
                     raise OutOfScope(out)
             row["target_count"] = len(node_ids)
+            if inside is not None:  # first: a claim it makes fails before anything is written
+                await inside(conn, node_ids)
             await store.insert(conn, row, node_ids, now)
         self._dispatcher.submit(row, node_ids)
         log.info(
@@ -194,6 +195,56 @@ class CommandService:
             },
         )
         return await self.get(row["id"], NoOutput())
+
+    async def _prepare(
+        self,
+        document: str,
+        document_version: str | None,
+        parameters: dict[str, Any],
+        authorize_parameter: Decide | None,
+        authorize_document: DocumentCheck | None,
+    ) -> tuple[Any, dict[str, Any], dict[str, dict[str, Any]], Any, Any]:
+        resolved = await self._documents.resolve(document, document_version)
+        try:
+            values = resolve_parameters(resolved.document, parameters)
+        except DocumentError as exc:
+            raise InvalidRequest(exc.message) from None
+        pins = await self._pin_references(
+            resolved.document, values, authorize_parameter or (lambda _action, _res, _type: True)
+        )
+        content, nested = await embed_nested_documents(
+            self._documents,
+            resolved.name,
+            resolved.document,
+            values,
+            authorize_document or (lambda _name: True),
+        )
+        return resolved, values, pins, content, nested
+
+    async def check_run(
+        self,
+        document: str,
+        document_version: str | None,
+        parameters: dict[str, Any],
+        *,
+        authorize_parameter: Decide | None = None,
+        authorize_document: DocumentCheck | None = None,
+    ) -> dict[str, Any]:
+        """Everything send() checks of a document run, storing nothing (for what runs later:
+        an association, a maintenance window task): the resolved document (``name``,
+        ``version``, ``sha256``, ``content`` with nested documents embedded), the parameters
+        with defaults (``parameters``), and whether it reads Parameter Store (``pins``)."""
+        resolved, values, pins, content, _nested = await self._prepare(
+            document, document_version, parameters, authorize_parameter, authorize_document
+        )
+        return {
+            "name": resolved.name,
+            "version": resolved.version,
+            "sha256": resolved.sha256,
+            "content": content,
+            "parameters": values,
+            "pins": pins,
+        }
 
     async def get(self, command_id: str, output: OutputAccess) -> dict[str, Any]:
         """The command with every invocation; step output only where ``output`` may read."""

@@ -59,6 +59,8 @@ class NodeService:
         # Told once a deregistration has committed (the hub wires the dispatcher in, which
         # ends the node's invocations).
         self.on_deregistered: Callable[[str], None] | None = None
+        # What a node is targeted by changed (tags, deregistration): State Manager re-checks.
+        self.on_targeting_changed: Callable[[], None] = lambda: None
         channel.register_handler(wire.MSG_HEARTBEAT, self._on_heartbeat)
         channel.register_handler(wire.MSG_PONG, self._on_pong)
 
@@ -163,6 +165,7 @@ class NodeService:
             await store.set_tags(conn, node_id, new)
             shown = await self.get(node_id, conn)
         self._tags.pop(node_id, None)  # after the commit: a read in between saw the old tags
+        self.on_targeting_changed()
         return shown
 
     async def untag(self, node_id: str, keys: list[Any]) -> dict[str, Any]:
@@ -174,6 +177,7 @@ class NodeService:
             await store.remove_tags(conn, node_id, clean)
             shown = await self.get(node_id, conn)
         self._tags.pop(node_id, None)
+        self.on_targeting_changed()
         return shown
 
     async def deregister(self, node_id: str) -> dict[str, Any]:
@@ -192,6 +196,7 @@ class NodeService:
         self._presence.deregister(node_id, generation)
         if self.on_deregistered is not None:
             self.on_deregistered(node_id)
+        self.on_targeting_changed()
         log.info("node deregistered", extra={"node_id": node_id})
         return view
 

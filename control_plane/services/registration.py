@@ -6,6 +6,7 @@ import base64
 import binascii
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -62,6 +63,7 @@ class RegistrationService:
         self._presence = presence
         self._clock = clock
         self._credential_days = credential_days
+        self.on_registered: Callable[[], None] = lambda: None  # State Manager re-checks
 
     async def register(
         self,
@@ -105,6 +107,7 @@ class RegistrationService:
             }
             await nodes.insert(conn, row, dict(activation["tags"]))
         self._presence.add(node_id, 1)
+        self.on_registered()
         log.info("node registered", extra={"node_id": node_id, "activation_id": activation_id})
         return {
             "node_id": node_id,

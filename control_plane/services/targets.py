@@ -178,3 +178,88 @@ def _in_network(addresses: Any, network: ipaddress.IPv4Network | ipaddress.IPv6N
         if address.version == network.version and address in network:
             return True
     return False
+
+
+class Fleet:
+    """Every live node (id, name, platform, addresses, tags) and the saved groups, read once:
+    target specs matched here, with resolve()'s meaning, cost no query each.  The scheduler
+    re-evaluates every association's targets against one Fleet per pass."""
+
+    def __init__(
+        self,
+        rows: list[dict[str, Any]],
+        tags: dict[str, dict[str, str]],
+        groups: dict[str, list[str]],
+    ) -> None:
+        self._rows = {r["id"]: r for r in rows}
+        self.tags = tags
+        self._groups = groups
+        self._by_tag: dict[tuple[str, str], set[str]] = {}
+        self._by_key: dict[str, set[str]] = {}
+        for node_id, node_tags_ in tags.items():
+            for key, value in node_tags_.items():
+                self._by_tag.setdefault((key, value), set()).add(node_id)
+                self._by_key.setdefault(key, set()).add(node_id)
+
+    @property
+    def node_ids(self) -> list[str]:
+        return list(self._rows)
+
+    def match(self, specs: list[str], depth: int = 0) -> list[str]:
+        """Node ids matching any spec, in registration order (a spec that cannot match, such
+        as an unknown group, matches nothing)."""
+        found: set[str] = set()
+        for spec in specs:
+            kind, _, rest = spec.partition(":")
+            if spec == "all":
+                found.update(self._rows)
+            elif wire.NODE_ID_RE.match(spec):
+                if spec in self._rows:
+                    found.add(spec)
+            elif kind == "tag":
+                key, _, values = rest.partition("=")
+                for value in values.split(","):
+                    found.update(self._by_tag.get((key, value), ()))
+            elif kind == "tag-key":
+                found.update(self._by_key.get(rest, ()))
+            elif kind == "platform":
+                found.update(
+                    n
+                    for n, r in self._rows.items()
+                    if str(r["platform"] or "").lower() == rest.lower()
+                )
+            elif kind == "name":
+                pattern = re.compile(fnmatch.translate(rest))
+                found.update(n for n, r in self._rows.items() if pattern.match(r["name"] or ""))
+            elif kind == "ip":
+                try:
+                    network = ipaddress.ip_network(rest, strict=False)
+                except ValueError:
+                    continue
+                found.update(
+                    n for n, r in self._rows.items() if _in_network(r["ip_addresses"], network)
+                )
+            elif kind == "group" and depth == 0 and rest in self._groups:
+                found.update(self.match(self._groups[rest], depth + 1))
+        return sorted(found, key=lambda n: (self._rows[n]["registered_at"], n))
+
+
+async def fleet(conn: AsyncConnection) -> Fleet:
+    rows = await conn.execute(
+        sa.select(
+            nodes.c.id, nodes.c.name, nodes.c.platform, nodes.c.ip_addresses, nodes.c.registered_at
+        ).where(nodes.c.deregistered_at.is_(None))
+    )
+    live = [dict(r) for r in rows.mappings()]
+    ids = {r["id"] for r in live}
+    tags: dict[str, dict[str, str]] = {n: {} for n in ids}
+    for row in await conn.execute(
+        sa.select(node_tags.c.node_id, node_tags.c.key, node_tags.c.value)
+    ):
+        if row.node_id in ids:
+            tags[row.node_id][row.key] = row.value
+    groups = {
+        row.name: list(row.targets)
+        for row in await conn.execute(sa.select(node_groups.c.name, node_groups.c.targets))
+    }
+    return Fleet(live, tags, groups)

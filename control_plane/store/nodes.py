@@ -59,6 +59,18 @@ async def list_rows(
     return [dict(r) for r in (await conn.execute(query)).mappings()]
 
 
+async def live_ids(conn: AsyncConnection, node_ids: list[str]) -> list[str]:
+    """Those of ``node_ids`` still registered, in the order given."""
+    live: set[str] = set()
+    for start in range(0, len(node_ids), 500):
+        chunk = node_ids[start : start + 500]
+        rows = await conn.execute(
+            sa.select(nodes.c.id).where(nodes.c.id.in_(chunk), nodes.c.deregistered_at.is_(None))
+        )
+        live.update(r.id for r in rows)
+    return [n for n in node_ids if n in live]
+
+
 async def tags_for(conn: AsyncConnection, node_ids: list[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {n: {} for n in node_ids}
     if not node_ids:

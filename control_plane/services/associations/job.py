@@ -1,0 +1,339 @@
+"""The State Manager job of the scheduler (services/scheduling/): each tick
+
+1. starts every scheduled run that is due: the latest slot passed (a server that was down
+   over several slots runs once, not once per slot), claimed in the transaction that stores
+   the run (runs.py), so a restart or a second server never runs a slot twice;
+2. re-evaluates every association's targets against the fleet (every RECONCILE_SECONDS, or
+   at once when something changed): a node that now matches gets the association applied
+   (unless it applies only at its cron interval), one that no longer matches is dropped, an
+   association without a schedule runs again where its version changed; and every node whose
+   set of associations changed is sent it (node_sets.py);
+3. applies the nodes' results: each target's status, and its compliance item (type
+   Association) when the association syncs compliance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from typing import Any, Protocol
+
+from agent import wire
+from agent.errors import AgentError
+from control_plane.services.associations import node_sets
+from control_plane.services.associations.model import (
+    FAILED,
+    PENDING,
+    SUCCESS,
+    invocation_status,
+)
+from control_plane.services.associations.runs import Runs
+from control_plane.services.clock import Clock
+from control_plane.services.presence import Presence
+from control_plane.services.targets import Fleet, fleet
+from control_plane.store import associations as store
+from control_plane.store import commands as command_store
+from control_plane.store import messages
+from control_plane.store.db import Database
+
+log = logging.getLogger("corral.associations")
+
+RECONCILE_SECONDS = 30.0
+SYNC_SECONDS = 2.0
+DUE_BATCH = 200
+SYNC_BATCH = 100
+
+
+class Compliance(Protocol):
+    async def put_items(
+        self,
+        node_id: str,
+        compliance_type: str,
+        items: list[dict[str, Any]],
+        *,
+        execution_id: str,
+        execution_type: str,
+        execution_time: float,
+    ) -> Any: ...
+
+
+class AssociationJob:
+    name = "associations"
+
+    def __init__(
+        self,
+        db: Database,
+        runs: Runs,
+        check_run: Any,
+        presence: Presence,
+        clock: Clock,
+        compliance: Compliance | None = None,
+        *,
+        reconcile_seconds: float = RECONCILE_SECONDS,
+    ) -> None:
+        self._db = db
+        self._runs = runs
+        self._check_run = check_run
+        self._presence = presence
+        self._clock = clock
+        self.compliance = compliance
+        self._reconcile_seconds = reconcile_seconds
+        self._next_reconcile = 0.0
+        self._dirty = True
+        # One pass at a time (the loop, run-now, a test): two reconciles could both see a
+        # node as new and both apply the association to it.
+        self._lock = asyncio.Lock()
+
+    def changed(self) -> None:
+        """An association or a node's targeting changed: reconcile at the next tick (a change
+        made during a reconcile is seen by the next one)."""
+        self._dirty = True
+
+    async def tick(self, now: float) -> float | None:
+        async with self._lock:
+            return await self._tick(now)
+
+    async def _tick(self, now: float) -> float | None:
+        started = await self.run_due(now)
+        if self._dirty or now >= self._next_reconcile:
+            self._dirty = False
+            self._next_reconcile = now + self._reconcile_seconds
+            await self.reconcile(now)
+        pending = await self.sync(now)
+        async with self._db.read() as conn:
+            due = await store.next_due(conn)
+        wake = now if self._dirty else self._next_reconcile
+        if due is not None:
+            wake = min(wake, due)
+        if pending or started:
+            wake = min(wake, now + SYNC_SECONDS)
+        return wake
+
+    # 1. Scheduled runs ---------------------------------------------------------------------
+    async def run_due(self, now: float) -> int:
+        from agent import schedules
+
+        started = 0
+        snapshot: Fleet | None = None
+        while True:
+            async with self._db.read() as conn:
+                rows = await store.due(conn, now, DUE_BATCH)
+                if rows and snapshot is None:
+                    snapshot = await fleet(conn)
+            if not rows or snapshot is None:
+                return started
+            for row in rows:
+                try:
+                    sched = schedules.parse(row["schedule"], "association")
+                    options: dict[str, Any] = {
+                        "anchor": row["anchor"],
+                        "offset_days": row["schedule_offset"] or 0,
+                    }
+                    after = row["last_slot"] if row["last_slot"] is not None else row["anchor"]
+                    slot = schedules.last_fire(sched, after, now, row["timezone"], **options)
+                    following = schedules.next_fire(sched, now, row["timezone"], **options)
+                except AgentError as exc:  # stored before a rule changed: stop, say why
+                    log.error(
+                        "association schedule unreadable; not scheduled",
+                        extra={"association_id": row["id"], "error": exc.message},
+                    )
+                    slot, following = None, None
+                claim = {"next_run_at": following}
+                if slot is None:
+                    async with self._db.transaction() as conn:
+                        await store.claim(conn, row["id"], row["version"], row["last_slot"], claim)
+                    continue
+                claim["last_slot"] = slot
+                window = int((following or slot + 86_400) - slot)
+                execution = await self._runs.start(
+                    row,
+                    "schedule",
+                    snapshot.match(list(row["targets"])),
+                    slot=slot,
+                    claim=claim,
+                    delivery_timeout=window,
+                )
+                started += execution is not None
+            if len(rows) < DUE_BATCH:
+                return started
+
+    # 2. Targets and node sets --------------------------------------------------------------
+    async def reconcile(self, now: float) -> None:
+        async with self._db.read() as conn:
+            snapshot = await fleet(conn)
+            assocs = await store.all_rows(conn)
+            current = await store.targets_of(conn)
+            sent = await store.node_revisions(conn)
+        by_assoc: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for row in current:
+            by_assoc[row["association_id"]][row["node_id"]] = row
+        prepared = node_sets.Prepared(self._check_run)
+        per_node: dict[str, list[wire.LocalAssociation]] = defaultdict(list)
+        for assoc in assocs:
+            matched = snapshot.match(list(assoc["targets"]))
+            existing = by_assoc.get(assoc["id"], {})
+            await self._apply_targets(assoc, matched, existing, now)
+            local = node_sets.local_association(assoc, await prepared.get(assoc))
+            for node_id in matched:
+                per_node[node_id].append(local)
+        await self._send_sets(snapshot, per_node, sent, now)
+
+    async def _apply_targets(
+        self,
+        assoc: dict[str, Any],
+        matched: list[str],
+        existing: dict[str, dict[str, Any]],
+        now: float,
+    ) -> None:
+        gone = [n for n in existing if n not in set(matched)]
+        if gone:
+            async with self._db.transaction() as conn:
+                await store.delete_targets(conn, assoc["id"], gone)
+        fresh = [n for n in matched if n not in existing]
+        changed = [
+            n
+            for n in matched
+            if n in existing and existing[n]["version_applied"] not in (None, assoc["version"])
+        ]
+        waits = assoc["schedule"] is not None and assoc["apply_only_at_cron_interval"]
+        if waits:  # the nodes join; the next cron interval applies it
+            if fresh:
+                async with self._db.transaction() as conn:
+                    await store.upsert_targets(
+                        conn,
+                        [
+                            {
+                                "association_id": assoc["id"],
+                                "node_id": n,
+                                "version_applied": None,
+                                "last_execution_id": None,
+                                "status": PENDING,
+                                "detailed_status": "waiting for the schedule",
+                                "updated_at": now,
+                                "last_success_at": None,
+                            }
+                            for n in fresh
+                        ],
+                    )
+            return
+        runs = fresh + changed
+        if not runs:
+            return
+        trigger = "update" if changed and not fresh else ("targets" if existing else "create")
+        await self._runs.start(assoc, trigger, runs)
+
+    async def _send_sets(
+        self,
+        snapshot: Fleet,
+        per_node: dict[str, list[wire.LocalAssociation]],
+        sent: dict[str, str],
+        now: float,
+    ) -> None:
+        queued: list[tuple[str, wire.Message]] = []
+        revisions: dict[str, str] = {}
+        for node_id in snapshot.node_ids:
+            items = per_node.get(node_id, [])
+            if not items and node_id not in sent:
+                continue  # never had any: nothing to tell
+            body = node_sets.build(items)
+            if sent.get(node_id) == body["revision"]:
+                continue
+            queued.append((node_id, wire.make_message(wire.MSG_ASSOCIATIONS, dict(body))))
+            revisions[node_id] = body["revision"]
+        if not queued:
+            return
+        async with self._db.transaction() as conn:
+            await messages.enqueue_many(conn, queued)
+            await store.set_node_revisions(conn, revisions, now)
+        for node_id, message in queued:
+            self._presence.push(node_id, message)
+        log.info("association sets sent", extra={"nodes": len(queued)})
+
+    # 3. Results ----------------------------------------------------------------------------
+    async def sync(self, now: float) -> int:
+        """Apply finished nodes' results; how many executions still have some to come."""
+        async with self._db.read() as conn:
+            executions = await store.unsynced(conn, SYNC_BATCH)
+        waiting = 0
+        for execution in executions:
+            if not await self._sync_one(execution, now):
+                waiting += 1
+        return waiting
+
+    async def _sync_one(self, execution: dict[str, Any], now: float) -> bool:
+        touched: list[str] = []
+        async with self._db.transaction() as conn:
+            invocations = await command_store.invocations_of(conn, execution["command_id"])
+            targets = {
+                r["node_id"]: r
+                for r in await store.targets_of(conn, execution["association_id"])
+                if r["last_execution_id"] == execution["id"]
+            }
+            updates = []
+            for inv in invocations:
+                row = targets.get(inv["node_id"])
+                status = invocation_status(inv["status"])
+                if row is None or (row["status"], row["detailed_status"]) == (
+                    status,
+                    inv["status_details"],
+                ):
+                    continue
+                success = now if status == SUCCESS else row["last_success_at"]
+                updates.append(
+                    {
+                        **row,
+                        "status": status,
+                        "detailed_status": str(inv["status_details"])[:300],
+                        "updated_at": now,
+                        "last_success_at": success,
+                    }
+                )
+                if status in (SUCCESS, FAILED):
+                    touched.append(inv["node_id"])
+            await store.upsert_targets(conn, updates)
+            done = execution["completed_at"] is not None and all(
+                inv["status"] in wire.TERMINAL_STATUSES for inv in invocations
+            )
+            if done:
+                await store.mark_synced(conn, execution["id"], now)
+        if touched and self.compliance is not None:
+            await self._put_compliance(touched, execution, now)
+        return done
+
+    async def _put_compliance(
+        self, node_ids: list[str], execution: dict[str, Any], now: float
+    ) -> None:
+        """Each node's Association items: one per association it has run, AUTO sync only."""
+        assert self.compliance is not None
+        async with self._db.read() as conn:
+            assocs = {a["id"]: a for a in await store.all_rows(conn)}
+            rows = await store.targets_of_nodes(conn, node_ids)
+        by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            assoc = assocs.get(row["association_id"])
+            if assoc is None or assoc["sync_compliance"] != "AUTO":
+                continue
+            if row["status"] not in (SUCCESS, FAILED):
+                continue
+            by_node[row["node_id"]].append(
+                {
+                    "id": assoc["id"],
+                    "title": assoc["name"],
+                    "severity": assoc["compliance_severity"],
+                    "status": "COMPLIANT" if row["status"] == SUCCESS else "NON_COMPLIANT",
+                    "details": {
+                        "DocumentName": assoc["document_name"],
+                        "DocumentVersion": str(assoc["document_version"] or "$DEFAULT"),
+                    },
+                }
+            )
+        for node_id in node_ids:
+            await self.compliance.put_items(
+                node_id,
+                "Association",
+                by_node.get(node_id, []),
+                execution_id=execution["id"],
+                execution_type="Command",
+                execution_time=now,
+            )

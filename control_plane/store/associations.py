@@ -1,0 +1,264 @@
+"""Associations, their versions, executions, per-node state and the sets sent to nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from control_plane.store.schema import (
+    association_executions,
+    association_targets,
+    association_versions,
+    associations,
+    commands,
+    node_association_sets,
+)
+
+
+def _rows(result: Any) -> list[dict[str, Any]]:
+    return [dict(r) for r in result.mappings()]
+
+
+async def insert(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(associations.insert().values(**row))
+
+
+async def get(conn: AsyncConnection, association_id: str) -> dict[str, Any] | None:
+    found = _rows(
+        await conn.execute(sa.select(associations).where(associations.c.id == association_id))
+    )
+    return found[0] if found else None
+
+
+async def name_taken(conn: AsyncConnection, name: str, other_than: str | None = None) -> bool:
+    query = sa.select(associations.c.id).where(associations.c.name == name)
+    if other_than is not None:
+        query = query.where(associations.c.id != other_than)
+    return (await conn.scalar(query)) is not None
+
+
+async def list_page(
+    conn: AsyncConnection, limit: int, after: tuple[str, str] | None
+) -> list[dict[str, Any]]:
+    """By name (then id); ``after``: (name, id) of the last one seen."""
+    query = sa.select(associations).order_by(associations.c.name, associations.c.id).limit(limit)
+    if after is not None:
+        query = query.where(sa.tuple_(associations.c.name, associations.c.id) > sa.tuple_(*after))
+    return _rows(await conn.execute(query))
+
+
+async def all_rows(conn: AsyncConnection) -> list[dict[str, Any]]:
+    return _rows(await conn.execute(sa.select(associations)))
+
+
+async def update(
+    conn: AsyncConnection, association_id: str, expect_version: int | None, values: dict[str, Any]
+) -> bool:
+    """Change it if its version is still ``expect_version`` (None: whatever it is)."""
+    query = associations.update().where(associations.c.id == association_id)
+    if expect_version is not None:
+        query = query.where(associations.c.version == expect_version)
+    return (await conn.execute(query.values(**values))).rowcount == 1
+
+
+async def insert_version(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(association_versions.insert().values(**row))
+
+
+async def versions(conn: AsyncConnection, association_id: str) -> list[dict[str, Any]]:
+    return _rows(
+        await conn.execute(
+            sa.select(association_versions)
+            .where(association_versions.c.association_id == association_id)
+            .order_by(association_versions.c.version.desc())
+        )
+    )
+
+
+async def delete(conn: AsyncConnection, association_id: str) -> None:
+    for table in (association_targets, association_versions, association_executions):
+        await conn.execute(table.delete().where(table.c.association_id == association_id))
+    await conn.execute(associations.delete().where(associations.c.id == association_id))
+
+
+async def due(conn: AsyncConnection, now: float, limit: int) -> list[dict[str, Any]]:
+    query = (
+        sa.select(associations)
+        .where(associations.c.next_run_at <= now)
+        .order_by(associations.c.next_run_at)
+        .limit(limit)
+    )
+    return _rows(await conn.execute(query))
+
+
+async def next_due(conn: AsyncConnection) -> float | None:
+    value = await conn.scalar(sa.select(sa.func.min(associations.c.next_run_at)))
+    return None if value is None else float(value)
+
+
+async def claim(
+    conn: AsyncConnection,
+    association_id: str,
+    version: int,
+    last_slot: float | None,
+    values: dict[str, Any],
+) -> bool:
+    """Advance the schedule if nobody did since we read it (same version, same last slot)."""
+    query = associations.update().where(
+        associations.c.id == association_id, associations.c.version == version
+    )
+    query = query.where(
+        associations.c.last_slot.is_(None)
+        if last_slot is None
+        else associations.c.last_slot == last_slot
+    )
+    return (await conn.execute(query.values(**values))).rowcount == 1
+
+
+# Executions ------------------------------------------------------------------------------
+async def insert_execution(conn: AsyncConnection, row: dict[str, Any]) -> None:
+    await conn.execute(association_executions.insert().values(**row))
+
+
+def _executions() -> sa.Select[Any]:
+    """Executions with their command's status (None where nothing ran)."""
+    return sa.select(
+        association_executions,
+        commands.c.status.label("command_status"),
+        commands.c.status_details.label("command_status_details"),
+        commands.c.target_count,
+        commands.c.completed_at,
+    ).select_from(
+        association_executions.outerjoin(
+            commands, commands.c.id == association_executions.c.command_id
+        )
+    )
+
+
+async def execution(conn: AsyncConnection, execution_id: str) -> dict[str, Any] | None:
+    found = _rows(
+        await conn.execute(_executions().where(association_executions.c.id == execution_id))
+    )
+    return found[0] if found else None
+
+
+async def executions_page(
+    conn: AsyncConnection, association_id: str, limit: int, after: tuple[float, str] | None
+) -> list[dict[str, Any]]:
+    """Newest first; ``after``: (created_at, id) of the last one seen."""
+    query = (
+        _executions()
+        .where(association_executions.c.association_id == association_id)
+        .order_by(association_executions.c.created_at.desc(), association_executions.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                association_executions.c.created_at < after[0],
+                sa.and_(
+                    association_executions.c.created_at == after[0],
+                    association_executions.c.id > after[1],
+                ),
+            )
+        )
+    return _rows(await conn.execute(query))
+
+
+async def unsynced(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """Executions whose nodes' results are not all applied yet (oldest first)."""
+    query = (
+        _executions()
+        .where(association_executions.c.synced_at.is_(None))
+        .where(association_executions.c.command_id.is_not(None))
+        .order_by(association_executions.c.created_at)
+        .limit(limit)
+    )
+    return _rows(await conn.execute(query))
+
+
+async def mark_synced(conn: AsyncConnection, execution_id: str, now: float) -> None:
+    await conn.execute(
+        association_executions.update()
+        .where(association_executions.c.id == execution_id)
+        .values(synced_at=now)
+    )
+
+
+# Targets ---------------------------------------------------------------------------------
+async def targets_of(
+    conn: AsyncConnection, association_id: str | None = None
+) -> list[dict[str, Any]]:
+    query = sa.select(association_targets)
+    if association_id is not None:
+        query = query.where(association_targets.c.association_id == association_id)
+    return _rows(await conn.execute(query.order_by(association_targets.c.node_id)))
+
+
+async def upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace per-node rows (whole rows)."""
+    if not rows:
+        return
+    keys = [(r["association_id"], r["node_id"]) for r in rows]
+    key_cols = sa.tuple_(association_targets.c.association_id, association_targets.c.node_id)
+    kept = {
+        (r.association_id, r.node_id): r.last_success_at
+        for r in await conn.execute(
+            sa.select(
+                association_targets.c.association_id,
+                association_targets.c.node_id,
+                association_targets.c.last_success_at,
+            ).where(key_cols.in_(keys))
+        )
+    }
+    rows = [
+        {
+            **r,
+            "last_success_at": r["last_success_at"]
+            or kept.get((r["association_id"], r["node_id"])),
+        }
+        for r in rows
+    ]
+    await conn.execute(
+        association_targets.delete().where(
+            sa.tuple_(association_targets.c.association_id, association_targets.c.node_id).in_(keys)
+        )
+    )
+    await conn.execute(association_targets.insert(), rows)
+
+
+async def delete_targets(conn: AsyncConnection, association_id: str, node_ids: list[str]) -> None:
+    if node_ids:
+        await conn.execute(
+            association_targets.delete().where(
+                association_targets.c.association_id == association_id,
+                association_targets.c.node_id.in_(node_ids),
+            )
+        )
+
+
+# Node sets -------------------------------------------------------------------------------
+async def node_revisions(conn: AsyncConnection) -> dict[str, str]:
+    rows = await conn.execute(
+        sa.select(node_association_sets.c.node_id, node_association_sets.c.revision)
+    )
+    return {r.node_id: r.revision for r in rows}
+
+
+async def set_node_revisions(conn: AsyncConnection, revisions: dict[str, str], now: float) -> None:
+    if not revisions:
+        return
+    await conn.execute(
+        node_association_sets.delete().where(node_association_sets.c.node_id.in_(list(revisions)))
+    )
+    await conn.execute(
+        node_association_sets.insert(),
+        [{"node_id": n, "revision": r, "sent_at": now} for n, r in revisions.items()],
+    )
+
+
+async def targets_of_nodes(conn: AsyncConnection, node_ids: list[str]) -> list[dict[str, Any]]:
+    query = sa.select(association_targets).where(association_targets.c.node_id.in_(node_ids))
+    return _rows(await conn.execute(query))
