@@ -209,7 +209,8 @@ class Daemon:
 
     async def _associations(self, message: Message) -> None:
         """Keep the set durably (before the message is acked), then let the scheduler look."""
-        body = await asyncio.to_thread(self.associations.replace, message["body"], self.clock())
+        async with self.scheduler.lock:
+            body = await asyncio.to_thread(self.associations.replace, message["body"], self.clock())
         log.info(
             "associations received",
             extra={

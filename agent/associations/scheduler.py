@@ -106,6 +106,8 @@ class LocalScheduler:
         self.clock = clock
         self._changed = asyncio.Event()
         self._parsed: dict[tuple[str, int], Any] = {}
+        # Held while slots are handled; whoever replaces the store's set takes it too.
+        self.lock = asyncio.Lock()
 
     def changed(self) -> None:
         """The set changed (a new associations message): look again now."""
@@ -138,6 +140,10 @@ class LocalScheduler:
     async def recover(self) -> None:
         """A slot recorded as run by the agent whose command is not journaled (the agent
         stopped in between): hand it over now."""
+        async with self.lock:
+            await self._recover()
+
+    async def _recover(self) -> None:
         for summary in self.store.enforced():
             state = self.store.slots.get(summary.association_id)
             if state is None or state.handled_by != HANDLED_BY_AGENT or state.last_slot is None:
@@ -148,6 +154,10 @@ class LocalScheduler:
 
     async def tick(self, now: float) -> float | None:
         """Handle every due slot; the time to look again (None: no slot ahead)."""
+        async with self.lock:
+            return await self._tick(now)
+
+    async def _tick(self, now: float) -> float | None:
         enforced = self.store.enforced()
         if not enforced:
             return None

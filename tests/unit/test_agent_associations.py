@@ -394,3 +394,16 @@ def test_status_shows_the_associations_the_node_holds(
     assert "needs-ssm" in table and "server only" in table
     (tmp_path / SET_FILE).write_text("{oops")
     assert "unreadable (moved aside when the agent starts)" in status()
+
+
+def test_the_grace_is_a_typed_setting_of_agent_toml(tmp_path: Path) -> None:
+    from agent.config import load_config
+    from agent.errors import ConfigError
+
+    assert load_config(tmp_path).association_offline_grace_seconds == 60.0
+    (tmp_path / "agent.toml").write_text("association_offline_grace_seconds = 120\n")
+    assert load_config(tmp_path).association_offline_grace_seconds == 120.0
+    for bad in ("0", "-5", '"60"'):
+        (tmp_path / "agent.toml").write_text(f"association_offline_grace_seconds = {bad}\n")
+        with pytest.raises(ConfigError, match="association_offline_grace_seconds"):
+            load_config(tmp_path)
