@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from agent import wire
+from control_plane.errors import InvalidRequest
 from control_plane.services.clock import rfc3339
 from tests.unit.conftest import Api, Node, RunApi, assert_error
 from tests.unit.test_authz_api import audit, hdr, token
@@ -391,5 +392,37 @@ def test_a_steps_items_arrive_with_the_nodes_report(run_api: RunApi) -> None:
         response = await api.client.get(f"/v1/commands/{command_id}", headers=api.admin)
         invocation = response.json()["invocations"][0]
         assert invocation["status"] == wire.ST_SUCCESS
+
+    run_api(scenario)
+
+
+def test_the_server_puts_association_compliance_which_reads_like_any_other(
+    run_api: RunApi,
+) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        done = await api.cp.compliance.put_items(
+            node.node_id,
+            "Association",
+            [item("assoc-1", "NON_COMPLIANT", "MEDIUM")],
+            execution_id="exec-1",
+            execution_type="Association",
+        )
+        assert done["status"] == "NON_COMPLIANT"
+        shown = await items_of(api, node.node_id, type="Association")
+        assert [(i["id"], i["execution_summary"]["execution_id"]) for i in shown] == [
+            ("assoc-1", "exec-1")
+        ]
+        fleet = (await get(api, "/v1/compliance/summaries", type="Association"))["summaries"]
+        assert fleet[0]["non_compliant"]["severity"]["MEDIUM"] == 1
+        with pytest.raises(InvalidRequest, match=r"items\[0\]\.status"):
+            await api.cp.compliance.put_items(
+                node.node_id,
+                "Association",
+                [item("x", "BROKEN")],
+                execution_id="exec-2",
+                execution_type="Association",
+            )
+        assert len(await items_of(api, node.node_id)) == 1
 
     run_api(scenario)

@@ -62,14 +62,37 @@ class ComplianceService:
     ) -> dict[str, Any]:
         """Replace every item of ``compliance_type`` on the node (any type: the server's own
         callers).  Refused whole, nothing stored, on bad input or an unknown node."""
+        async with self._db.transaction() as conn:
+            return await self.put_items_in(
+                conn,
+                node_id,
+                compliance_type,
+                items,
+                execution_id=execution_id,
+                execution_type=execution_type,
+                execution_time=execution_time,
+            )
+
+    async def put_items_in(
+        self,
+        conn: AsyncConnection,
+        node_id: str,
+        compliance_type: str,
+        items: list[Any],
+        *,
+        execution_id: str,
+        execution_type: str,
+        execution_time: float | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`put_items` inside the caller's transaction (an association execution's
+        result and its compliance stored together)."""
         rules.check_type(compliance_type)
         checked = rules.check_items(items)
         rules.check_execution(execution_id, execution_type)
         when = self._execution_time(execution_time)
-        async with self._db.transaction() as conn:
-            return await self._put(
-                conn, node_id, compliance_type, checked, execution_id, execution_type, when
-            )
+        return await self._put(
+            conn, node_id, compliance_type, checked, execution_id, execution_type, when
+        )
 
     async def put_custom(
         self,
@@ -83,14 +106,20 @@ class ComplianceService:
     ) -> dict[str, Any]:
         """An operator's put (the API): Custom:NAME types only."""
         rules.check_type(compliance_type, custom_only=True)
-        return await self.put_items(
-            node_id,
-            compliance_type,
-            items,
-            execution_id=execution_id,
-            execution_type=execution_type,
-            execution_time=execution_time,
-        )
+        async with self._db.transaction() as conn:
+            done = await self.put_items_in(
+                conn,
+                node_id,
+                compliance_type,
+                items,
+                execution_id=execution_id,
+                execution_type=execution_type,
+                execution_time=execution_time,
+            )
+            audit_context.name_resource(
+                f"node/{node_id}", compliance_type=compliance_type, item_count=len(items)
+            )
+        return done
 
     async def record_report(
         self,
@@ -225,9 +254,6 @@ class ComplianceService:
                 "execution_time": when,
                 "updated_at": now,
             },
-        )
-        audit_context.name_resource(
-            f"node/{node_id}", compliance_type=compliance_type, item_count=len(items)
         )
         if history:
             log.info(
