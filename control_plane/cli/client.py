@@ -140,6 +140,9 @@ class ApiClient:
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
 
+    def patch(self, path: str, body: Any = None) -> Any:
+        return self.request("PATCH", path, body=body)
+
     def get_list(
         self, path: str, key: str, *, params: Any = None, max_items: int | None = None
     ) -> list[dict[str, Any]]:
