@@ -7,6 +7,7 @@ nodes' results become each target's status and its compliance, and bad input sto
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -146,11 +147,11 @@ def test_two_schedulers_never_run_a_slot_twice(run_api: RunApi) -> None:
         view = await created(api, targets=[node.node_id], schedule="rate(30 minutes)")
         await tick(api)
         cp = api.cp
-        second = AssociationJob(cp.db, cp.association_runs, cp.commands.check_run, cp.presence, api.clock)
+        second = AssociationJob(
+            cp.db, cp.association_runs, cp.commands.check_run, cp.presence, api.clock
+        )
         api.clock.advance(30 * 60 + 1)
         # Both read the association as due before either claims it.
-        import asyncio
-
         await asyncio.gather(second.run_due(api.clock()), cp.association_job.run_due(api.clock()))
         scheduled = [
             r for r in await executions(api, view["association_id"]) if r["trigger"] == "schedule"
