@@ -92,12 +92,11 @@ def _next_slot(summary: Summary, since: float, now: float) -> float | None:
 
     try:
         parsed = schedules.parse(summary.schedule or "", "association")
-        anchor = summary.anchor if parsed.kind == "rate" else None
         return schedules.next_fire(
             parsed,
             max(since, now),
             summary.timezone,
-            anchor=anchor,
+            anchor=summary.anchor,
             offset_days=summary.schedule_offset,
         )
     except AgentError:

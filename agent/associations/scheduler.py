@@ -175,8 +175,9 @@ class LocalScheduler:
             state = self.store.slots[summary.association_id]
             after = state.since if state.last_slot is None else max(state.since, state.last_slot)
             zone = summary.timezone
-            anchor = summary.anchor if parsed.kind == "rate" else None  # as the wire says
-            where = {"anchor": anchor, "offset_days": summary.schedule_offset}
+            # As the server's scheduler: rate() counts from the anchor, and no fire at or
+            # before it counts (an association's schedule starts when it was set).
+            where = {"anchor": summary.anchor, "offset_days": summary.schedule_offset}
             if upto > after:
                 latest = lib.last_fire(parsed, after, upto, zone, **where)
                 if latest is not None and settling:

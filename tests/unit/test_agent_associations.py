@@ -407,3 +407,22 @@ def test_the_grace_is_a_typed_setting_of_agent_toml(tmp_path: Path) -> None:
         (tmp_path / "agent.toml").write_text(f"association_offline_grace_seconds = {bad}\n")
         with pytest.raises(ConfigError, match="association_offline_grace_seconds"):
             load_config(tmp_path)
+
+
+def test_a_cron_schedule_runs_at_its_local_time_with_the_servers_slot(tmp_path: Path) -> None:
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    sunday = dt.datetime(2027, 1, 17, 2, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+    assert sunday - T0 < 7 * 86400  # T0 is the Friday before
+
+    async def scenario(root: Path) -> None:
+        node = Node(root)
+        weekly = {**association(schedule="cron(0 2 ? * SUN *)"), "timezone": "Europe/Berlin"}
+        await received(node, weekly)
+        assert await node.scheduler.tick(T0 + 60) == sunday + GRACE
+        await node.scheduler.tick(sunday + GRACE)
+        assert node.journal_ids() == [slot_id(sunday)]  # 01:00 UTC: 02:00 in Berlin
+        node.close()
+
+    run(tmp_path, scenario)
