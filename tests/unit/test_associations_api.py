@@ -14,8 +14,12 @@ import httpx
 import pytest
 
 from agent import wire
+from control_plane.api.app import create_app
+from control_plane.config import load_config
 from control_plane.services.associations import AssociationJob
-from tests.unit.conftest import Api, Node, RunApi, assert_error
+from control_plane.services.hub import ControlPlane
+from control_plane.services.ratelimit import RateLimits
+from tests.unit.conftest import Api, FakeClock, Node, RunApi, ServerDir, assert_error
 from tests.unit.test_server_api_messages import poll
 
 ECHO = {"commands": ["echo applied"]}
@@ -311,3 +315,69 @@ def test_a_name_is_taken_once(run_api: RunApi) -> None:
         assert_error(await create(api, targets=["all"]), 409, "conflict")
 
     run_api(scenario)
+
+
+def test_a_closed_change_calendar_skips_the_run_with_its_reason(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        # Closed by default, open one hour a year from 2199: every run now is skipped.
+        calendar = await api.client.post(
+            "/v1/calendars",
+            json={
+                "name": "freeze",
+                "calendar_type": "DEFAULT_CLOSED",
+                "schedule": "cron(0 2 1 1 ? 2199)",
+                "duration": 1,
+            },
+            headers=api.admin,
+        )
+        assert calendar.status_code == 201, calendar.text
+        unknown = await create(api, targets=[node.node_id], calendars=["nope"])
+        assert "nope" in assert_error(unknown, 400, "invalid_request")
+        view = await created(api, targets=[node.node_id], calendars=["freeze"])
+        await tick(api)
+        runs = await executions(api, view["association_id"])
+        assert [(r["status"], r["command_id"]) for r in runs] == [("Skipped", None)]
+        assert "freeze is CLOSED" in runs[0]["detailed_status"]
+        shown = await show(api, view["association_id"])
+        assert shown["node_statuses"][0]["status"] == "Skipped"
+        targets = await api.client.get(
+            f"/v1/associations/{view['association_id']}/executions/{runs[0]['execution_id']}"
+            "/targets",
+            headers=api.admin,
+        )
+        assert [t["status"] for t in targets.json()["targets"]] == ["Skipped"]
+
+    run_api(scenario)
+
+
+def test_a_restarted_server_runs_a_missed_slot_once(
+    server_dir: ServerDir, clock: FakeClock
+) -> None:
+    """The server is stopped, stays down over five slots, and starts again: the latest slot
+    runs once; a second restart at the same time runs nothing more."""
+
+    async def life(scenario: Any) -> Any:
+        cp = ControlPlane(load_config(server_dir.path), clock=clock)
+        cp.rate_limits = RateLimits(auth_base_delay=0, clock=clock)
+        app = create_app(cp)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="https://corral.test") as c:
+                return await scenario(Api(c, cp, clock, server_dir.admin_token))
+
+    async def first(api: Api) -> str:
+        node = await api.new_node()
+        view = await created(api, targets=[node.node_id], schedule="rate(30 minutes)")
+        await tick(api)
+        return str(view["association_id"])
+
+    async def later(api: Api) -> list[str]:
+        await tick(api)
+        runs = await executions(api, association_id)
+        return [r["trigger"] for r in runs]
+
+    association_id = asyncio.run(life(first))
+    clock.advance(5 * 30 * 60 + 60)
+    assert asyncio.run(life(later)) == ["schedule", "create"]
+    assert asyncio.run(life(later)) == ["schedule", "create"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from control_plane.errors import Conflict, InvalidRequest, NotFound
@@ -35,8 +35,8 @@ from control_plane.store.db import Database
 
 # Raises OutOfScope unless the caller may act on every one of these nodes (id -> tags).
 NodeCheck = Callable[[dict[str, dict[str, str]]], None]
-# Does a calendar of that name exist?  (services/calendars; None: no calendars here)
-CalendarExists = Callable[[str], Any]
+# Refuses (InvalidRequest) unless every change calendar named exists (services/calendars).
+CalendarCheck = Callable[[list[str]], Awaitable[Any]]
 
 
 class AssociationService:
@@ -53,7 +53,7 @@ class AssociationService:
         self._runs = runs
         self._clock = clock
         self._changed = changed
-        self.calendar_exists: CalendarExists | None = None
+        self.check_calendars: CalendarCheck | None = None
 
     async def _check_run(
         self,
@@ -68,9 +68,10 @@ class AssociationService:
             authorize_parameter=authorize_parameter,
             authorize_document=authorize_document,
         )
-        for name in spec.calendars:
-            if self.calendar_exists is None or not await self.calendar_exists(name):
-                raise NotFound(f"change calendar {name} not found")
+        if spec.calendars:
+            if self.check_calendars is None:
+                raise InvalidRequest("change calendars are not available on this server")
+            await self.check_calendars(spec.calendars)
         return prepared
 
     def _next_run(self, spec: Spec, now: float, anchor: float) -> float | None:
