@@ -14,6 +14,7 @@ import pytest
 from agent import wire
 from control_plane.errors import InvalidRequest
 from control_plane.services.clock import rfc3339
+from control_plane.services.compliance import HistoryPruning
 from tests.unit.conftest import Api, Node, RunApi, assert_error
 from tests.unit.test_authz_api import audit, hdr, token
 from tests.unit.test_dispatcher_final_status import send_command, start, unlimited, update
@@ -424,5 +425,24 @@ def test_the_server_puts_association_compliance_which_reads_like_any_other(
                 execution_type="Association",
             )
         assert len(await items_of(api, node.node_id)) == 1
+
+    run_api(scenario)
+
+
+def test_pruning_runs_hourly_as_a_scheduled_job_and_from_housekeeping(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        service = api.cp.compliance
+        node = await api.new_node()
+        await put(api, node.node_id, [item("a")])
+        job = HistoryPruning(service)
+        now = api.clock()
+        assert await job.tick(now) == now + 3600
+        later = now + 91 * DAY
+        assert await service.prune_if_due(later) == 1
+        await put(api, node.node_id, [item("a", "NON_COMPLIANT")], execution_time=now + 1)
+        # asked again within the hour: nothing is done; an hour on, the old row goes
+        assert await service.prune_if_due(later + 60) == 0
+        assert await service.prune_if_due(later + 3600) == 1
+        assert await history_of(api, node.node_id) == []
 
     run_api(scenario)
