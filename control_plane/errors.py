@@ -17,6 +17,7 @@ Every error that reaches an HTTP client maps to a stable code and status::
     │   └── ActivationInvalid        403 activation_invalid
     ├── NotFound                     404 not_found
     ├── Conflict                     409 conflict
+    │   └── CalendarClosed           409 calendar_closed (a change calendar gates the run)
     ├── RateLimited                  429 rate_limited (+ Retry-After)
     ├── Timeout                      504 timeout
     └── SetupError                   (no HTTP: data dir, config, certificates)
@@ -104,6 +105,12 @@ class NotFound(CorralError):
 class Conflict(CorralError):
     status = 409
     code = "conflict"
+
+
+class CalendarClosed(Conflict):
+    """A run gated by a change calendar that is CLOSED now: nothing was started."""
+
+    code = "calendar_closed"
 
 
 class Timeout(CorralError):

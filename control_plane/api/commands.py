@@ -13,7 +13,13 @@ from agent import wire
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.api.paging import DEFAULT, Limit, NextToken, body
-from control_plane.errors import AccessDenied, InvalidRequest, NotFound, OutOfScope
+from control_plane.errors import (
+    AccessDenied,
+    CalendarClosed,
+    InvalidRequest,
+    NotFound,
+    OutOfScope,
+)
 from control_plane.services import audit_context
 from control_plane.services.targets import MAX_SPECS
 
@@ -33,6 +39,8 @@ class SendCommand(BaseModel):
     timeout_seconds: StrictInt = 3600
     delivery_timeout_seconds: StrictInt = 600
     comment: StrictStr = Field("", max_length=100)
+    # Run only while every one of these change calendars is OPEN (else 409 calendar_closed).
+    calendars: list[StrictStr] = Field(default_factory=list, max_length=10)
 
 
 class CancelBody(BaseModel):
@@ -45,6 +53,11 @@ async def send(
     body: SendCommand, cp: CP, caller: Annotated[Caller, allow("commands:Send", per_item=True)]
 ) -> dict[str, Any]:
     await caller.require("commands:Send", f"document/{body.document}")
+    if body.calendars:
+        await cp.calendars.check_names(body.calendars)
+        closed = await cp.calendars.closed_reason(body.calendars, cp.clock())
+        if closed is not None:
+            raise CalendarClosed(f"{closed}: not run")
     command_id = str(uuid.uuid4())
     audit_context.name_resource(f"command/{command_id}")
 
@@ -68,7 +81,7 @@ async def send(
             authorize_document=lambda name: caller.allowed("commands:Send", f"document/{name}"),
             audit_details=audit_details,
             command_id=command_id,
-            **body.model_dump(),
+            **body.model_dump(exclude={"calendars"}),
         )
     except OutOfScope as exc:  # nothing was stored: record the refusal, then refuse
         await caller.refuse_nodes("commands:Send", exc.nodes)

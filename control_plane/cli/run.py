@@ -97,6 +97,13 @@ def _rate(value: str, name: str, allow_zero: bool) -> str:
 )
 @click.option("--comment", default="", help="Up to 100 characters.")
 @click.option(
+    "--calendar",
+    "calendars",
+    multiple=True,
+    metavar="NAME",
+    help="Run only if this change calendar is OPEN now (repeatable); else nothing runs.",
+)
+@click.option(
     "--wait",
     is_flag=True,
     help="Wait, printing each node's result and output as it finishes; exit 1 unless all "
@@ -119,6 +126,7 @@ def run(
     timeout: int,
     delivery_timeout: int,
     comment: str,
+    calendars: tuple[str, ...],
     wait: bool,
     no_output: bool,
     command: tuple[str, ...],
@@ -149,6 +157,8 @@ def run(
         "delivery_timeout_seconds": delivery_timeout,
         "comment": comment,
     }
+    if calendars:
+        body["calendars"] = list(calendars)
     with rt.client() as api:
         sent = api.post("/v1/commands", body)
         if not wait:

@@ -381,3 +381,35 @@ def test_a_restarted_server_runs_a_missed_slot_once(
     clock.advance(5 * 30 * 60 + 60)
     assert asyncio.run(life(later)) == ["schedule", "create"]
     assert asyncio.run(life(later)) == ["schedule", "create"]
+
+
+def test_run_command_gated_by_a_closed_calendar_runs_nothing(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        calendar = await api.client.post(
+            "/v1/calendars",
+            json={
+                "name": "freeze",
+                "calendar_type": "DEFAULT_CLOSED",
+                "schedule": "cron(0 2 1 1 ? 2199)",
+                "duration": 1,
+            },
+            headers=api.admin,
+        )
+        assert calendar.status_code == 201, calendar.text
+        sent = await api.client.post(
+            "/v1/commands",
+            json={"targets": [node.node_id], "parameters": ECHO, "calendars": ["freeze"]},
+            headers=api.admin,
+        )
+        assert "freeze is CLOSED" in assert_error(sent, 409, "calendar_closed")
+        listed = await api.client.get("/v1/commands", headers=api.admin)
+        assert listed.json()["commands"] == []
+        unknown = await api.client.post(
+            "/v1/commands",
+            json={"targets": [node.node_id], "parameters": ECHO, "calendars": ["nope"]},
+            headers=api.admin,
+        )
+        assert "nope" in assert_error(unknown, 400, "invalid_request")
+
+    run_api(scenario)
