@@ -296,3 +296,56 @@ def test_a_corrupt_associations_file_is_reported_when_the_daemon_runs(tmp_path: 
         assert moved.name.startswith(SET_FILE) and moved.read_text() == "\x00garbage"
 
     asyncio.run(scenario())
+
+
+def test_the_agent_keeps_the_servers_set_and_makes_the_servers_command_for_a_slot(
+    run_api: Any, tmp_path: Path
+) -> None:
+    """The contract end to end, in process: the set the real control plane sends is what the
+    agent stores, and the run the agent makes by itself for a slot is the very command the
+    server's scheduler makes for it."""
+    from agent.associations.scheduler import LocalScheduler
+    from agent.associations.store import AssociationStore
+    from tests.unit.test_associations_api import created, executions, received, tick
+
+    async def scenario(api: Any) -> None:
+        node = await api.new_node()
+        view = await created(
+            api, targets=[node.node_id], schedule="rate(30 minutes)", name="every-half-hour"
+        )
+        await tick(api)
+        sets = [m for m in await received(api, node) if m["type"] == wire.MSG_ASSOCIATIONS]
+        store = AssociationStore(tmp_path)
+        store.replace(sets[-1]["body"], api.clock())
+        [summary] = store.enforced()
+        assert summary.association_id == view["association_id"]
+        stored = store.association(summary.association_id)
+        assert stored is not None and stored["document"]["schemaVersion"]
+
+        made: list[Message] = []
+
+        class Runner:
+            def journaled(self, command_id: str) -> bool:
+                return False
+
+            async def accept(self, message: Message, *, origin: str | None = None) -> None:
+                made.append(message)
+
+        scheduler = LocalScheduler(
+            store,
+            Runner(),
+            grace=GRACE,
+            contact_window=GRACE,
+            last_contact=lambda: None,
+            started_at=api.clock() - 3600,
+            clock=api.clock,
+        )
+        api.clock.advance(30 * 60 + GRACE)
+        await tick(api)
+        await scheduler.tick(api.clock())
+        runs = await executions(api, view["association_id"])
+        [scheduled] = [r for r in runs if r["trigger"] == "schedule"]
+        assert [m["body"]["command_id"] for m in made] == [scheduled["command_id"]]
+        assert made[0]["body"]["parameters"] == stored["parameters"]
+
+    run_api(scenario)
