@@ -40,6 +40,10 @@ WEB_TEAM = {
                 "parameters:Get", "parameters:List", "parameters:GetHistory", "audit:*",
                 "activations:List", "activations:Get", "groups:*", "webhooks:List",
                 "tokens:List", "tokens:Get", "policies:*", "identity:WhoAmI",
+                "associations:List", "associations:Get", "associations:ListVersions",
+                "associations:ListExecutions", "windows:List", "windows:Get",
+                "windows:ListExecutions", "windows:GetExecution", "calendars:List",
+                "calendars:Get",
             ],
             "Resource": "*",
         },
@@ -116,6 +120,9 @@ class World:
         self.activation_id = activation_id
         self.token_id = ""
         self.webhook_id = ""
+        self.association_id = ""
+        self.association_run = ""  # an association execution: its nodes printed marks
+        self.window_id = ""
 
     def path_values(self, path: str) -> dict[str, str]:
         values = {
@@ -133,6 +140,15 @@ class World:
             values["name"] = "operator"
         elif path.startswith("/v1/docs/assets/"):
             values["name"] = "swagger-ui.css"
+        elif path.startswith("/v1/calendars/"):
+            values["name"] = "freeze"
+        values["association_id"] = self.association_id
+        values["window_id"] = self.window_id
+        values["execution_id"] = (
+            self.association_run
+            if path.startswith("/v1/associations/")
+            else "00000000-0000-4000-8000-000000000000"  # no window has run: a 404 to walk
+        )
         return values
 
 
@@ -181,7 +197,44 @@ async def build_world(api: Api) -> World:
     )
     assert hook.status_code == 201, hook.text
     world.webhook_id = hook.json()["webhook_id"]
+    await association_world(api, world)
     return world
+
+
+async def association_world(api: Api, world: World) -> None:
+    """An association that ran on both nodes (their marks in its execution's output), a
+    maintenance window and a change calendar."""
+    made = await api.client.post(
+        "/v1/associations",
+        json={
+            "name": "walked",
+            "document": "AWS-RunShellScript",
+            "parameters": {"commands": ["echo"]},
+            "targets": [world.web.node_id, world.db.node_id],
+        },
+        headers=api.admin,
+    )
+    assert made.status_code == 201, made.text
+    world.association_id = made.json()["association_id"]
+    await api.cp.association_job.tick(api.clock())
+    runs = await api.client.get(
+        f"/v1/associations/{world.association_id}/executions", headers=api.admin
+    )
+    world.association_run = runs.json()["executions"][0]["execution_id"]
+    await run_on(api, [world.web, world.db], world.association_run)
+    window = await api.client.post(
+        "/v1/windows",
+        json={"name": "sunday", "schedule": "cron(0 2 ? * SUN *)", "duration": 3, "cutoff": 1},
+        headers=api.admin,
+    )
+    assert window.status_code == 201, window.text
+    world.window_id = window.json()["window_id"]
+    calendar = await api.client.post(
+        "/v1/calendars",
+        json={"name": "freeze", "schedule": "cron(0 2 1 1 ? 2199)", "duration": 1},
+        headers=api.admin,
+    )
+    assert calendar.status_code == 201, calendar.text
 
 
 async def walk(
@@ -234,6 +287,9 @@ def test_no_route_shows_output_or_secrets_to_a_token_without_the_action(
         # ... while it does read its own team's output.
         shown = await api.client.get(f"/v1/commands/{world.command_id}", headers=hdr(team))
         assert mark(web, "stdout") in shown.text
+        targets = f"/v1/associations/{world.association_id}/executions/{world.association_run}"
+        shown = await api.client.get(targets + "/targets", headers=hdr(team))
+        assert mark(web, "stdout") in shown.text and mark(db, "stdout") not in shown.text
 
     run_api(scenario)
 
