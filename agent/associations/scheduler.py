@@ -229,7 +229,9 @@ class LocalScheduler:
         if key not in self._parsed:
             try:
                 lib.check_zone(summary.timezone)
-                self._parsed[key] = lib.parse(summary.schedule, "association")
+                parsed = lib.parse(summary.schedule, "association")
+                lib.check_offset(parsed, summary.schedule_offset)
+                self._parsed[key] = parsed
             except AgentError as exc:
                 log.error(
                     "cannot schedule an association; the agent will not run it by itself",

@@ -426,3 +426,27 @@ def test_a_cron_schedule_runs_at_its_local_time_with_the_servers_slot(tmp_path: 
         node.close()
 
     run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"schedule": "rate(5 minutes)"},  # too fast for an association
+        {"schedule": "cron(0 2 * * SUN *)"},  # no ? in a day field
+        {"timezone": "Mars/Olympus"},
+        {"schedule_offset": 3},  # rate() takes no offset
+    ],
+)
+def test_a_schedule_the_agent_cannot_use_is_never_run_and_the_rest_go_on(
+    tmp_path: Path, change: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(root: Path) -> None:
+        node = Node(root)
+        bad = {**association(), **change, "association_id": "a-bad", "name": "bad"}
+        await received(node, bad, association())
+        await node.scheduler.tick(T0 + HALF_HOUR + GRACE)
+        assert node.journal_ids() == [slot_id(T0 + HALF_HOUR)]
+        assert "cannot schedule an association" in caplog.text
+        node.close()
+
+    run(tmp_path, scenario)
