@@ -23,7 +23,6 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,6 +277,8 @@ class EnsureFile:
     def _write(
         self, want: Desired, old: os.stat_result | None, old_digest: str | None, ctx: StepContext
     ) -> str:
+        import tempfile
+
         path = want.path
         mode = (
             want.mode
