@@ -10,6 +10,7 @@ State dir (mode 0700)::
     status.json     last successful contact, written by the running daemon
     agent.toml      optional settings (see AgentConfig)
     commands/       the Run Command journal, one directory per command (agent/execution/)
+    associations.json, association_slots.json   State Manager (agent/associations/)
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class AgentConfig:
     # Stop the fork server after this long without a command (it starts again with the next
     # one, ~0.1 s); 0 keeps it running.  An idle agent is then one small process.
     fork_server_idle_seconds: float = 300.0
+    # State Manager: a scheduled association runs here by itself when its slot is this long
+    # past and the server has not been heard from for as long (agent/associations/).
+    association_offline_grace_seconds: float = 60.0
 
     @property
     def state_file(self) -> Path:

@@ -182,6 +182,38 @@ class CancelCommandBody(TypedDict):
     command_id: str
 
 
+# Compliance (docs/compliance.md): AWS's values and limits (PutComplianceItems).  A step of
+# ``corral:putComplianceItems`` reports its items in its StepResult (``compliance``); the
+# server replaces that type's items on the node with them.
+COMPLIANCE_STATUSES: Final = ("COMPLIANT", "NON_COMPLIANT")
+COMPLIANCE_SEVERITIES: Final = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNSPECIFIED")
+COMPLIANCE_CUSTOM_TYPE_RE: Final = re.compile(r"^Custom:[A-Za-z0-9_\-]\w+$")
+COMPLIANCE_TYPE_MAX_CHARS: Final = 100
+COMPLIANCE_ITEM_ID_MAX_CHARS: Final = 100
+COMPLIANCE_TITLE_MAX_CHARS: Final = 500
+COMPLIANCE_DETAILS_MAX_ENTRIES: Final = 20
+COMPLIANCE_DETAIL_KEY_MAX_CHARS: Final = 64
+COMPLIANCE_DETAIL_VALUE_MAX_CHARS: Final = 4096
+# One step's items: at most this many, and this many bytes as JSON; one invocation_update
+# carries at most COMPLIANCE_REPORT_MAX_BYTES of them (the worker keeps the last per type).
+COMPLIANCE_STEP_MAX_ITEMS: Final = 100
+COMPLIANCE_STEP_MAX_BYTES: Final = 32 * 1024
+COMPLIANCE_REPORT_MAX_BYTES: Final = 64 * 1024
+
+
+class ComplianceItem(TypedDict):
+    id: str
+    title: str
+    severity: str  # one of COMPLIANCE_SEVERITIES
+    status: str  # COMPLIANT | NON_COMPLIANT
+    details: dict[str, str]
+
+
+class StepCompliance(TypedDict):
+    compliance_type: str  # Custom:NAME
+    items: list[ComplianceItem]
+
+
 class StepResult(TypedDict, total=False):
     name: str
     action: str
@@ -194,6 +226,7 @@ class StepResult(TypedDict, total=False):
     stderr: str  # at most STDERR_RECORD_CHARS
     stdout_bytes: int  # full size written by the step (the blob holds up to 16 MiB)
     stderr_bytes: int
+    compliance: StepCompliance  # corral:putComplianceItems only
 
 
 class InvocationUpdateBody(TypedDict, total=False):

@@ -42,6 +42,12 @@ class ServerConfig:
     rate_limit_burst: int = 100
     node_rate_limit_per_second: float = 10.0
     node_rate_limit_burst: int = 50
+    # Compliance: how long status changes are kept (docs/compliance.md).
+    compliance_history_retention: str = "90d"
+
+    @property
+    def compliance_history_retention_seconds(self) -> float:
+        return duration_seconds(self.compliance_history_retention)
 
     @property
     def audit_retention_seconds(self) -> float:
@@ -104,6 +110,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "rate_limit_burst": (int,),
     "node_rate_limit_per_second": (int, float),
     "node_rate_limit_burst": (int,),
+    "compliance_history_retention": (str,),
 }
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -150,11 +157,12 @@ def load_config(data_dir: Path) -> ServerConfig:
         raise SetupError(f"{path}: server.hostnames must be a list of names")
     if "listen" in values:
         parse_listen(values["listen"])
-    if "audit_retention" in values:
-        try:
-            duration_seconds(values["audit_retention"])
-        except SetupError as exc:
-            raise SetupError(f"{path}: server.audit_retention: {exc}") from None
+    for key in ("audit_retention", "compliance_history_retention"):
+        if key in values:
+            try:
+                duration_seconds(values[key])
+            except SetupError as exc:
+                raise SetupError(f"{path}: server.{key}: {exc}") from None
     return ServerConfig(data_dir=data_dir, **values)
 
 

@@ -237,6 +237,8 @@ class DocumentRun:
         if outputs.owned:
             record["stdout"] = outputs.stdout.head(wire.STDOUT_RECORD_CHARS)
             record["stderr"] = outputs.stderr.head(wire.STDERR_RECORD_CHARS)
+        if result.compliance is not None and result.status == wire.ST_SUCCESS:
+            record["compliance"] = result.compliance
         return record, result.control
 
     def _details(self, result: PluginResult) -> str:

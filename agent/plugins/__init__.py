@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.plugins import download_content, run_document, run_powershell_script, run_shell_script
+from agent.plugins import (
+    download_content,
+    ensure_file,
+    ensure_package,
+    ensure_service,
+    put_compliance_items,
+    run_document,
+    run_powershell_script,
+    run_shell_script,
+)
 from agent.plugins.base import (
     Control,
     Plugin,
@@ -33,6 +42,12 @@ ACTIONS: dict[str, Action] = {
     ),
     run_document.NAME: Action(run_document.RunDocument, run_document.PLATFORMS),
     download_content.NAME: Action(download_content.DownloadContent, download_content.PLATFORMS),
+    ensure_package.NAME: Action(ensure_package.EnsurePackage, ensure_package.PLATFORMS),
+    ensure_service.NAME: Action(ensure_service.EnsureService, ensure_service.PLATFORMS),
+    ensure_file.NAME: Action(ensure_file.EnsureFile, ensure_file.PLATFORMS),
+    put_compliance_items.NAME: Action(
+        put_compliance_items.PutComplianceItems, put_compliance_items.PLATFORMS
+    ),
 }
 
 __all__ = [

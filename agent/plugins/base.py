@@ -68,6 +68,7 @@ class PluginResult:
     response_code: int | None = None
     control: Control = Control.NONE
     message: str = ""  # why it failed; the engine writes it to the step's stderr
+    compliance: wire.StepCompliance | None = None  # corral:putComplianceItems: its items
 
     @classmethod
     def failed(cls, message: str, response_code: int | None = None) -> PluginResult:

@@ -15,9 +15,12 @@ from control_plane.api import (
     agent,
     agent_channel,
     api_browser,
+    associations,
     audit,
     audit_scope,
+    calendars,
     commands,
+    compliance,
     documents,
     errors,
     events,
@@ -27,6 +30,7 @@ from control_plane.api import (
     parameters,
     tokens,
     webhooks,
+    windows,
 )
 from control_plane.api.audit_scope import AuditMiddleware
 from control_plane.api.limits import BodyLimitMiddleware
@@ -79,6 +83,10 @@ def create_app(cp: ControlPlane) -> FastAPI:
         tokens,
         audit,
         parameters,
+        compliance,
+        associations,
+        calendars,
+        windows,
     ):
         app.include_router(module.router)
     app.include_router(documents.router)

@@ -32,17 +32,22 @@ import click
 
 from control_plane import __version__
 from control_plane.cli.activations import activations
+from control_plane.cli.associations import associations
 from control_plane.cli.audit import audit
+from control_plane.cli.calendars import calendars
 from control_plane.cli.commands import commands
 from control_plane.cli.completion import COMPLETE_VAR, PROG_NAME, completion, install_callback
+from control_plane.cli.compliance import compliance
 from control_plane.cli.context import Runtime
 from control_plane.cli.documents import documents
 from control_plane.cli.errors import CliError, InternalError, one_line
 from control_plane.cli.groups import groups
 from control_plane.cli.login import login
+from control_plane.cli.mw import mw
 from control_plane.cli.nodes import nodes
 from control_plane.cli.parameters import params
 from control_plane.cli.run import run
+from control_plane.cli.schedule import schedule
 from control_plane.cli.tokens import policies, tokens, whoami
 from control_plane.cli.webhooks import webhooks
 
@@ -182,6 +187,11 @@ cli.add_command(whoami)
 cli.add_command(policies)
 cli.add_command(audit)
 cli.add_command(params)
+cli.add_command(schedule)
+cli.add_command(associations)
+cli.add_command(compliance)
+cli.add_command(mw)
+cli.add_command(calendars)
 
 
 def _flush_stdout() -> None:

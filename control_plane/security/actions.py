@@ -30,7 +30,9 @@ from control_plane.security.policy_glob import compile_globs
 
 RESOURCE_TYPES = (
     "activation",
+    "association",
     "audit",
+    "calendar",
     "command",
     "document",
     "group",
@@ -39,6 +41,7 @@ RESOURCE_TYPES = (
     "policy",
     "token",
     "webhook",
+    "window",
 )
 
 
@@ -115,6 +118,39 @@ ACTIONS: Mapping[str, Action] = _catalog(
     ("parameters:Label", "parameter", ""),
     ("parameters:Unlabel", "parameter", ""),
     ("parameters:Delete", "parameter", ""),
+    # Compliance: on the node whose compliance it is (its tags in conditions, as nodes:Get).
+    ("compliance:ListItems", "node", "r"),
+    ("compliance:ListSummaries", "node", "r"),
+    ("compliance:GetHistory", "node", "r"),
+    ("compliance:PutItems", "node", ""),
+    # State Manager.  Create and Update are checked on the association, on the document it
+    # runs and on every node it targets (as commands:Send); StartOnce on its nodes too.
+    ("associations:Create", "association,document,node", ""),
+    ("associations:List", "association", "r"),
+    ("associations:Get", "association", "r"),
+    ("associations:Update", "association,document,node", ""),
+    ("associations:Delete", "association", ""),
+    ("associations:ListVersions", "association", "r"),
+    ("associations:StartOnce", "association,node", ""),
+    ("associations:ListExecutions", "association", "r"),
+    # Maintenance Windows.  RegisterTask is checked on the window and on the document the
+    # task runs (as commands:Send is); the task's commands run as "window:<id>".
+    ("windows:Create", "window", ""),
+    ("windows:List", "window", "r"),
+    ("windows:Get", "window", "r"),
+    ("windows:Update", "window", ""),
+    ("windows:Delete", "window", ""),
+    ("windows:RegisterTargets", "window", ""),
+    ("windows:DeregisterTarget", "window", ""),
+    ("windows:RegisterTask", "window,document", ""),
+    ("windows:DeregisterTask", "window", ""),
+    ("windows:ListExecutions", "window", "r"),
+    ("windows:GetExecution", "window", "r"),
+    # Change calendars.
+    ("calendars:Create", "calendar", ""),
+    ("calendars:List", "calendar", "r"),
+    ("calendars:Get", "calendar", "r"),
+    ("calendars:Delete", "calendar", ""),
     ("identity:WhoAmI", "*", "ri"),
 )
 

@@ -22,11 +22,15 @@ from control_plane.security.ca import CertificateAuthority
 from control_plane.security.keyring import KeyRing
 from control_plane.security.node_tokens import NodeTokenSigner
 from control_plane.services.activations import ActivationService
+from control_plane.services.associations import AssociationJob, AssociationService, Runs
 from control_plane.services.audit import AuditService
 from control_plane.services.blobs import BlobStore
+from control_plane.services.calendars import CalendarService
 from control_plane.services.channel import AgentChannel
 from control_plane.services.clock import Clock, system_clock
+from control_plane.services.command_reports import UpdateStore
 from control_plane.services.commands import CommandService
+from control_plane.services.compliance import ComplianceService
 from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.documents import DocumentService
 from control_plane.services.events import EventBus
@@ -39,8 +43,10 @@ from control_plane.services.parameters import ParameterService
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
+from control_plane.services.scheduling import Lease, Scheduler
 from control_plane.services.supervise import Passed, Supervisor
 from control_plane.services.webhooks import WebhookService
+from control_plane.services.windows import WindowJob, WindowService
 from control_plane.store import messages
 from control_plane.store import nodes as node_store
 from control_plane.store.db import Database
@@ -80,11 +86,42 @@ class ControlPlane:
             self.db, self.documents, self.dispatcher, self.channel, clock, self.parameters
         )
         self.dispatcher.parameter_values = self.parameters.values_for
+        self.compliance = ComplianceService(
+            self.db, clock, config.compliance_history_retention_seconds
+        )
+        # Node reports are stored with the compliance their steps put, in one transaction.
+        self.channel.register_batch_handler(
+            wire.MSG_INVOCATION_UPDATE, UpdateStore(self.dispatcher, clock, self.compliance).store
+        )
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock, self.operators)
         self.node_events = NodeEventService(self.db, self.channel, self.events, clock)
         self.audit = AuditService(self.db, clock, config.data_dir)
         self.dispatcher.audit = self.audit  # late results are audited
+        # State Manager (services/associations/) on the one scheduler (services/scheduling/).
+        self.scheduler = Scheduler(Lease(self.db, clock), clock)
+        self.association_runs = Runs(self.db, self.commands, clock)
+        self.association_job = AssociationJob(
+            self.db,
+            self.association_runs,
+            self.commands.check_run,
+            self.presence,
+            clock,
+            self.compliance,
+        )
+        self.associations = AssociationService(
+            self.db, self.commands, self.association_runs, clock, self._associations_changed
+        )
+        self.scheduler.add(self.association_job)
+        # Maintenance Windows and change calendars (services/windows/, services/calendars/).
+        self.calendars = CalendarService(self.db, clock)
+        self.windows = WindowService(self.db, self.commands, clock, self.scheduler.wake)
+        self.window_job = WindowJob(self.db, self.commands, clock)
+        self.scheduler.add(self.window_job)
+        self.association_runs.calendars = self.calendars.closed_reason
+        self.associations.check_calendars = self.calendars.check_names
+        self.nodes.on_targeting_changed = self._associations_changed
+        self.registration.on_registered = self._associations_changed
         self.supervisor = Supervisor()
         self._keyring: KeyRing | None = None
         self._keyring_seen: float | None = None
@@ -121,11 +158,17 @@ class ControlPlane:
                 name="dispatcher",
             )
             tg.create_task(run("webhooks", self.webhooks.run), name="webhooks")
+            tg.create_task(run("scheduler", self.scheduler.run), name="scheduler")
             tg.create_task(run("audit", self._audit_upkeep), name="audit")
             tg.create_task(
                 run("parameter-policies", lambda _passed: self.parameters.run_policies()),
                 name="parameter-policies",
             )
+
+    def _associations_changed(self) -> None:
+        """An association, or what a node is targeted by, changed: re-evaluate now."""
+        self.association_job.changed()
+        self.scheduler.wake()
 
     def keyring(self) -> KeyRing:
         """The SecureString key ring, read on first use (a server without SecureStrings needs
@@ -169,6 +212,7 @@ class ControlPlane:
             await self.flush()
             async with self.db.transaction() as conn:
                 await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
+            await self.compliance.prune_if_due(self.clock())
             passed()
 
     async def flush(self) -> None:

@@ -19,6 +19,8 @@ import logging
 from collections import defaultdict
 from typing import Any, Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from agent import wire
 from agent.errors import AgentError
 from control_plane.services.associations import node_sets
@@ -46,8 +48,9 @@ SYNC_BATCH = 100
 
 
 class Compliance(Protocol):
-    async def put_items(
+    async def put_items_in(
         self,
+        conn: AsyncConnection,
         node_id: str,
         compliance_type: str,
         items: list[dict[str, Any]],
@@ -297,18 +300,18 @@ class AssociationJob:
             )
             if done:
                 await store.mark_synced(conn, execution["id"], now)
-        if touched and self.compliance is not None:
-            await self._put_compliance(touched, execution, now)
+            if touched and self.compliance is not None:
+                # In the same transaction: a status applied is never left without its item.
+                await self._put_compliance(conn, touched, execution, now)
         return done
 
     async def _put_compliance(
-        self, node_ids: list[str], execution: dict[str, Any], now: float
+        self, conn: AsyncConnection, node_ids: list[str], execution: dict[str, Any], now: float
     ) -> None:
         """Each node's Association items: one per association it has run, AUTO sync only."""
         assert self.compliance is not None
-        async with self._db.read() as conn:
-            assocs = {a["id"]: a for a in await store.all_rows(conn)}
-            rows = await store.targets_of_nodes(conn, node_ids)
+        assocs = {a["id"]: a for a in await store.all_rows(conn)}
+        rows = await store.targets_of_nodes(conn, node_ids)
         by_node: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             assoc = assocs.get(row["association_id"])
@@ -329,7 +332,8 @@ class AssociationJob:
                 }
             )
         for node_id in node_ids:
-            await self.compliance.put_items(
+            await self.compliance.put_items_in(
+                conn,
                 node_id,
                 "Association",
                 by_node.get(node_id, []),
