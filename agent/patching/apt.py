@@ -23,6 +23,7 @@ from agent.patching.base import PackageError, check_name, check_version
 # dpkg's db:Status-Status values that mean "the package is there and configured".
 _INSTALLED = frozenset({"installed", "triggers-awaited", "triggers-pending"})
 _FORMAT = "${db:Status-Status}\t${Version}\n"
+LOCK_WAIT_SECONDS = 300
 
 
 class Provider:
@@ -79,6 +80,8 @@ class Provider:
     def _apt(self, args: list[str], env: Mapping[str, str], what: str) -> None:
         options = ["-q", "-y", "-o", "Dpkg::Options::=--force-confdef"]
         options += ["-o", "Dpkg::Options::=--force-confold"]
+        # Wait for the dpkg lock (unattended-upgrades, another apt) rather than fail at once.
+        options += ["-o", f"DPkg::Lock::Timeout={int(min(self.timeout, LOCK_WAIT_SECONDS))}"]
         done = self._tool(["apt-get", *options, *args], env)
         if done.returncode != 0:
             raise PackageError(f"{what} failed: {done.reason()}")
