@@ -30,6 +30,13 @@ class Events:
     ics: Any = None  # a parsed icalendar.Calendar
     schedule: Schedule | None = None
     duration: float = 0.0  # seconds, with ``schedule``
+    anchor: float | None = None  # what rate() counts from (the calendar's creation)
+
+    @property
+    def lookback(self) -> float | None:
+        """How far back an event that still covers a time can have started (None: the
+        caller's bound; iCalendar events may last anything)."""
+        return self.duration + 1.0 if self.schedule is not None else None
 
 
 def parse_ics(text: str) -> Any:
@@ -79,14 +86,22 @@ def _scheduled(events: Events, start: float, end: float) -> list[Interval]:
     out: list[Interval] = []
     after = start - events.duration - 1.0
     while len(out) < MAX_EVENTS:
-        batch = fire_times(events.schedule, after, events.zone, min(500, MAX_EVENTS - len(out)))
+        batch = fire_times(
+            events.schedule,
+            after,
+            events.zone,
+            min(500, MAX_EVENTS - len(out)),
+            anchor=events.anchor,
+        )
         for fire in batch:
             if fire >= end:
                 return out
             out.append((fire, fire + events.duration))
         if not batch:
-            break
+            return out
         after = batch[-1]
+    # Capped: events go on past what was looked at; say so as one period to ``end``.
+    out.append((out[-1][0], end))
     return out
 
 

@@ -39,7 +39,12 @@ def _events(row: dict[str, Any]) -> Events:
     if row["ics"] is not None:
         return Events(zone=row["timezone"], ics=parse_ics(row["ics"]))
     schedule, seconds = parse_schedule(row["schedule"], row["duration"])
-    return Events(zone=row["timezone"], schedule=schedule, duration=seconds)
+    return Events(
+        zone=row["timezone"],
+        schedule=schedule,
+        duration=seconds,
+        anchor=float(int(row["created_at"])),
+    )
 
 
 class CalendarService:

@@ -22,7 +22,8 @@ HORIZON: Final = 2 * 366 * 86400.0
 
 def state_at(calendar_type: str, events: Events, at: float) -> tuple[str, float | None]:
     """(OPEN or CLOSED at ``at``, the time it next changes or None)."""
-    found = intervals(events, at - LOOKBACK, at + HORIZON)
+    lookback = events.lookback or LOOKBACK
+    found = intervals(events, at - lookback, at + HORIZON)
     inside = next((iv for iv in found if iv[0] <= at < iv[1]), None)
     if inside is not None:
         change: float | None = inside[1] if inside[1] < at + HORIZON else None
