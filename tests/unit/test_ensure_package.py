@@ -258,3 +258,16 @@ def test_the_registry_picks_apt_here_and_says_when_there_is_none() -> None:
     assert package_provider().name == "apt"
     with pytest.raises(PackageError, match="no supported package manager on this node"):
         provider_name(which=lambda tool: None)
+
+
+def test_a_tool_that_overruns_is_killed_with_its_children(tmp_path: Path) -> None:
+    from agent.patching._command import ToolTimeout, run_tool
+
+    pid_file = tmp_path / "child.pid"
+    script = f"sleep 60 & echo $! > {pid_file}; wait"
+    with pytest.raises(ToolTimeout, match="sh did not finish within 1 s"):
+        run_tool(["sh", "-c", script], {}, 1.0)
+    child = int(pid_file.read_text())
+    stat_file = Path(f"/proc/{child}/stat")
+    # gone, or a zombie waiting for init to reap it: killed either way
+    assert not stat_file.exists() or stat_file.read_text().split(") ")[1][0] == "Z"
