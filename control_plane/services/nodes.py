@@ -19,6 +19,7 @@ from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.presence import Presence
 from control_plane.services.targets import check_specs, resolve
 from control_plane.services.validation import MAX_TAGS, check_tag_key, check_tags
+from control_plane.store import associations as association_store
 from control_plane.store import messages
 from control_plane.store import nodes as store
 from control_plane.store.db import Database
@@ -265,4 +266,10 @@ class NodeService:
             outbox_depth=count("outbox_depth"),
             outbox_dead=count("outbox_dead"),
         )
+        held = body.get("associations_revision")
+        held = held[:64] if isinstance(held, str) else None
+        if await association_store.node_lost_set(conn, node_id, held, self._clock() - 600):
+            # The node holds another set than it was sent (its state dir lost the file, or
+            # was rebuilt): forget what was sent, so the next pass sends it again.
+            self.on_targeting_changed()
         return None

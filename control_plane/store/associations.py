@@ -16,6 +16,9 @@ from control_plane.store.schema import (
     node_association_sets,
 )
 
+# The revision of an empty set (services/associations/node_sets.py: sha256 of "[]").
+EMPTY_SET_REVISION = "4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945"
+
 
 def _rows(result: Any) -> list[dict[str, Any]]:
     return [dict(r) for r in result.mappings()]
@@ -262,3 +265,24 @@ async def set_node_revisions(conn: AsyncConnection, revisions: dict[str, str], n
 async def targets_of_nodes(conn: AsyncConnection, node_ids: list[str]) -> list[dict[str, Any]]:
     query = sa.select(association_targets).where(association_targets.c.node_id.in_(node_ids))
     return _rows(await conn.execute(query))
+
+
+async def node_lost_set(
+    conn: AsyncConnection, node_id: str, held: str | None, sent_before: float
+) -> bool:
+    """The node says it holds revision ``held`` (None: no set at all); if it was sent another
+    set before ``sent_before`` (time enough to have received it), forget the sending (True):
+    the next pass sends it again."""
+    row = (
+        await conn.execute(
+            sa.select(node_association_sets).where(node_association_sets.c.node_id == node_id)
+        )
+    ).first()
+    if row is None or row.sent_at >= sent_before or row.revision == held:
+        return False
+    if held is None and row.revision == EMPTY_SET_REVISION:
+        return False
+    await conn.execute(
+        node_association_sets.delete().where(node_association_sets.c.node_id == node_id)
+    )
+    return True

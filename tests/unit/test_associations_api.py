@@ -413,3 +413,30 @@ def test_run_command_gated_by_a_closed_calendar_runs_nothing(run_api: RunApi) ->
         assert "nope" in assert_error(unknown, 400, "invalid_request")
 
     run_api(scenario)
+
+
+def test_a_node_that_lost_its_set_is_sent_it_again(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        await created(api, targets=[node.node_id], schedule="rate(1 day)")
+        await tick(api)
+        sets = [m for m in await received(api, node) if m["type"] == wire.MSG_ASSOCIATIONS]
+        revision = sets[-1]["body"]["revision"]
+
+        async def heartbeat(held: str | None) -> None:
+            body: dict[str, Any] = {"agent_version": "1", "hostname": "h", "platform": "Linux"}
+            if held is not None:
+                body["associations_revision"] = held
+            sent = await api.send(node, [dict(wire.make_message(wire.MSG_HEARTBEAT, body))])
+            assert sent.status_code == 200, sent.text
+
+        api.clock.advance(3600)
+        await heartbeat(revision)  # holds what it was sent: nothing to do
+        await tick(api)
+        assert not [m for m in await received(api, node) if m["type"] == wire.MSG_ASSOCIATIONS]
+        await heartbeat(None)  # its state dir lost the file
+        await tick(api)
+        again = [m for m in await received(api, node) if m["type"] == wire.MSG_ASSOCIATIONS]
+        assert [m["body"]["revision"] for m in again] == [revision]
+
+    run_api(scenario)
