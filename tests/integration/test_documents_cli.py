@@ -127,6 +127,9 @@ def test_document_versions_through_the_cli(tmp_path: Path, server: Server) -> No
     assert {d["name"] for d in builtins} == {
         "AWS-RunShellScript",
         "AWS-RunPowerShellScript",
+        "Corral-EnsureFile",
+        "Corral-EnsurePackage",
+        "Corral-EnsureService",
         "Corral-RunDocument",
     }
     code, out, _ = corral("documents", "list")

@@ -442,9 +442,16 @@ def test_schema_20_steps_are_read() -> None:
 # --- built-in documents -------------------------------------------------------------------------
 
 
-def test_the_three_builtin_documents_parse() -> None:
+def test_the_builtin_documents_parse() -> None:
     docs = builtin_documents()
-    assert sorted(docs) == ["AWS-RunPowerShellScript", "AWS-RunShellScript", "Corral-RunDocument"]
+    assert sorted(docs) == [
+        "AWS-RunPowerShellScript",
+        "AWS-RunShellScript",
+        "Corral-EnsureFile",
+        "Corral-EnsurePackage",
+        "Corral-EnsureService",
+        "Corral-RunDocument",
+    ]
     for name in ("AWS-RunShellScript", "AWS-RunPowerShellScript"):
         doc = docs[name]
         commands, workdir, timeout = (doc.parameters[p] for p in
@@ -468,7 +475,7 @@ def test_the_three_builtin_documents_parse() -> None:
 def test_builtin_documents_returns_a_new_mapping_each_time() -> None:
     first = builtin_documents()
     first.clear()
-    assert len(builtin_documents()) == 3
+    assert len(builtin_documents()) == 6
 
 
 # --- import cost --------------------------------------------------------------------------------

@@ -15,7 +15,14 @@ if TYPE_CHECKING:
 
     from tests.unit.conftest import Api, RunApi
 
-BUILTINS = ["AWS-RunPowerShellScript", "AWS-RunShellScript", "Corral-RunDocument"]
+BUILTINS = [
+    "AWS-RunPowerShellScript",
+    "AWS-RunShellScript",
+    "Corral-EnsureFile",
+    "Corral-EnsurePackage",
+    "Corral-EnsureService",
+    "Corral-RunDocument",
+]
 
 
 def doc(*commands: str, description: str = "Say hello") -> dict[str, Any]:

@@ -50,6 +50,9 @@ def test_resolve_gives_the_builtins_as_version_1(run_api: RunApi) -> None:
         assert set(builtins) == {
             "AWS-RunShellScript",
             "AWS-RunPowerShellScript",
+            "Corral-EnsureFile",
+            "Corral-EnsurePackage",
+            "Corral-EnsureService",
             "Corral-RunDocument",
         }
         for name, expected in builtins.items():
