@@ -35,6 +35,8 @@ async def windows(api: Api) -> list[dict[str, Any]]:
         ({"start_date": "2030-02-01T00:00:00Z", "end_date": "2030-01-01T00:00:00Z"}, "end date"),
         ({"end_date": "2001-01-01T00:00:00Z"}, "past"),
         ({"start_date": "next monday"}, "start date"),
+        ({"schedule": "at(2001-01-01T02:00:00)"}, "never start"),
+        ({"end_date": "2099-01-01T00:00:00Z", "start_date": "2098-12-31T23:00:00Z"}, "never"),
         ({"name": "ab"}, "name"),
         ({"name": "patch sunday!"}, "name"),
         ({"name": "x" * 129}, "name"),

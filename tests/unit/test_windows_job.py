@@ -329,3 +329,24 @@ def test_disabled_windows_do_not_start_and_enabling_looks_ahead(run_api: RunApi)
         assert epoch(enabled["next_execution_time"]) > api.clock.now
 
     run_api(scenario)
+
+
+def test_a_task_whose_group_was_deleted_fails_with_the_reason(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        await api.new_node(tags={"role": "web"})
+        made = await api.client.post(
+            "/v1/groups", json={"name": "web", "targets": ["tag:role=web"]}, headers=api.admin
+        )
+        assert made.status_code == 201, made.text
+        created = await window(api)
+        wid = created["window_id"]
+        await targets(api, wid, "group:web")
+        await task(api, wid)
+        await ok(await api.client.delete("/v1/groups/web", headers=api.admin))
+        run = await start(api, created)  # the tick does not fail: the task does
+        (te,) = run["tasks"]
+        assert te["status"] == "FAILED" and "web" in te["status_details"]
+        await tick(api)
+        assert (await execution(api, wid, run["window_execution_id"]))["status"] == "FAILED"
+
+    run_api(scenario)

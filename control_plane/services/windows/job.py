@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from agent.errors import ScheduleError
 from agent.schedules import last_fire, next_fire, parse
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.commands import CommandService
@@ -96,7 +97,15 @@ class WindowJob:
         async with self._db.read() as conn:
             due = await store.due_windows(conn, now)
         for window in due:
-            await self._start(window, now)
+            try:
+                await self._start(window, now)
+            except ScheduleError as exc:  # stored under older rules: stop it, loudly
+                log.error(
+                    "maintenance window schedule no longer valid; not scheduled",
+                    extra={"window_id": window["id"], "error": exc.message},
+                )
+                async with self._db.transaction() as conn:
+                    await store.claim(conn, window["id"], float(window["next_run_at"]), None)
         async with self._db.read() as conn:
             running = await store.executions_with_status(conn, RUNNING)
         for execution in running:

@@ -65,7 +65,11 @@ class TaskRunner:
         parameters = pseudo.substitute(te["parameters"], values)
         per_target = pseudo.uses_target_id(parameters)
         async with self._db.transaction() as conn:
-            node_ids = sorted(await resolve(conn, list(te["targets"]))) if te["targets"] else []
+            unresolved = None
+            try:
+                node_ids = sorted(await resolve(conn, list(te["targets"])))
+            except CorralError as exc:  # a group deleted since the task was registered
+                node_ids, unresolved = [], exc.message
             changes: dict[str, Any] = {
                 "status": IN_PROGRESS,
                 "start_time": now,
@@ -74,12 +78,12 @@ class TaskRunner:
                 "node_ids": node_ids,
             }
             if not node_ids:
+                shown = " ".join(te["targets"]) or "(none)"
                 changes.update(
                     status=FAILED,
                     end_time=now,
                     status_details=_short(
-                        f"the targets {' '.join(te['targets']) or '(none)'} "
-                        "match no registered node"
+                        unresolved or f"the targets {shown} match no registered node"
                     ),
                 )
             await store.update_task_execution(conn, te["id"], **changes)

@@ -111,7 +111,13 @@ class WindowService:
             "modified_at": now,
             "created_by": created_by,
         }
-        row["next_run_at"] = next_run(row, now) if enabled else None
+        first = next_run(row, now)
+        if first is None:
+            raise InvalidRequest(
+                f"the window would never start: {schedule} has no start after now"
+                + (" and before the end date" if end is not None else "")
+            )
+        row["next_run_at"] = first if enabled else None
         async with self._db.transaction() as conn:
             await store.insert_window(conn, row)
         self.changed()
