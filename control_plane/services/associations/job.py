@@ -84,6 +84,7 @@ class AssociationJob:
         self._reconcile_seconds = reconcile_seconds
         self._next_reconcile = 0.0
         self._dirty = True
+        self._prepared = node_sets.Prepared(check_run)
         # One pass at a time (the loop, run-now, a test): two reconciles could both see a
         # node as new and both apply the association to it.
         self._lock = asyncio.Lock()
@@ -171,15 +172,15 @@ class AssociationJob:
         by_assoc: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         for row in current:
             by_assoc[row["association_id"]][row["node_id"]] = row
-        prepared = node_sets.Prepared(self._check_run)
-        per_node: dict[str, list[wire.LocalAssociation]] = defaultdict(list)
+        self._prepared.start_pass(now)
+        per_node: dict[str, list[node_sets.Entry]] = defaultdict(list)
         for assoc in assocs:
             matched = snapshot.match(list(assoc["targets"]))
             existing = by_assoc.get(assoc["id"], {})
             await self._apply_targets(assoc, matched, existing, now)
-            local = node_sets.local_association(assoc, await prepared.get(assoc))
+            told = node_sets.entry(assoc, await self._prepared.get(assoc, now))
             for node_id in matched:
-                per_node[node_id].append(local)
+                per_node[node_id].append(told)
         await self._send_sets(snapshot, per_node, sent, now)
 
     async def _apply_targets(
@@ -229,7 +230,7 @@ class AssociationJob:
     async def _send_sets(
         self,
         snapshot: Fleet,
-        per_node: dict[str, list[wire.LocalAssociation]],
+        per_node: dict[str, list[node_sets.Entry]],
         sent: dict[str, str],
         now: float,
     ) -> None:
@@ -239,9 +240,9 @@ class AssociationJob:
             items = per_node.get(node_id, [])
             if not items and node_id not in sent:
                 continue  # never had any: nothing to tell
-            body = node_sets.build(items)
-            if sent.get(node_id) == body["revision"]:
+            if sent.get(node_id) == node_sets.revision(items):
                 continue
+            body = node_sets.build(items)
             queued.append((node_id, wire.make_message(wire.MSG_ASSOCIATIONS, dict(body))))
             revisions[node_id] = body["revision"]
         if not queued:

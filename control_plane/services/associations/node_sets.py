@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from agent import wire
@@ -50,44 +51,86 @@ def local_association(
     )
 
 
-def build(items: list[wire.LocalAssociation]) -> wire.AssociationsBody:
+@dataclass(frozen=True)
+class Entry:
+    """One association as one node is told it, with what identifies that telling (``key``:
+    changes whenever the message would) and its documents' size."""
+
+    local: wire.LocalAssociation
+    key: str
+    size: int
+
+
+def entry(assoc: dict[str, Any], prepared: dict[str, Any] | None) -> Entry:
+    local = local_association(assoc, prepared)
+    digest = prepared["digest"] if prepared else "-"
+    key = f"{local['name']}\t{assoc['id']}\t{assoc['version']}\t{digest}\t{local['offline']}"
+    size = prepared["size"] if prepared and local["offline"] else 0
+    return Entry(local, key, size)
+
+
+def revision(entries: list[Entry]) -> str:
+    """What a node holds, in one hash: cheap to compare for every node on every pass."""
+    return hashlib.sha256(json.dumps(sorted(e.key for e in entries)).encode()).hexdigest()
+
+
+def build(entries: list[Entry]) -> wire.AssociationsBody:
     """The message body for one node: its associations by name, at most
     MAX_NODE_ASSOCIATIONS, documents within MAX_SET_BYTES."""
-    chosen = sorted(items, key=lambda a: (a["name"], a["association_id"]))[
-        : wire.MAX_NODE_ASSOCIATIONS
-    ]
+    chosen = sorted(entries, key=lambda e: e.key)[: wire.MAX_NODE_ASSOCIATIONS]
     budget = MAX_SET_BYTES
     out: list[wire.LocalAssociation] = []
     for item in chosen:
-        size = len(json.dumps(item["document"])) + len(json.dumps(item["parameters"]))
-        if size > budget:
-            item = wire.LocalAssociation(
-                **{**item, "document": {}, "parameters": {}, "offline": False}
+        local = item.local
+        if item.size > budget:
+            local = wire.LocalAssociation(
+                **{**local, "document": {}, "parameters": {}, "offline": False}
             )
         else:
-            budget -= size
-        out.append(item)
-    digest = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()
-    return wire.AssociationsBody(revision=digest, associations=out)
+            budget -= item.size
+        out.append(local)
+    return wire.AssociationsBody(revision=revision(entries), associations=out)
+
+
+# How long a document's check is reused across passes: a new version of a document an
+# association runs as $LATEST / $DEFAULT reaches the nodes' sets within this (a run always
+# resolves the document afresh).
+PREPARED_SECONDS = 300.0
 
 
 class Prepared:
-    """check_run answers for one pass, by (document, version selector, parameters)."""
+    """check_run answers by (document, version selector, parameters), reused across passes
+    for PREPARED_SECONDS: 10,000 associations cost 10,000 checks once, not every pass."""
 
-    def __init__(self, check: Any) -> None:
+    def __init__(self, check: Any, ttl: float = PREPARED_SECONDS) -> None:
         self._check = check
-        self._cache: dict[str, dict[str, Any] | None] = {}
+        self._ttl = ttl
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
-    async def get(self, assoc: dict[str, Any]) -> dict[str, Any] | None:
+    def start_pass(self, now: float) -> None:
+        """Forget what is older than the time to live."""
+        stale = [k for k, (at, _p) in self._cache.items() if now - at >= self._ttl]
+        for key in stale:
+            del self._cache[key]
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    async def get(self, assoc: dict[str, Any], now: float) -> dict[str, Any] | None:
         key = json.dumps(
             [assoc["document_name"], assoc["document_version"], assoc["parameters"]],
             sort_keys=True,
         )
         if key not in self._cache:
             try:
-                self._cache[key] = await self._check(
+                prepared = await self._check(
                     assoc["document_name"], assoc["document_version"], dict(assoc["parameters"])
                 )
             except CorralError:
-                self._cache[key] = None
-        return self._cache[key]
+                self._cache[key] = (now, None)
+            else:
+                text = json.dumps([prepared["content"], prepared["parameters"]], sort_keys=True)
+                prepared["digest"] = hashlib.sha256(text.encode()).hexdigest()[:32]
+                prepared["size"] = len(text)
+                self._cache[key] = (now, prepared)
+        return self._cache[key][1]
