@@ -161,3 +161,43 @@ def test_unknown_query_parameters_are_refused(run_api: RunApi) -> None:
         assert_error(response, 400, "invalid_request")
 
     run_api(scenario)
+
+
+def test_every_change_is_audited_on_the_window_or_calendar_it_changed(run_api: RunApi) -> None:
+    from tests.unit.test_audit_resources import entries_of
+
+    async def scenario(api: Api) -> None:
+        async def call(method: str, path: str, body: Any = None) -> tuple[dict[str, Any], str]:
+            request_id = f"audit-{len(seen):04d}"
+            response = await api.client.request(
+                method, path, json=body, headers={**api.admin, "x-request-id": request_id}
+            )
+            assert response.status_code in (200, 201), response.text
+            (entry,) = await entries_of(api, request_id)
+            seen.append(entry["resource"])
+            return response.json(), entry["resource"]
+
+        seen: list[str] = []
+        made, resource = await call("POST", "/v1/windows", GOOD)
+        wid = made["window_id"]
+        assert resource == f"window/{wid}"
+        target, resource = await call(
+            "POST", f"/v1/windows/{wid}/targets", {"targets": ["tag:role=web"]}
+        )
+        assert resource == f"window/{wid}"
+        task_body = {"document": "AWS-RunShellScript", "parameters": SHELL}
+        registered, resource = await call("POST", f"/v1/windows/{wid}/tasks", task_body)
+        assert resource == f"window/{wid}"
+        for method, path in [
+            ("POST", f"/v1/windows/{wid}/disable"),
+            ("POST", f"/v1/windows/{wid}/enable"),
+            ("DELETE", f"/v1/windows/{wid}/tasks/{registered['window_task_id']}"),
+            ("DELETE", f"/v1/windows/{wid}/targets/{target['window_target_id']}"),
+            ("DELETE", f"/v1/windows/{wid}"),
+        ]:
+            assert (await call(method, path))[1] == f"window/{wid}", path
+        calendar = {"name": "freeze", "schedule": "rate(7 days)", "duration": 1}
+        assert (await call("POST", "/v1/calendars", calendar))[1] == "calendar/freeze"
+        assert (await call("DELETE", "/v1/calendars/freeze"))[1] == "calendar/freeze"
+
+    run_api(scenario)
