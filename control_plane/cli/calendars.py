@@ -6,7 +6,8 @@ from urllib.parse import quote
 
 import click
 
-from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
+from control_plane.cli.context import Runtime, max_items_option, pass_runtime
+from control_plane.cli.mw import outputs
 from control_plane.cli.output import Column, emit_list, emit_message, emit_object, field
 
 COLUMNS: list[Column] = [
@@ -60,7 +61,7 @@ def calendars() -> None:
 )
 @click.option("--tz", "timezone", default="UTC", show_default=True, help="An IANA time zone.")
 @click.option("--description", default="")
-@output_option
+@outputs
 @pass_runtime
 def create(
     rt: Runtime,
@@ -93,7 +94,7 @@ def create(
 
 @calendars.command("list")
 @max_items_option
-@output_option
+@outputs
 @pass_runtime
 def list_(rt: Runtime, max_items: int | None, output: str) -> None:
     """List change calendars with their state now."""
@@ -103,7 +104,7 @@ def list_(rt: Runtime, max_items: int | None, output: str) -> None:
 
 @calendars.command()
 @click.argument("name")
-@output_option
+@outputs
 @pass_runtime
 def show(rt: Runtime, name: str, output: str) -> None:
     """A calendar, its state now and its next transition."""
@@ -114,7 +115,7 @@ def show(rt: Runtime, name: str, output: str) -> None:
 @calendars.command()
 @click.argument("name")
 @click.option("--at", "at", default=None, metavar="TIME", help="ISO 8601 (default: now).")
-@output_option
+@outputs
 @pass_runtime
 def state(rt: Runtime, name: str, at: str | None, output: str) -> None:
     """OPEN or CLOSED (now, or at TIME), and when that changes."""
@@ -126,7 +127,7 @@ def state(rt: Runtime, name: str, at: str | None, output: str) -> None:
 
 @calendars.command()
 @click.argument("name")
-@output_option
+@outputs
 @pass_runtime
 def delete(rt: Runtime, name: str, output: str) -> None:
     """Delete a change calendar."""

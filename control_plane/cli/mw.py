@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import click
@@ -57,6 +60,21 @@ TARGETS_HELP = (
 )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def outputs(func: F) -> F:
+    """``--output table|json`` and ``--json`` (the same as ``--output json``), passed to the
+    command as ``output``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, output: str, **kw: Any) -> Any:
+        return func(*args, output="json" if as_json else output, **kw)
+
+    flagged = click.option("--json", "as_json", is_flag=True, help="Same as --output json.")
+    return output_option(flagged(wrapper))  # type: ignore[return-value]
+
+
 def _path(window_id: str, *rest: str) -> str:
     return "/".join(["/v1/windows", quote(window_id, safe=""), *(quote(r, safe="") for r in rest)])
 
@@ -93,7 +111,7 @@ def mw() -> None:
 )
 @click.option("--description", default="")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
-@output_option
+@outputs
 @pass_runtime
 def create(
     rt: Runtime,
@@ -133,7 +151,7 @@ def create(
 @click.option("--targets", multiple=True, required=True, metavar="SPEC", help=TARGETS_HELP)
 @click.option("--name", default="", help="A name for this target (3-128 characters).")
 @click.option("--owner-information", default="", help="Free text, up to 128 characters.")
-@output_option
+@outputs
 @pass_runtime
 def register_targets(
     rt: Runtime,
@@ -152,7 +170,7 @@ def register_targets(
 @mw.command("deregister-target")
 @click.argument("window_id")
 @click.argument("target_id")
-@output_option
+@outputs
 @pass_runtime
 def deregister_target(rt: Runtime, window_id: str, target_id: str, output: str) -> None:
     """Remove a registered target (refused while a task uses it)."""
@@ -197,7 +215,7 @@ def deregister_target(rt: Runtime, window_id: str, target_id: str, output: str) 
 )
 @click.option("--timeout", "timeout_seconds", type=int, default=3600, show_default=True)
 @click.option("--name", default="", help="A name for the task (3-128 characters).")
-@output_option
+@outputs
 @pass_runtime
 def register_task(
     rt: Runtime,
@@ -236,7 +254,7 @@ def register_task(
 @mw.command("deregister-task")
 @click.argument("window_id")
 @click.argument("task_id")
-@output_option
+@outputs
 @pass_runtime
 def deregister_task(rt: Runtime, window_id: str, task_id: str, output: str) -> None:
     """Remove a task from a window."""
@@ -247,7 +265,7 @@ def deregister_task(rt: Runtime, window_id: str, task_id: str, output: str) -> N
 
 @mw.command("list")
 @max_items_option
-@output_option
+@outputs
 @pass_runtime
 def list_(rt: Runtime, max_items: int | None, output: str) -> None:
     """List maintenance windows."""
@@ -258,7 +276,7 @@ def list_(rt: Runtime, max_items: int | None, output: str) -> None:
 
 @mw.command()
 @click.argument("window_id")
-@output_option
+@outputs
 @pass_runtime
 def show(rt: Runtime, window_id: str, output: str) -> None:
     """A window with its targets and tasks."""
@@ -269,7 +287,7 @@ def show(rt: Runtime, window_id: str, output: str) -> None:
 @mw.command()
 @click.argument("window_id")
 @max_items_option
-@output_option
+@outputs
 @pass_runtime
 def executions(rt: Runtime, window_id: str, max_items: int | None, output: str) -> None:
     """A window's executions, newest first."""
@@ -281,7 +299,7 @@ def executions(rt: Runtime, window_id: str, max_items: int | None, output: str) 
 @mw.command("execution-tasks")
 @click.argument("window_id")
 @click.argument("execution_id")
-@output_option
+@outputs
 @pass_runtime
 def execution_tasks(rt: Runtime, window_id: str, execution_id: str, output: str) -> None:
     """The task executions of one window execution (with their command ids)."""
@@ -296,7 +314,7 @@ def execution_tasks(rt: Runtime, window_id: str, execution_id: str, output: str)
 
 @mw.command()
 @click.argument("window_id")
-@output_option
+@outputs
 @pass_runtime
 def enable(rt: Runtime, window_id: str, output: str) -> None:
     """Enable a window (its next start is computed from now)."""
@@ -306,7 +324,7 @@ def enable(rt: Runtime, window_id: str, output: str) -> None:
 
 @mw.command()
 @click.argument("window_id")
-@output_option
+@outputs
 @pass_runtime
 def disable(rt: Runtime, window_id: str, output: str) -> None:
     """Disable a window (a running execution goes on)."""
@@ -316,7 +334,7 @@ def disable(rt: Runtime, window_id: str, output: str) -> None:
 
 @mw.command()
 @click.argument("window_id")
-@output_option
+@outputs
 @pass_runtime
 def delete(rt: Runtime, window_id: str, output: str) -> None:
     """Delete a window with its targets, tasks and execution history."""

@@ -5,6 +5,7 @@ disable, delete, JSON output, and a refusal as one line with nothing stored."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from tests.unit.conftest import Node
@@ -48,7 +49,7 @@ def test_a_window_from_create_to_its_execution_tasks(live: Live) -> None:
     assert registered["parameters"] == {"commands": "echo {{WINDOW_EXECUTION_ID}}"}
     table = live.ok("mw", "list").stdout
     assert wid in table and "patch-sunday" in table
-    shown = live.json("mw", "show", wid)
+    shown = json.loads(live.ok("mw", "show", wid, "--json").stdout)  # as --output json
     assert [t["window_task_id"] for t in shown["tasks"]] == [registered["window_task_id"]]
     live.api.clock.now = epoch(made["next_execution_time"])
     tick(live)
@@ -91,7 +92,8 @@ def test_calendars_create_show_state_and_delete(live: Live, tmp_path: Path) -> N
     assert live.json("calendars", "show", "freeze")["name"] == "freeze"
     assert [c["name"] for c in live.json("calendars", "list")] == ["freeze", "weekends"]
     live.ok("calendars", "delete", "freeze")
-    assert [c["name"] for c in live.json("calendars", "list")] == ["weekends"]
+    listed = json.loads(live.ok("calendars", "list", "--json").stdout)
+    assert [c["name"] for c in listed] == ["weekends"]
 
 
 def test_calendar_usage_errors_send_nothing(live: Live, tmp_path: Path) -> None:
