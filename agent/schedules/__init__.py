@@ -41,14 +41,16 @@ this module in December 2026):
 Cron library: **cronsim** (2.8+).  We compared it with croniter (7.x) on PyPI.  cronsim
 is small (one 570-line module, typed, no dependencies), maintained for Healthchecks, works
 with zoneinfo, iterates backwards (``last_fire``), supports ``L``, ``LW``, ``nL`` and
-``n#k``, and follows Debian cron across DST changes, which is what AWS's "runs once" asks
-for: a fixed-time job whose time is skipped runs at the first instant after the gap, one
-whose time repeats runs once.  croniter covers more syntax (year field via its own 7-field
-mode, ``W``) but takes Quartz-style 6/7-field layouts of its own, has had a maintenance
-hand-over, and its DST handling is its own, not Debian's.  What cronsim lacks (the year
-field, ``nW``, seconds, AWS's 1-7 day-of-week) is done here in a thin layer: see
-``_iterate.py``.  cronsim is imported only when fire times are computed or a cron
-expression is parsed, never at agent start.
+``n#k``, and documents Debian cron's DST rule, which is what AWS's "runs once" asks for: a
+fixed-time job whose time is skipped runs at the first instant after the gap, one whose
+time repeats runs once.  croniter covers more syntax (a year field in its own seven-field
+layout, ``W``) but its layouts are its own rather than AWS's, its DST handling is its own
+rather than Debian's, and it has changed maintainers.  What cronsim lacks (the year field,
+``nW``, seconds, AWS's 1-7 day-of-week) is done here in a thin layer.  cronsim matches
+wall-clock times only: its own real-time stepping assumes whole-hour DST changes (it missed
+02:30 on Lord Howe Island's 30-minute change, found by the property test), so the zone and
+Debian's rule are applied in ``_iterate.py``.  cronsim is imported only when fire times are
+computed or a cron expression is parsed, never at agent start.
 
 DST, exactly: an expression whose minute and hour fields are both fixed (no leading
 ``*``, as ``cron(30 2 ? * SUN *)``) follows the wall clock: a skipped time fires at the

@@ -87,15 +87,27 @@ def last_fire(
         fire = resolve(s.at, tz).timestamp()
         return fire if after < fire <= upto else None
     assert s.cron is not None
-    start = upto - s.cron.seconds + 1 + _DST_SLACK + offset_days * 86400
+    # Backwards to a fire time at or before upto; the library's reverse walk can step over
+    # the second pass of a repeated hour, so then forwards (which it gets right) to the last.
+    latest = after
+    start = upto - s.cron.seconds + 1
+    if offset_days:
+        start -= offset_days * 86400 - _DST_SLACK
     for base in walk(s.cron, start, tz, reverse=True):
         if anchor is not None and base <= anchor:
-            return None
+            break
         fire = _shifted(base, offset_days, tz)
+        if fire <= upto:
+            latest = max(fire, after)
+            break
+    found: float | None = None
+    for fire in _forward(s, latest, zone, anchor, offset_days):
         if fire > upto:
-            continue
-        return fire if fire > after else None
-    return None
+            break
+        found = fire
+    if found is None and latest > after:
+        found = latest
+    return found
 
 
 def _forward(

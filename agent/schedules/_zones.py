@@ -46,8 +46,10 @@ def resolve(wall: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
     if not is_skipped(local):
         return local
     # In a gap: walk forward a minute at a time to the first wall time that exists (gaps
-    # begin and end on whole minutes in every zone of the tz database).
-    probe = local.replace(second=0, microsecond=0)
+    # begin and end on whole minutes in every zone of the tz database).  Seconds ride
+    # along: a cron(24 30 2 ...) slot skipped at 02:30 fires at 03:00:24, as it does
+    # without an offset (the cron slot moves to 03:00, then its seconds are added).
+    probe = local
     while is_skipped(probe):
         probe = (probe.replace(tzinfo=None) + dt.timedelta(minutes=1)).replace(tzinfo=zone)
     return probe

@@ -473,3 +473,39 @@ def test_cron_library_is_not_imported_with_the_package() -> None:
     code = "import sys, agent.schedules; print('cronsim' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_last_fire_in_the_second_pass_of_a_repeated_hour_at_midnight() -> None:
+    # Santiago 2026-04-05 00:00 -03 -> 2026-04-04 23:00 -04: Saturday's 23:xx happens twice,
+    # and a frequent job (hour field *) runs in both passes: the latest is 23:05 -04.
+    zone = "America/Santiago"
+    s = parse("cron(0,5 * ? * L *)", "window")
+    second_pass = at("2026-04-05T03:00:00")  # 23:00 -04
+    (fire,) = fire_times(s, second_pass, zone, 1)
+    assert local(fire, zone) == "2026-04-04T23:05:00-04:00"
+    assert last_fire(s, second_pass, fire, zone) == fire
+    assert last_fire(s, second_pass - 3600, fire + 60, zone) == fire
+
+
+def test_half_hour_dst_change_on_lord_howe_island() -> None:
+    # 2026-10-04 02:00 +10:30 -> 02:30 +11:00: 02:30 exists, and an hourly job runs then.
+    zone = "Australia/Lord_Howe"
+    assert fires("cron(30 */1 ? * 1#1 *)", "2026-10-04T00:00:00", zone, count=4) == [
+        "2026-10-04T00:30:00+10:30",
+        "2026-10-04T01:30:00+10:30",
+        "2026-10-04T02:30:00+11:00",
+        "2026-10-04T03:30:00+11:00",
+    ]
+    # A fixed 02:15 is skipped: it runs at 02:30, the first instant after the gap.
+    assert fires("cron(15 2 * * ? *)", "2026-10-03T12:00:00", zone, count=2) == [
+        "2026-10-04T02:30:00+11:00",
+        "2026-10-05T02:15:00+11:00",
+    ]
+
+
+def test_times_outside_the_years_aws_allows() -> None:
+    s = parse("cron(0 2 ? * SUN *)", "window")
+    assert next_fire(s, -1e10, "UTC") == at("1970-01-04T02:00:00")
+    assert next_fire(s, 1e11, "UTC") is None
+    assert last_fire(s, 0.0, 1e11, "UTC") == at("2199-12-29T02:00:00")
+    assert last_fire(s, -1e12, -1e10, "UTC") is None

@@ -34,6 +34,8 @@ ZONES = [
     "Australia/Lord_Howe",  # a 30-minute DST change
     "Asia/Kolkata",  # +05:30, no DST
     "America/Santiago",  # DST changes at midnight
+    "America/Havana",  # midnight skipped in spring, 00:xx repeated in autumn
+    "Pacific/Chatham",  # +12:45 / +13:45
 ]
 FIRST = dt.datetime(2026, 1, 1, tzinfo=UTC)
 LAST = dt.datetime(2028, 1, 1, tzinfo=UTC)
@@ -319,3 +321,34 @@ def test_fire_times_match_the_minute_walker(data: st.DataObject) -> None:
         assert last_fire(schedule, after, expected[0], zone) == expected[0]
         assert last_fire(schedule, after, expected[0] - 0.5, zone) is None
         assert last_fire(schedule, after, expected[-1] + 30, zone) == expected[-1]
+
+
+def _shift(fire: float, days: int, zone_name: str) -> float:
+    zone = check_zone(zone_name)
+    wall = dt.datetime.fromtimestamp(fire, zone).replace(tzinfo=None)
+    return _instant(wall + dt.timedelta(days=days), zone)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_offsets_move_the_walkers_fire_times_by_whole_days(data: st.DataObject) -> None:
+    cron = data.draw(crons(), label="cron")
+    zone = data.draw(st.sampled_from(ZONES), label="zone")
+    after = data.draw(starts(zone), label="after")
+    days = data.draw(st.integers(1, 6), label="offset_days")
+    try:
+        schedule = parse(cron.text, "window")
+    except ScheduleError:
+        assume(False)
+        return
+    expected: list[float] = []
+    last = after
+    for base in walk(cron, zone, after - days * 86400 - 3 * 3600, count=200):
+        fire = _shift(base, days, zone)
+        if fire > last:
+            expected.append(fire)
+            last = fire
+        if len(expected) == 3:
+            break
+    got = fire_times(schedule, after, zone, 3, offset_days=days)
+    assert got[: len(expected)] == expected, (cron.text, zone, after, days)
