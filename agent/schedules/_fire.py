@@ -87,8 +87,8 @@ def last_fire(
         fire = resolve(s.at, tz).timestamp()
         return fire if after < fire <= upto else None
     assert s.cron is not None
-    # Backwards to a fire time at or before upto; the library's reverse walk can step over
-    # the second pass of a repeated hour, so then forwards (which it gets right) to the last.
+    # Backwards to a fire time at or before upto, then forwards to the latest: one or two
+    # steps, and a check on the backward walk where a DST change reorders wall times.
     latest = after
     start = upto - s.cron.seconds + 1
     if offset_days:
@@ -134,6 +134,8 @@ def _forward(
     start = after - s.cron.seconds
     if offset_days:
         start -= offset_days * 86400 + _DST_SLACK
+    if anchor is not None:  # cron times at or before the anchor do not fire
+        start = max(start, anchor - s.cron.seconds)
     last = after
     for base in walk(s.cron, start, tz, reverse=False):
         if anchor is not None and base <= anchor:

@@ -509,3 +509,13 @@ def test_times_outside_the_years_aws_allows() -> None:
     assert next_fire(s, 1e11, "UTC") is None
     assert last_fire(s, 0.0, 1e11, "UTC") == at("2199-12-29T02:00:00")
     assert last_fire(s, -1e12, -1e10, "UTC") is None
+
+
+def test_cron_with_an_anchor_fires_only_after_it() -> None:
+    s = parse("cron(0/5 * * * ? *)", "window")
+    anchor = at("2027-06-01T10:02:00")
+    assert next_fire(s, at("2027-01-01T00:00:00"), "UTC", anchor=anchor) == at(
+        "2027-06-01T10:05:00"
+    )
+    assert last_fire(s, at("2027-01-01T00:00:00"), anchor, "UTC", anchor=anchor) is None
+    assert last_fire(s, 0.0, anchor + 600, "UTC", anchor=anchor) == at("2027-06-01T10:10:00")
