@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,6 +48,9 @@ def read_permission(event: dict[str, Any]) -> tuple[str, str] | None:
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        # In-process listeners (State Manager follows its runs' commands): called after
+        # commit with each event; they must be quick and must not raise.
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self._hooks: list[tuple[str, str]] | None = None  # (webhook id, pattern), cached
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
@@ -56,6 +60,9 @@ class EventBus:
 
     def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
         self._subscribers.discard(queue)
+
+    def listen(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        self._listeners.append(listener)
 
     def invalidate_hooks(self) -> None:
         self._hooks = None
@@ -76,6 +83,9 @@ class EventBus:
 
     def publish(self, events: list[dict[str, Any]]) -> None:
         """After commit: hand events to live subscribers (a slow one loses events, not memory)."""
+        for listener in self._listeners:
+            for event in events:
+                listener(event)
         for queue in list(self._subscribers):
             for event in events:
                 try:

@@ -113,6 +113,8 @@ class ControlPlane:
             self.db, self.commands, self.association_runs, clock, self._associations_changed
         )
         self.scheduler.add(self.association_job)
+        self.association_job.wake = lambda: self.scheduler.wake(AssociationJob.name)
+        self.events.listen(self.association_job.command_event)
         # Maintenance Windows and change calendars (services/windows/, services/calendars/).
         self.calendars = CalendarService(self.db, clock)
         self.windows = WindowService(self.db, self.commands, clock, self.scheduler.wake)

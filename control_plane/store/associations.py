@@ -170,15 +170,33 @@ async def executions_page(
     return _rows(await conn.execute(query))
 
 
-async def unsynced(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
-    """Executions whose nodes' results are not all applied yet (oldest first)."""
+async def unsynced(
+    conn: AsyncConnection, limit: int, after: tuple[float, str] | None = None
+) -> list[dict[str, Any]]:
+    """Executions whose nodes' results are not all applied yet (oldest first; ``after``:
+    (created_at, id) of the last one seen)."""
+    ex = association_executions
     query = (
         _executions()
-        .where(association_executions.c.synced_at.is_(None))
-        .where(association_executions.c.command_id.is_not(None))
-        .order_by(association_executions.c.created_at)
+        .where(ex.c.synced_at.is_(None))
+        .where(ex.c.command_id.is_not(None))
+        .order_by(ex.c.created_at, ex.c.id)
         .limit(limit)
     )
+    if after is not None:
+        query = query.where(
+            sa.or_(
+                ex.c.created_at > after[0], sa.and_(ex.c.created_at == after[0], ex.c.id > after[1])
+            )
+        )
+    return _rows(await conn.execute(query))
+
+
+async def unsynced_of(conn: AsyncConnection, command_ids: list[str]) -> list[dict[str, Any]]:
+    """Those of these commands that are association runs not yet applied (an execution's id
+    is its command's)."""
+    ex = association_executions
+    query = _executions().where(ex.c.id.in_(command_ids)).where(ex.c.synced_at.is_(None))
     return _rows(await conn.execute(query))
 
 

@@ -54,7 +54,10 @@ async def executions(api: Api, association_id: str) -> list[dict[str, Any]]:
 
 
 async def tick(api: Api) -> None:
+    """A scheduler pass; results are applied whatever events have arrived yet (the event
+    path has its own test)."""
     await api.cp.association_job.tick(api.clock())
+    await api.cp.association_job.sync(api.clock(), sweep=True)
 
 
 async def report(api: Api, node: Node, command_id: str, status: str = wire.ST_SUCCESS) -> None:
@@ -438,5 +441,27 @@ def test_a_node_that_lost_its_set_is_sent_it_again(run_api: RunApi) -> None:
         await tick(api)
         again = [m for m in await received(api, node) if m["type"] == wire.MSG_ASSOCIATIONS]
         assert [m["body"]["revision"] for m in again] == [revision]
+
+    run_api(scenario)
+
+
+def test_results_follow_the_commands_events(run_api: RunApi) -> None:
+    """No sweep: the dispatcher's event for the node's result makes the next tick apply it."""
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        view = await created(api, targets=[node.node_id])
+        job = api.cp.association_job
+        await job.tick(api.clock())
+        runs = await executions(api, view["association_id"])
+        job._next_sweep = api.clock() + 3600  # no sweep in this test
+        await report(api, node, runs[0]["command_id"])
+        # The dispatcher's round publishes the event; it wakes the scheduler's loop, whose
+        # tick applies the result.
+        for _ in range(250):
+            if (await show(api, view["association_id"]))["overview"]["status"] == "Success":
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the result was not applied without a sweep")
 
     run_api(scenario)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,10 +42,13 @@ from control_plane.store.db import Database
 
 log = logging.getLogger("corral.associations")
 
+COMMAND_EVENTS = ("command.invocation_status_changed", "command.status_changed")
+MAX_TOUCHED = 100_000  # past this, the next sweep applies the rest
+
 RECONCILE_SECONDS = 30.0
-SYNC_SECONDS = 2.0
+SWEEP_SECONDS = 300.0  # every open execution looked at, whatever events said
 DUE_BATCH = 200
-SYNC_BATCH = 100
+SYNC_BATCH = 200
 
 
 class Compliance(Protocol):
@@ -85,6 +89,9 @@ class AssociationJob:
         self._next_reconcile = 0.0
         self._dirty = True
         self._prepared = node_sets.Prepared(check_run)
+        self._touched: set[str] = set()  # command ids whose status changed since the last tick
+        self._next_sweep = 0.0
+        self.wake: Callable[[], None] = lambda: None  # the scheduler's, for this job
         # One pass at a time (the loop, run-now, a test): two reconciles could both see a
         # node as new and both apply the association to it.
         self._lock = asyncio.Lock()
@@ -99,19 +106,20 @@ class AssociationJob:
             return await self._tick(now)
 
     async def _tick(self, now: float) -> float | None:
-        started = await self.run_due(now)
+        await self.run_due(now)
         if self._dirty or now >= self._next_reconcile:
             self._dirty = False
             self._next_reconcile = now + self._reconcile_seconds
             await self.reconcile(now)
-        pending = await self.sync(now)
+        await self.sync(now)
         async with self._db.read() as conn:
             due = await store.next_due(conn)
         wake = now if self._dirty else self._next_reconcile
         if due is not None:
             wake = min(wake, due)
-        if pending or started:
-            wake = min(wake, now + SYNC_SECONDS)
+        wake = min(wake, self._next_sweep)
+        if self._touched:
+            wake = now
         return wake
 
     # 1. Scheduled runs ---------------------------------------------------------------------
@@ -255,15 +263,40 @@ class AssociationJob:
         log.info("association sets sent", extra={"nodes": len(queued)})
 
     # 3. Results ----------------------------------------------------------------------------
-    async def sync(self, now: float) -> int:
-        """Apply finished nodes' results; how many executions still have some to come."""
-        async with self._db.read() as conn:
-            executions = await store.unsynced(conn, SYNC_BATCH)
-        waiting = 0
-        for execution in executions:
-            if not await self._sync_one(execution, now):
-                waiting += 1
-        return waiting
+    def command_event(self, event: dict[str, Any]) -> None:
+        """An EventBus listener: a command's status changed (after its commit).  If it is
+        one of our runs, its results are applied at the next tick, which is asked for now."""
+        if event.get("type") not in COMMAND_EVENTS:
+            return
+        command_id = event.get("command_id")
+        if isinstance(command_id, str) and len(self._touched) < MAX_TOUCHED:
+            if not self._touched:
+                self.wake()
+            self._touched.add(command_id)
+
+    async def sync(self, now: float, *, sweep: bool = False) -> None:
+        """Apply finished nodes' results: of the runs whose commands changed, and every
+        SWEEP_SECONDS (or when asked) of every run still open (what a restart's lost events
+        missed)."""
+        touched, self._touched = self._touched, set()
+        if sweep or now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            after: tuple[float, str] | None = None
+            while True:
+                async with self._db.read() as conn:
+                    executions = await store.unsynced(conn, SYNC_BATCH, after)
+                for execution in executions:
+                    await self._sync_one(execution, now)
+                if len(executions) < SYNC_BATCH:
+                    break
+                after = (executions[-1]["created_at"], executions[-1]["id"])
+            return
+        ids = sorted(touched)
+        for start in range(0, len(ids), SYNC_BATCH):
+            async with self._db.read() as conn:
+                executions = await store.unsynced_of(conn, ids[start : start + SYNC_BATCH])
+            for execution in executions:
+                await self._sync_one(execution, now)
 
     async def _sync_one(self, execution: dict[str, Any], now: float) -> bool:
         touched: list[str] = []

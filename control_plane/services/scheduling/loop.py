@@ -53,9 +53,13 @@ class Scheduler:
     def add(self, job: ScheduledJob) -> None:
         self._jobs.append(job)
 
-    def wake(self) -> None:
-        """Something changed (a schedule created or edited): look again now."""
-        self._next.clear()
+    def wake(self, job: str | None = None) -> None:
+        """Something changed (a schedule created or edited): look again now (every job, or
+        only the one named)."""
+        if job is None:
+            self._next.clear()
+        else:
+            self._next.pop(job, None)
         self._woken.set()
 
     @property
