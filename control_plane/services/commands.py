@@ -6,9 +6,11 @@ that cannot run is refused whole and nothing is stored.  The dispatcher does the
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.documents import resolve_parameters, ssm_references
 from agent.errors import DocumentError
-from control_plane.errors import InvalidRequest, NotFound, OutOfScope
+from control_plane.errors import CorralError, InvalidRequest, NotFound, OutOfScope
 from control_plane.services import paging, parameter_refs
 from control_plane.services.channel import AgentChannel
 from control_plane.services.clock import Clock
@@ -55,6 +57,31 @@ AuditDetails = Callable[[dict[str, Any]], None]
 Inside = Callable[[AsyncConnection, list[str]], Awaitable[None]]
 
 log = logging.getLogger("corral.commands")
+
+# What a batch's caller stores in the batch's transaction, before the commands: given each
+# command with its live nodes (none: it will not be stored), it answers the ids of those it
+# will not have stored after all (a scheduled slot another pass claimed first).
+BatchInside = Callable[[AsyncConnection, list[tuple["Planned", list[str]]]], Awaitable[set[str]]]
+
+
+@dataclass
+class Planned:
+    """A command another service decided to send (an association's run), checked as send()
+    checks one and stored with others in one transaction (CommandService.send_batch)."""
+
+    command_id: str
+    requested_by: str
+    targets: list[str]  # what the nodes were chosen by, for the record
+    node_ids: list[str]
+    document: str
+    document_version: str | None
+    parameters: dict[str, Any]
+    max_concurrency: str = DEFAULT_MAX_CONCURRENCY
+    max_errors: str = DEFAULT_MAX_ERRORS
+    timeout_seconds: int = 3600
+    delivery_timeout_seconds: int = 600
+    comment: str = ""
+
 
 EXECUTION_TIMEOUT = (5, 172_800)
 DELIVERY_TIMEOUT = (30, 2_592_000)
@@ -141,27 +168,17 @@ class CommandService:
             document, document_version, parameters, authorize_parameter, authorize_document
         )
         now = self._clock()
-        row: dict[str, Any] = {
-            "id": command_id or str(uuid.uuid4()),
-            "document_name": resolved.name,
-            "document_version": resolved.version,
-            "document_sha256": resolved.sha256,
-            "document_content": content,
-            "parameters": values,
-            "targets": specs,
-            "comment": comment,
-            "max_concurrency": max_concurrency,
-            "max_errors": max_errors,
-            "execution_timeout": timeout_seconds,
-            "delivery_timeout": delivery_timeout_seconds,
-            "status": wire.ST_PENDING,
-            "status_details": wire.ST_PENDING,
-            "requested_by": requested_by,
-            "created_at": now,
-            "completed_at": None,
-            "cancel_requested_at": None,
-            "parameter_refs": pins or None,
-        }
+        row = self._row(
+            command_id or str(uuid.uuid4()), resolved, content, values, pins, specs, now,
+            requested_by,
+        )  # fmt: skip
+        row.update(
+            comment=comment,
+            max_concurrency=max_concurrency,
+            max_errors=max_errors,
+            execution_timeout=timeout_seconds,
+            delivery_timeout=delivery_timeout_seconds,
+        )
         async with self._db.transaction() as conn:
             if node_ids is None:
                 node_ids = await resolve(conn, specs)
@@ -195,6 +212,93 @@ class CommandService:
             },
         )
         return await self.get(row["id"], NoOutput())
+
+    async def send_batch(
+        self, planned: list[Planned], inside: BatchInside
+    ) -> tuple[dict[str, CorralError], set[str]]:
+        """Store many commands in one transaction (a scheduler's due runs: one round trip
+        to the database for hundreds, not hundreds).  Each is checked as send() checks one
+        (documents prepared once per document, version and parameters); the answer: the
+        errors of those refused (nothing stored for them), and the ids ``inside`` dropped or
+        that had no registered node left."""
+        errors: dict[str, CorralError] = {}
+        prepared: dict[str, Any] = {}
+        rows: list[tuple[Planned, dict[str, Any]]] = []
+        now = self._clock()
+        for item in planned:
+            try:
+                specs = check_specs(item.targets)
+                check_max_concurrency(item.max_concurrency)
+                check_max_errors(item.max_errors)
+                _check_range("timeout", item.timeout_seconds, EXECUTION_TIMEOUT)
+                _check_range("delivery timeout", item.delivery_timeout_seconds, DELIVERY_TIMEOUT)
+                key = json.dumps(
+                    [item.document, item.document_version, item.parameters], sort_keys=True
+                )
+                if key not in prepared:
+                    prepared[key] = await self._prepare(
+                        item.document, item.document_version, item.parameters, None, None
+                    )
+            except CorralError as exc:
+                errors[item.command_id] = exc
+                continue
+            resolved, values, pins, content, _nested = prepared[key]
+            row = self._row(
+                item.command_id, resolved, content, values, pins, specs, now, item.requested_by
+            )
+            row.update(
+                comment=item.comment,
+                max_concurrency=item.max_concurrency,
+                max_errors=item.max_errors,
+                execution_timeout=item.timeout_seconds,
+                delivery_timeout=item.delivery_timeout_seconds,
+            )
+            rows.append((item, row))
+        stored: list[tuple[dict[str, Any], list[str]]] = []
+        async with self._db.transaction() as conn:
+            wanted = list(dict.fromkeys(n for item, _row in rows for n in item.node_ids))
+            live = set(await node_store.live_ids(conn, wanted))
+            ready = [(item, [n for n in item.node_ids if n in live]) for item, _row in rows]
+            dropped = await inside(conn, ready)
+            dropped |= {item.command_id for item, nodes in ready if not nodes}
+            for (item, row), (_item, nodes) in zip(rows, ready, strict=True):
+                if item.command_id not in dropped:
+                    row["target_count"] = len(nodes)
+                    stored.append((row, nodes))
+            await store.insert_many(conn, stored, now)
+        for row, nodes in stored:
+            self._dispatcher.submit(row, nodes)
+        if stored:
+            log.info("commands sent", extra={"count": len(stored)})
+        return errors, dropped
+
+    @staticmethod
+    def _row(
+        command_id: str,
+        resolved: Any,
+        content: Any,
+        values: dict[str, Any],
+        pins: dict[str, dict[str, Any]],
+        specs: list[str],
+        now: float,
+        requested_by: str,
+    ) -> dict[str, Any]:
+        return {
+            "id": command_id,
+            "document_name": resolved.name,
+            "document_version": resolved.version,
+            "document_sha256": resolved.sha256,
+            "document_content": content,
+            "parameters": values,
+            "targets": specs,
+            "status": wire.ST_PENDING,
+            "status_details": wire.ST_PENDING,
+            "requested_by": requested_by,
+            "created_at": now,
+            "completed_at": None,
+            "cancel_requested_at": None,
+            "parameter_refs": pins or None,
+        }
 
     async def _prepare(
         self,

@@ -52,6 +52,29 @@ async def list_page(
     return _rows(await conn.execute(query))
 
 
+async def versions_now(conn: AsyncConnection) -> dict[str, int]:
+    """Every association's id and version (cheap: no JSON read)."""
+    rows = await conn.execute(sa.select(associations.c.id, associations.c.version))
+    return {r.id: r.version for r in rows}
+
+
+async def rows_of(conn: AsyncConnection, ids: list[str]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        out += _rows(
+            await conn.execute(sa.select(associations).where(associations.c.id.in_(chunk)))
+        )
+    return out
+
+
+async def applied_versions(conn: AsyncConnection) -> list[tuple[str, str, int | None]]:
+    """(association, node, version applied) of every target."""
+    t = association_targets
+    rows = await conn.execute(sa.select(t.c.association_id, t.c.node_id, t.c.version_applied))
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
 async def all_rows(conn: AsyncConnection) -> list[dict[str, Any]]:
     return _rows(await conn.execute(sa.select(associations)))
 
@@ -121,8 +144,9 @@ async def claim(
 
 
 # Executions ------------------------------------------------------------------------------
-async def insert_execution(conn: AsyncConnection, row: dict[str, Any]) -> None:
-    await conn.execute(association_executions.insert().values(**row))
+async def insert_executions(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(association_executions.insert(), rows)
 
 
 def _executions() -> sa.Select[Any]:
@@ -173,13 +197,14 @@ async def executions_page(
 async def unsynced(
     conn: AsyncConnection, limit: int, after: tuple[float, str] | None = None
 ) -> list[dict[str, Any]]:
-    """Executions whose nodes' results are not all applied yet (oldest first; ``after``:
-    (created_at, id) of the last one seen)."""
+    """Executions whose command has ended but whose nodes' results are not all applied yet
+    (oldest first; ``after``: (created_at, id) of the last one seen)."""
     ex = association_executions
     query = (
         _executions()
         .where(ex.c.synced_at.is_(None))
         .where(ex.c.command_id.is_not(None))
+        .where(commands.c.completed_at.is_not(None))
         .order_by(ex.c.created_at, ex.c.id)
         .limit(limit)
     )
@@ -219,7 +244,15 @@ async def targets_of(
 
 
 async def upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert or replace per-node rows (whole rows)."""
+    """Insert or replace per-node rows (whole rows; a row's last success is kept)."""
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        await _upsert_targets(conn, rows[start : start + UPSERT_CHUNK])
+
+
+UPSERT_CHUNK = 2000  # keys per statement: SQLite binds at most 32,766 values
+
+
+async def _upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     keys = [(r["association_id"], r["node_id"]) for r in rows]
@@ -242,11 +275,7 @@ async def upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> N
         }
         for r in rows
     ]
-    await conn.execute(
-        association_targets.delete().where(
-            sa.tuple_(association_targets.c.association_id, association_targets.c.node_id).in_(keys)
-        )
-    )
+    await conn.execute(association_targets.delete().where(key_cols.in_(keys)))
     await conn.execute(association_targets.insert(), rows)
 
 

@@ -38,6 +38,31 @@ async def insert(
     )
 
 
+async def insert_many(
+    conn: AsyncConnection, rows: list[tuple[dict[str, Any], list[str]]], now: float
+) -> None:
+    """Commands with their nodes, in two statements (a scheduler's batch)."""
+    if not rows:
+        return
+    await conn.execute(commands.insert(), [row for row, _nodes in rows])
+    await conn.execute(
+        invocations.insert(),
+        [
+            {
+                "command_id": row["id"],
+                "node_id": node_id,
+                "seq": seq,
+                "status": "Pending",
+                "status_details": "Pending",
+                "steps": [],
+                "updated_at": now,
+            }
+            for row, node_ids in rows
+            for seq, node_id in enumerate(node_ids)
+        ],
+    )
+
+
 async def get(conn: AsyncConnection, command_id: str) -> dict[str, Any] | None:
     row = (
         (await conn.execute(sa.select(commands).where(commands.c.id == command_id)))

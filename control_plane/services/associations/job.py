@@ -31,7 +31,7 @@ from control_plane.services.associations.model import (
     SUCCESS,
     invocation_status,
 )
-from control_plane.services.associations.runs import Runs
+from control_plane.services.associations.runs import RunRequest, Runs
 from control_plane.services.clock import Clock
 from control_plane.services.presence import Presence
 from control_plane.services.targets import Fleet, fleet
@@ -45,9 +45,9 @@ log = logging.getLogger("corral.associations")
 COMMAND_EVENTS = ("command.invocation_status_changed", "command.status_changed")
 MAX_TOUCHED = 100_000  # past this, the next sweep applies the rest
 
-RECONCILE_SECONDS = 30.0
+RECONCILE_SECONDS = 60.0
 SWEEP_SECONDS = 300.0  # every open execution looked at, whatever events said
-DUE_BATCH = 200
+DUE_BATCH = 500
 SYNC_BATCH = 200
 
 
@@ -89,6 +89,8 @@ class AssociationJob:
         self._next_reconcile = 0.0
         self._dirty = True
         self._prepared = node_sets.Prepared(check_run)
+        self._fleet: Fleet | None = None  # the fleet as the last reconcile read it
+        self._rows: dict[str, dict[str, Any]] = {}  # associations as last read, by id
         self._touched: set[str] = set()  # command ids whose status changed since the last tick
         self._next_sweep = 0.0
         self.wake: Callable[[], None] = lambda: None  # the scheduler's, for this job
@@ -124,6 +126,8 @@ class AssociationJob:
 
     # 1. Scheduled runs ---------------------------------------------------------------------
     async def run_due(self, now: float) -> int:
+        """Start every due scheduled run, DUE_BATCH at a time, each batch in one
+        transaction; how many started."""
         from agent import schedules
 
         started = 0
@@ -132,9 +136,11 @@ class AssociationJob:
             async with self._db.read() as conn:
                 rows = await store.due(conn, now, DUE_BATCH)
                 if rows and snapshot is None:
-                    snapshot = await fleet(conn)
+                    # The last reconcile's (a tag change or a registration makes one at once).
+                    snapshot = self._fleet or await fleet(conn)
             if not rows or snapshot is None:
                 return started
+            requests: list[RunRequest] = []
             for row in rows:
                 try:
                     sched = schedules.parse(row["schedule"], "association")
@@ -151,22 +157,24 @@ class AssociationJob:
                         extra={"association_id": row["id"], "error": exc.message},
                     )
                     slot, following = None, None
-                claim = {"next_run_at": following}
-                if slot is None:
+                claim: dict[str, Any] = {"next_run_at": following}
+                if slot is None:  # nothing due after all: only the next time is stored
                     async with self._db.transaction() as conn:
                         await store.claim(conn, row["id"], row["version"], row["last_slot"], claim)
                     continue
                 claim["last_slot"] = slot
-                window = int((following or slot + 86_400) - slot)
-                execution = await self._runs.start(
-                    row,
-                    "schedule",
-                    snapshot.match(list(row["targets"])),
-                    slot=slot,
-                    claim=claim,
-                    delivery_timeout=window,
+                requests.append(
+                    RunRequest(
+                        row,
+                        "schedule",
+                        snapshot.match(list(row["targets"])),
+                        slot=slot,
+                        claim=claim,
+                        delivery_timeout=int((following or slot + 86_400) - slot),
+                    )
                 )
-                started += execution is not None
+            executions = await self._runs.start_many(requests)
+            started += sum(e is not None for e in executions)
             if len(rows) < DUE_BATCH:
                 return started
 
@@ -174,12 +182,13 @@ class AssociationJob:
     async def reconcile(self, now: float) -> None:
         async with self._db.read() as conn:
             snapshot = await fleet(conn)
-            assocs = await store.all_rows(conn)
-            current = await store.targets_of(conn)
+            assocs = await self._associations(conn)
+            current = await store.applied_versions(conn)
             sent = await store.node_revisions(conn)
-        by_assoc: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
-        for row in current:
-            by_assoc[row["association_id"]][row["node_id"]] = row
+        self._fleet = snapshot
+        by_assoc: dict[str, dict[str, int | None]] = defaultdict(dict)
+        for association_id, node_id, version in current:
+            by_assoc[association_id][node_id] = version
         self._prepared.start_pass(now)
         per_node: dict[str, list[node_sets.Entry]] = defaultdict(list)
         for assoc in assocs:
@@ -191,11 +200,21 @@ class AssociationJob:
                 per_node[node_id].append(told)
         await self._send_sets(snapshot, per_node, sent, now)
 
+    async def _associations(self, conn: AsyncConnection) -> list[dict[str, Any]]:
+        """Every association, read whole only when new or changed since the last pass."""
+        versions = await store.versions_now(conn)
+        stale = [i for i, v in versions.items() if self._rows.get(i, {}).get("version") != v]
+        if stale:
+            for row in await store.rows_of(conn, stale):
+                self._rows[row["id"]] = row
+        self._rows = {i: r for i, r in self._rows.items() if i in versions}
+        return list(self._rows.values())
+
     async def _apply_targets(
         self,
         assoc: dict[str, Any],
         matched: list[str],
-        existing: dict[str, dict[str, Any]],
+        existing: dict[str, int | None],
         now: float,
     ) -> None:
         gone = [n for n in existing if n not in set(matched)]
@@ -204,9 +223,7 @@ class AssociationJob:
                 await store.delete_targets(conn, assoc["id"], gone)
         fresh = [n for n in matched if n not in existing]
         changed = [
-            n
-            for n in matched
-            if n in existing and existing[n]["version_applied"] not in (None, assoc["version"])
+            n for n in matched if n in existing and existing[n] not in (None, assoc["version"])
         ]
         waits = assoc["schedule"] is not None and assoc["apply_only_at_cron_interval"]
         if waits:  # the nodes join; the next cron interval applies it
