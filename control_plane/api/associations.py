@@ -101,8 +101,10 @@ async def create(
     interval.  Targets that match no node yet are accepted with a warning."""
     action = "associations:Create"
     await caller.require(action, f"document/{fields.document}")
-    await caller.require(action, f"association/{fields.name}")
-    audit_context.name_resource(f"association/{fields.name}")
+    # Its id does not exist yet: creating one is allowed on association/* (the other routes
+    # name association/ID).
+    await caller.require(action, "association/*")
+    audit_context.name_resource("association/*")
     spec = Spec(
         name=fields.name,
         document=fields.document,
@@ -118,7 +120,7 @@ async def create(
         cp.associations.create(
             spec,
             requested_by=caller.operator.name,
-            **_checks(caller, action, f"association/{fields.name}"),
+            **_checks(caller, action, "association/*"),
         ),
     )
     audit_context.name_resource(f"association/{view['association_id']}", version=view["version"])

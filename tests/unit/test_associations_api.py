@@ -465,3 +465,58 @@ def test_results_follow_the_commands_events(run_api: RunApi) -> None:
         raise AssertionError("the result was not applied without a sweep")
 
     run_api(scenario)
+
+
+WEB_ONLY = {
+    "Version": "2026-01-01",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["associations:*"],
+            "Resource": ["association/*", "document/*"],
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["associations:Create", "associations:Update", "associations:StartOnce"],
+            "Resource": "node/*",
+            "Condition": {"StringEquals": {"node:tag/team": "web"}},
+        },
+    ],
+}
+
+
+def test_a_token_acts_only_on_the_nodes_its_policy_allows(run_api: RunApi) -> None:
+    from tests.unit.test_authz_api import audit, hdr, token
+
+    async def scenario(api: Api) -> None:
+        web = await api.new_node(tags={"team": "web"})
+        db = await api.new_node(tags={"team": "db"})
+        team = await token(api, "web-team", policy=WEB_ONLY)
+        body = {"name": "web-only", "document": "AWS-RunShellScript", "parameters": ECHO}
+        refused = await api.client.post(
+            "/v1/associations",
+            json={**body, "targets": ["tag:team=web", db.node_id]},
+            headers=hdr(team),
+        )
+        assert db.node_id in assert_error(refused, 403, "forbidden")
+        listed = await api.client.get("/v1/associations", headers=api.admin)
+        assert listed.json()["associations"] == []
+        denied = [e for e in await audit(api, outcome="denied") if "associations" in e["action"]]
+        assert denied, "the refusal is in the audit trail"
+        made = await api.client.post(
+            "/v1/associations", json={**body, "targets": ["tag:team=web"]}, headers=hdr(team)
+        )
+        assert made.status_code == 201, made.text
+        association_id = made.json()["association_id"]
+        # Widening it to the db node is refused too, and changes nothing.
+        widened = await api.client.patch(
+            f"/v1/associations/{association_id}",
+            json={"targets": ["all"]},
+            headers=hdr(team),
+        )
+        assert_error(widened, 403, "forbidden")
+        shown = await api.client.get(f"/v1/associations/{association_id}", headers=api.admin)
+        assert shown.json()["targets"] == ["tag:team=web"] and shown.json()["version"] == 1
+        del web
+
+    run_api(scenario)
