@@ -97,7 +97,7 @@ from _common import (
 from _simagent import SimNode, register_nodes
 
 from agent import wire
-from control_plane.services.rate import concurrency_limit
+from control_plane.services.commands.rate import concurrency_limit
 
 HERE = Path(__file__).resolve().parent
 REAL_BUDGET_SECONDS = 0.5  # issue 10 (was 1 s)

@@ -196,7 +196,7 @@ def keys_rotate(data_dir: Path, rewrap: bool) -> None:
 async def _rewrap(config: Any, ring: Any) -> int:
     from control_plane.services.clock import system_clock
     from control_plane.services.events import EventBus
-    from control_plane.services.parameters import ParameterService
+    from control_plane.services.parameters.service import ParameterService
     from control_plane.store.db import Database
 
     db = Database(config.async_database_url)

@@ -141,7 +141,7 @@ class Caller:
 
 class OutputReader:
     """``commands:GetOutput`` on ``command/ID`` and on each ``node/ID`` (with its tags): the
-    :class:`control_plane.services.command_views.OutputAccess` the views ask."""
+    :class:`control_plane.services.commands.views.OutputAccess` the views ask."""
 
     def __init__(self, caller: Caller, command_id: str) -> None:
         self._caller = caller

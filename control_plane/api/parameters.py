@@ -18,7 +18,7 @@ from control_plane.security.actions import resource_name
 from control_plane.security.policy_conditions import ContextValue
 from control_plane.services.hub import ControlPlane
 from control_plane.services.paging import paginate
-from control_plane.services.parameters import SECURE
+from control_plane.services.parameters.service import SECURE
 
 router = APIRouter(prefix="/v1/parameters", tags=["parameters"])
 

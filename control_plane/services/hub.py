@@ -28,10 +28,10 @@ from control_plane.services.blobs import BlobStore
 from control_plane.services.calendars import CalendarService
 from control_plane.services.channel import AgentChannel
 from control_plane.services.clock import Clock, system_clock
-from control_plane.services.command_reports import UpdateStore
-from control_plane.services.commands import CommandService
+from control_plane.services.commands.dispatcher import Dispatcher
+from control_plane.services.commands.reports import UpdateStore
+from control_plane.services.commands.service import CommandService
 from control_plane.services.compliance import ComplianceService
-from control_plane.services.dispatcher import Dispatcher
 from control_plane.services.documents import DocumentService
 from control_plane.services.events import EventBus
 from control_plane.services.groups import GroupService
@@ -39,7 +39,7 @@ from control_plane.services.node_events import NodeEventService
 from control_plane.services.nodes import NodeService
 from control_plane.services.openings import Openings
 from control_plane.services.operators import OperatorService
-from control_plane.services.parameters import ParameterService
+from control_plane.services.parameters.service import ParameterService
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from agent import wire
-from control_plane.services.command_state import (
+from control_plane.services.commands.rate import concurrency_limit, error_threshold
+from control_plane.services.commands.state import (
     DETAIL_NO_REPORT,
     DETAIL_NODE_DEREGISTERED,
     OFFLINE,
     ONLINE,
     CommandState,
 )
-from control_plane.services.rate import concurrency_limit, error_threshold
 
 
 def make(targets: int, concurrency: str = "50", errors: str = "0") -> CommandState:

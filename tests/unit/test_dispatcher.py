@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent import wire
 from control_plane.config import load_config
-from control_plane.services.command_state import DETAIL_NO_REPORT, DETAIL_NODE_DEREGISTERED
-from control_plane.services.dispatcher import Dispatcher
+from control_plane.services.commands.dispatcher import Dispatcher
+from control_plane.services.commands.state import DETAIL_NO_REPORT, DETAIL_NODE_DEREGISTERED
 from control_plane.services.events import EventBus
 from control_plane.services.presence import Presence
 from control_plane.store import commands as store

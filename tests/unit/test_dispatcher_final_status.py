@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import wire
-from control_plane.services.command_state import DETAIL_NO_REPORT, DETAIL_NODE_DEREGISTERED
-from control_plane.services.dispatcher import NO_REPORT_GRACE_SECONDS
+from control_plane.services.commands.dispatcher import NO_REPORT_GRACE_SECONDS
+from control_plane.services.commands.state import DETAIL_NO_REPORT, DETAIL_NODE_DEREGISTERED
 from control_plane.services.ratelimit import RateLimits
 from tests.unit.conftest import Api, Node, RunApi
 from tests.unit.test_server_api_messages import poll

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from control_plane.services.commands import CommandService
+from control_plane.services.commands.service import CommandService
 from tests.unit.conftest import Api, RunApi
 from tests.unit.test_windows_job import (
     epoch,

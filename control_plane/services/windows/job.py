@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from agent.errors import ScheduleError
 from agent.schedules import last_fire, next_fire, parse
 from control_plane.services.clock import Clock, rfc3339
-from control_plane.services.commands import CommandService
+from control_plane.services.commands.service import CommandService
 from control_plane.services.windows.model import (
     CANCELLED,
     CANCELLING,

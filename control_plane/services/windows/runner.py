@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from agent import wire
 from control_plane.errors import CorralError
 from control_plane.services.clock import Clock
-from control_plane.services.commands import CommandService
-from control_plane.services.rate import concurrency_limit, error_threshold
+from control_plane.services.commands.rate import concurrency_limit, error_threshold
+from control_plane.services.commands.service import CommandService
 from control_plane.services.targets import resolve
 from control_plane.services.windows import pseudo
 from control_plane.services.windows.model import (

@@ -14,15 +14,15 @@ from typing import Any
 from control_plane.errors import Conflict, InvalidRequest, NotFound
 from control_plane.services import paging
 from control_plane.services.clock import Clock
-from control_plane.services.commands import CommandService
-from control_plane.services.nesting import DocumentCheck
-from control_plane.services.parameter_refs import Decide
-from control_plane.services.rate import (
+from control_plane.services.commands.nesting import DocumentCheck
+from control_plane.services.commands.rate import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_ERRORS,
     check_max_concurrency,
     check_max_errors,
 )
+from control_plane.services.commands.service import CommandService
+from control_plane.services.parameters.refs import Decide
 from control_plane.services.targets import check_specs
 from control_plane.services.validation import check_text
 from control_plane.services.windows import pseudo
