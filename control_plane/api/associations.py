@@ -120,11 +120,16 @@ async def create(
         cp.associations.create(
             spec,
             requested_by=caller.operator.name,
+            stored=_name_it,
             **_checks(caller, action, "association/*"),
         ),
     )
-    audit_context.name_resource(f"association/{view['association_id']}", version=view["version"])
     return view
+
+
+def _name_it(row: dict[str, Any]) -> None:
+    """The audit entry names the association and the version the call made."""
+    audit_context.name_resource(f"association/{row['id']}", version=row["version"])
 
 
 @router.get("")
@@ -178,10 +183,10 @@ async def update(
             changes,
             expect_version=fields.expect_version,
             requested_by=caller.operator.name,
+            stored=_name_it,
             **_checks(caller, action, f"association/{association_id}"),
         ),
     )
-    audit_context.name_resource(f"association/{association_id}", version=view["version"])
     return view
 
 

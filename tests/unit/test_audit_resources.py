@@ -48,7 +48,7 @@ World = dict[str, str]
 
 
 def cases(world: World) -> dict[tuple[str, str], Case]:
-    node, doc = world["node"], "Audit-Doc"
+    node, doc, window = world["node"], "Audit-Doc", world["window"]
     return {
         ("POST", "/v1/activations"): Case(r"activation/[0-9a-f-]{36}", {"name": "a"}),
         ("DELETE", "/v1/activations/{activation_id}"): Case(f"activation/{world['activation']}"),
@@ -97,6 +97,51 @@ def cases(world: World) -> dict[tuple[str, str], Case]:
         ("DELETE", "/v1/documents/{name}"): Case(
             f"document/{doc}", params={"version": "1"}, version=True
         ),
+        ("POST", "/v1/associations"): Case(
+            r"association/[0-9a-f-]{36}",
+            {
+                "name": "audit-association",
+                "document": "AWS-RunShellScript",
+                "parameters": {"commands": ["true"]},
+                "targets": [node],
+            },
+            version=True,
+        ),
+        ("PATCH", "/v1/associations/{association_id}"): Case(
+            f"association/{world['association']}", {"max_errors": "1"}, version=True
+        ),
+        ("POST", "/v1/associations/{association_id}/run"): Case(
+            f"association/{world['association']}", answers=(201,)
+        ),
+        ("DELETE", "/v1/associations/{association_id}"): Case(
+            f"association/{world['association']}"
+        ),
+        ("POST", "/v1/windows"): Case(
+            r"window/mw-[0-9a-f]{17}",
+            {"name": "audit-window", "schedule": "cron(0 2 ? * SUN *)", "duration": 3, "cutoff": 1},
+        ),
+        ("POST", "/v1/windows/{window_id}/enable"): Case(f"window/{window}"),
+        ("POST", "/v1/windows/{window_id}/disable"): Case(f"window/{window}"),
+        ("POST", "/v1/windows/{window_id}/targets"): Case(f"window/{window}", {"targets": [node]}),
+        ("DELETE", "/v1/windows/{window_id}/targets/{target_id}"): Case(f"window/{window}"),
+        ("POST", "/v1/windows/{window_id}/tasks"): Case(
+            f"window/{window}",
+            {"document": "AWS-RunShellScript", "parameters": {"commands": ["true"]}},
+        ),
+        ("DELETE", "/v1/windows/{window_id}/tasks/{task_id}"): Case(f"window/{window}"),
+        ("DELETE", "/v1/windows/{window_id}"): Case(f"window/{window}"),
+        ("POST", "/v1/calendars"): Case(
+            "calendar/audit-calendar",
+            {"name": "audit-calendar", "schedule": "cron(0 2 1 1 ? 2199)", "duration": 1},
+        ),
+        ("DELETE", "/v1/calendars/{name}"): Case("calendar/old"),
+        ("PUT", "/v1/compliance/nodes/{node_id}/items"): Case(
+            f"node/{node}",
+            {
+                "compliance_type": "Custom:Audit",
+                "items": [{"id": "x", "severity": "LOW", "status": "COMPLIANT"}],
+            },
+        ),
     }
 
 
@@ -130,7 +175,48 @@ async def build_world(api: Api) -> World:
     token = await ok(post("/v1/tokens", json={"name": "t", "role": "viewer"}, headers=h))
     for name in ("/app/one", "/app/two"):
         await ok(put("/v1/parameters", json={"name": name, "value": "v"}, headers=h))
+    association = await ok(
+        post(
+            "/v1/associations",
+            json={
+                "name": "audited",
+                "document": "AWS-RunShellScript",
+                "parameters": {"commands": ["true"]},
+                "targets": [node.node_id],
+            },
+            headers=h,
+        )
+    )
+    window = await ok(
+        post(
+            "/v1/windows",
+            json={"name": "audited", "schedule": "cron(0 2 ? * SUN *)", "duration": 3, "cutoff": 1},
+            headers=h,
+        )
+    )
+    window_id = window["window_id"]
+    target = await ok(
+        post(f"/v1/windows/{window_id}/targets", json={"targets": [node.node_id]}, headers=h)
+    )
+    task = await ok(
+        post(
+            f"/v1/windows/{window_id}/tasks",
+            json={"document": "AWS-RunShellScript", "parameters": {"commands": ["true"]}},
+            headers=h,
+        )
+    )
+    await ok(
+        post(
+            "/v1/calendars",
+            json={"name": "old", "schedule": "cron(0 2 1 1 ? 2199)", "duration": 1},
+            headers=h,
+        )
+    )
     return {
+        "association": association["association_id"],
+        "window": window_id,
+        "target": target.get("window_target_id") or target.get("target_id", ""),
+        "task": task.get("window_task_id") or task.get("task_id", ""),
         "node": node.node_id,
         "spare": spare.node_id,
         "activation": activation["activation_id"],
@@ -148,6 +234,14 @@ ORDER = [  # calls that depend on an earlier one come after it
     ("PUT", "/v1/parameters"),
     ("POST", "/v1/parameters/label"),
     ("POST", "/v1/parameters/unlabel"),
+    ("PATCH", "/v1/associations/{association_id}"),
+    ("POST", "/v1/associations/{association_id}/run"),
+    ("DELETE", "/v1/associations/{association_id}"),
+    ("POST", "/v1/windows/{window_id}/targets"),
+    ("DELETE", "/v1/windows/{window_id}/targets/{target_id}"),
+    ("POST", "/v1/windows/{window_id}/tasks"),
+    ("DELETE", "/v1/windows/{window_id}/tasks/{task_id}"),
+    ("DELETE", "/v1/windows/{window_id}"),
 ]
 
 
@@ -168,7 +262,9 @@ def test_every_change_names_the_resource_it_changed(run_api: RunApi, server_dir:
             values = {"name": "Audit-Doc" if "/documents/" in path else "old", **{
                 "activation_id": world["activation"], "node_id": world["node"],
                 "command_id": world["command"], "webhook_id": world["webhook"],
-                "token_id": world["token"]}}  # fmt: skip
+                "token_id": world["token"], "association_id": world["association"],
+                "window_id": world["window"], "target_id": world["target"],
+                "task_id": world["task"]}}  # fmt: skip
             if path == "/v1/nodes/{node_id}/deregister":
                 values["node_id"] = world["spare"]
             request_id = uuid.uuid4().hex[:16]

@@ -17,7 +17,7 @@ from typing import Any
 from agent import wire
 from agent.errors import AgentError
 from control_plane.errors import InvalidRequest
-from control_plane.services.rate import check_max_concurrency, check_max_errors
+from control_plane.services.commands.rate import check_max_concurrency, check_max_errors
 from control_plane.services.targets import check_specs
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_.\-]{3,128}$")

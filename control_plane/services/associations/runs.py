@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from control_plane.services.associations.model import FAILED, PENDING, SKIPPED
 from control_plane.services.clock import Clock
-from control_plane.services.commands import CommandService, Planned
+from control_plane.services.commands.service import CommandService, Planned
 from control_plane.store import associations as store
 from control_plane.store.db import Database
 

@@ -25,16 +25,18 @@ from control_plane.services.associations.model import (
 )
 from control_plane.services.associations.runs import Runs
 from control_plane.services.clock import Clock, rfc3339
-from control_plane.services.command_views import OutputAccess
-from control_plane.services.commands import CommandService
-from control_plane.services.nesting import DocumentCheck
-from control_plane.services.parameter_refs import Decide
+from control_plane.services.commands.nesting import DocumentCheck
+from control_plane.services.commands.service import CommandService
+from control_plane.services.commands.views import OutputAccess
+from control_plane.services.parameters.refs import Decide
 from control_plane.services.targets import fleet
 from control_plane.store import associations as store
 from control_plane.store.db import Database
 
 # Raises OutOfScope unless the caller may act on every one of these nodes (id -> tags).
 NodeCheck = Callable[[dict[str, dict[str, str]]], None]
+# Hears an association as stored, inside its transaction.
+Stored = Callable[[dict[str, Any]], None]
 # Refuses (InvalidRequest) unless every change calendar named exists (services/calendars).
 CalendarCheck = Callable[[list[str]], Awaitable[Any]]
 
@@ -92,7 +94,10 @@ class AssociationService:
         authorize_nodes: NodeCheck = lambda _nodes: None,
         authorize_parameter: Decide | None = None,
         authorize_document: DocumentCheck | None = None,
+        stored: Stored = lambda _row: None,
     ) -> dict[str, Any]:
+        """``stored`` hears the association as stored, inside the transaction (the audit
+        entry names it and its version before the commit writes the entry)."""
         check(spec)
         await self._check_run(spec, authorize_parameter, authorize_document)
         now = self._clock()
@@ -116,6 +121,7 @@ class AssociationService:
             authorize_nodes({n: snapshot.tags.get(n, {}) for n in matched})
             await store.insert(conn, row)
             await store.insert_version(conn, _version_row(row, requested_by, now))
+            stored(row)
         self._changed()
         view = await self.get(row["id"])
         if not matched:
@@ -135,6 +141,7 @@ class AssociationService:
         authorize_nodes: NodeCheck = lambda _nodes: None,
         authorize_parameter: Decide | None = None,
         authorize_document: DocumentCheck | None = None,
+        stored: Stored = lambda _row: None,
     ) -> dict[str, Any]:
         """Apply ``changes`` (Spec field -> value) as a new version; refused whole (nothing
         changes) if ``expect_version`` is not the current one."""
@@ -181,6 +188,7 @@ class AssociationService:
                     f"association {association_id} changed while updating: show it again and retry"
                 )
             await store.insert_version(conn, _version_row({**row, **values}, requested_by, now))
+            stored({**row, **values})
         self._changed()
         return await self.get(association_id)
 
