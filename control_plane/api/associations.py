@@ -19,6 +19,7 @@ from control_plane.api.paging import DEFAULT, Limit, NextToken, body
 from control_plane.errors import AccessDenied, InvalidRequest, OutOfScope
 from control_plane.services import audit_context
 from control_plane.services.associations import Spec
+from control_plane.services.paging import paginate
 from control_plane.services.targets import MAX_SPECS
 
 router = APIRouter(prefix="/v1/associations", tags=["associations"])
@@ -204,8 +205,18 @@ async def versions(
     association_id: str,
     cp: CP,
     _caller: Annotated[Caller, allow("associations:ListVersions", "association/{association_id}")],
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    return {"versions": await cp.associations.versions(association_id)}
+    """Every version, newest first, a page at a time."""
+    page = paginate(
+        await cp.associations.versions(association_id),
+        key=lambda v: (-int(v["version"]),),
+        limit=limit,
+        next_token=next_token,
+        shape=(int,),
+    )
+    return body("versions", page)
 
 
 @router.post("/{association_id}/run", status_code=201)

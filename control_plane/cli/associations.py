@@ -240,7 +240,7 @@ def show(rt: Runtime, association_id: str, output: str) -> None:
 def versions(rt: Runtime, association_id: str, output: str) -> None:
     """Every version of an association, newest first."""
     with rt.client() as api:
-        rows = api.get(_path(association_id, "versions"))["versions"]
+        rows = api.get_list(_path(association_id, "versions"), "versions")
     emit_list(
         rows,
         [

@@ -35,6 +35,8 @@ NOT_LISTS = {  # answers that hold a list of objects, but are one resource
     "/v1/commands/{command_id}/invocations/{node_id}": "one invocation, with its steps",
     "/v1/documents/{name}": "one document",
     "/v1/whoami": "the token's own policies",
+    "/v1/associations/{association_id}": "one association: its overview counts every node; "
+    "node_statuses names the first 1,000 (each run's nodes are paged at .../targets)",
 }
 REQUIRED = {  # query parameters some lists need
     "/v1/parameters/by-path": {"path": "/app"},
