@@ -125,3 +125,15 @@ class Plugin(Protocol):
 
 class PluginFactory(Protocol):
     def __call__(self) -> Plugin: ...
+
+
+class Stoppable:
+    """For a plugin that checks between its changes whether to stop: remembers the first
+    reason it was asked to, in ``self._stopped``."""
+
+    def __init__(self) -> None:
+        self._stopped: StopReason | None = None
+
+    def request_stop(self, reason: StopReason) -> None:
+        if self._stopped is None:
+            self._stopped = reason

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 from agent import wire
-from agent.plugins.base import PluginResult, StepContext, StopReason
+from agent.plugins.base import PluginResult, StepContext, Stoppable, StopReason
 from agent.plugins.output import CHUNK_BYTES
 
 NAME = "aws:downloadContent"
@@ -72,15 +72,8 @@ def destination(inputs: dict[str, Any], url: str, ctx: StepContext) -> Path:
     return path
 
 
-class DownloadContent:
+class DownloadContent(Stoppable):
     name = NAME
-
-    def __init__(self) -> None:
-        self._stopped: StopReason | None = None
-
-    def request_stop(self, reason: StopReason) -> None:
-        if self._stopped is None:
-            self._stopped = reason
 
     def execute(
         self, ctx: StepContext, inputs: dict[str, Any], env: dict[str, str]

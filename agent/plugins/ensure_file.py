@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from agent import wire
-from agent.plugins.base import PluginResult, StepContext, StopReason
+from agent.plugins.base import PluginResult, StepContext, Stoppable, StopReason
 from agent.plugins.download_content import MAX_REDIRECTS, DownloadError, source_info
 from agent.plugins.output import CHUNK_BYTES
 
@@ -188,15 +188,8 @@ class _Stopped(Exception):
     pass
 
 
-class EnsureFile:
+class EnsureFile(Stoppable):
     name = NAME
-
-    def __init__(self) -> None:
-        self._stopped: StopReason | None = None
-
-    def request_stop(self, reason: StopReason) -> None:
-        if self._stopped is None:
-            self._stopped = reason
 
     def execute(
         self, ctx: StepContext, inputs: dict[str, Any], env: dict[str, str]

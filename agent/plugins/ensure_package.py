@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent import wire
-from agent.plugins.base import PluginResult, StepContext, StopReason
+from agent.plugins.base import PluginResult, StepContext, Stoppable
 
 if TYPE_CHECKING:
     from agent.patching import PackageProvider
@@ -35,16 +35,12 @@ def _text(inputs: dict[str, Any], key: str, default: str = "") -> str:
     return value.strip()
 
 
-class EnsurePackage:
+class EnsurePackage(Stoppable):
     name = NAME
 
     def __init__(self, provider: ProviderFactory | None = None) -> None:
+        super().__init__()
         self._provider = provider
-        self._stopped: StopReason | None = None
-
-    def request_stop(self, reason: StopReason) -> None:
-        if self._stopped is None:
-            self._stopped = reason
 
     def execute(
         self, ctx: StepContext, inputs: dict[str, Any], env: dict[str, str]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from agent import wire
-from agent.plugins.base import PluginResult, StepContext, StopReason
+from agent.plugins.base import PluginResult, StepContext, Stoppable
 
 if TYPE_CHECKING:
     from agent.service_managers import ServiceManager
@@ -36,16 +36,12 @@ def _enabled(value: Any) -> bool | None:
     raise ValueError(f"enabled must be true, false or empty, not {str(value)[:40]!r}")
 
 
-class EnsureService:
+class EnsureService(Stoppable):
     name = NAME
 
     def __init__(self, manager: ManagerFactory | None = None) -> None:
+        super().__init__()
         self._manager = manager
-        self._stopped: StopReason | None = None
-
-    def request_stop(self, reason: StopReason) -> None:
-        if self._stopped is None:
-            self._stopped = reason
 
     def execute(
         self, ctx: StepContext, inputs: dict[str, Any], env: dict[str, str]

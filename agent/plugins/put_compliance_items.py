@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from agent import wire
-from agent.plugins.base import PluginResult, StepContext, StopReason
+from agent.plugins.base import PluginResult, StepContext, Stoppable
 
 NAME = "corral:putComplianceItems"
 PLATFORMS = frozenset({"Linux", "MacOS", "Windows"})
@@ -134,15 +134,8 @@ def _details(raw: Any, where: str) -> dict[str, str]:
     return dict(raw)
 
 
-class PutComplianceItems:
+class PutComplianceItems(Stoppable):
     name = NAME
-
-    def __init__(self) -> None:
-        self._stopped: StopReason | None = None
-
-    def request_stop(self, reason: StopReason) -> None:
-        if self._stopped is None:
-            self._stopped = reason
 
     def execute(
         self, ctx: StepContext, inputs: dict[str, Any], env: dict[str, str]

@@ -20,22 +20,7 @@ NOT_FINAL = tuple(
 async def insert(
     conn: AsyncConnection, row: dict[str, Any], node_ids: list[str], now: float
 ) -> None:
-    await conn.execute(commands.insert().values(**row))
-    await conn.execute(
-        invocations.insert(),
-        [
-            {
-                "command_id": row["id"],
-                "node_id": node_id,
-                "seq": seq,
-                "status": "Pending",
-                "status_details": "Pending",
-                "steps": [],
-                "updated_at": now,
-            }
-            for seq, node_id in enumerate(node_ids)
-        ],
-    )
+    await insert_many(conn, [(row, node_ids)], now)
 
 
 async def insert_many(
