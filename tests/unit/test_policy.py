@@ -137,8 +137,9 @@ PARSE_ERRORS: list[tuple[Any, str]] = [
     ),
     (
         doc(stmt(resource="xyz/1")),
-        'Statement[0].Resource: unknown resource type "xyz" (known: activation, audit, command, '
-        "document, group, node, parameter, policy, token, webhook)",
+        'Statement[0].Resource: unknown resource type "xyz" (known: activation, association, '
+        "audit, calendar, command, document, group, node, parameter, policy, token, webhook, "
+        "window)",
     ),
     # Condition
     (

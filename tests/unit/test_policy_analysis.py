@@ -220,13 +220,20 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
     granter = policy(stmt(action="nodes:*", resource="node/*"))
     requested = policy(
         stmt(action="*", resource="node/*"),
-        stmt("Deny", ["commands:*", "nodes:Deregister"], "*"),
+        stmt("Deny", ["commands:*", "compliance:*", "associations:*", "nodes:Deregister"], "*"),
     )
     assert covers([granter], [requested]) == []
     unguarded = policy(stmt(action="*", resource="node/*"))
     assert covers([granter], [unguarded]) == [
         "commands:Send on node/*",
         "commands:GetOutput on node/*",
+        "compliance:ListItems on node/*",
+        "compliance:ListSummaries on node/*",
+        "compliance:GetHistory on node/*",
+        "compliance:PutItems on node/*",
+        "associations:Create on node/*",
+        "associations:Update on node/*",
+        "associations:StartOnce on node/*",
     ]
 
 
