@@ -26,6 +26,13 @@ from control_plane.errors import InvalidRequest, NotFound
 from control_plane.services import audit_context, paging
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.compliance import rules
+from control_plane.services.compliance.views import (
+    empty_fleet_entry,
+    history_view,
+    item_view,
+    number,
+    summary_view,
+)
 from control_plane.store import compliance as store
 from control_plane.store import nodes as node_store
 from control_plane.store.db import Database
@@ -151,7 +158,7 @@ class ComplianceService:
                     extra={"node_id": node_id, "command_id": command_id, "error": exc.message},
                 )
                 continue
-            when = _number(step.get("ended_at")) or _number(ended_at) or self._clock()
+            when = number(step.get("ended_at")) or number(ended_at) or self._clock()
             latest[ctype] = (items, min(when, self._clock() + MAX_CLOCK_SKEW_SECONDS))
         put = 0
         for ctype, (items, when) in latest.items():
@@ -318,7 +325,7 @@ class ComplianceService:
             shape=(str, str),
         )
         return paging.Page(
-            [_item_view(r, summaries.get(r["compliance_type"], {})) for r in page.items],
+            [item_view(r, summaries.get(r["compliance_type"], {})) for r in page.items],
             page.next_token,
         )
 
@@ -328,7 +335,7 @@ class ComplianceService:
         await self._known_node(node_id)
         async with self._db.read() as conn:
             rows = await store.summaries_of(conn, node_id)
-        return [_summary_view(r) for r in rows]
+        return [summary_view(r) for r in rows]
 
     async def resource_summaries(
         self,
@@ -364,7 +371,7 @@ class ComplianceService:
             shape=(str, str),
             visible=lambda r: visible(r["node_id"], tags.get(r["node_id"], {})),
         )
-        return paging.Page([_summary_view(r) for r in page.items], page.next_token)
+        return paging.Page([summary_view(r) for r in page.items], page.next_token)
 
     async def fleet_summary(
         self, *, compliance_type: str | None, visible: Visible
@@ -385,7 +392,7 @@ class ComplianceService:
             for row in rows:
                 if not visible(row["node_id"], tags.get(row["node_id"], {})):
                     continue
-                entry = totals.setdefault(row["compliance_type"], _empty_fleet_entry())
+                entry = totals.setdefault(row["compliance_type"], empty_fleet_entry())
                 side = entry["compliant" if row["status"] == rules.COMPLIANT else "non_compliant"]
                 side["count"] += 1
                 side["severity"][row["overall_severity"]] += 1
@@ -417,7 +424,7 @@ class ComplianceService:
         page = await paging.scan(
             fetch, key=lambda r: (r["id"],), limit=limit, next_token=next_token, shape=(int,)
         )
-        return paging.Page([_history_view(r) for r in page.items], page.next_token)
+        return paging.Page([history_view(r) for r in page.items], page.next_token)
 
     # Housekeeping ------------------------------------------------------------------------
     async def prune_history(self, now: float | None = None) -> int:
@@ -453,71 +460,3 @@ class HistoryPruning:
     async def tick(self, now: float) -> float | None:
         await self._service.prune_history(now)
         return now + PRUNE_INTERVAL
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
-
-
-def _empty_fleet_entry() -> dict[str, Any]:
-    return {
-        side: {"count": 0, "severity": dict.fromkeys(rules.SEVERITIES, 0)}
-        for side in ("compliant", "non_compliant")
-    }
-
-
-def _execution(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "execution_id": row.get("execution_id", ""),
-        "execution_type": row.get("execution_type", ""),
-        "execution_time": rfc3339(row.get("execution_time")),
-    }
-
-
-def _item_view(row: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "node_id": row["node_id"],
-        "compliance_type": row["compliance_type"],
-        "id": row["item_id"],
-        "title": row["title"],
-        "status": row["status"],
-        "severity": row["severity"],
-        "details": row["details"],
-        "status_since": rfc3339(row["status_since"]),
-        "execution_summary": _execution(summary),
-    }
-
-
-def _summary_view(row: dict[str, Any]) -> dict[str, Any]:
-    counts = row["counts"]
-    return {
-        "node_id": row["node_id"],
-        "compliance_type": row["compliance_type"],
-        "status": row["status"],
-        "overall_severity": row["overall_severity"],
-        "compliant": {
-            "count": sum(counts[rules.COMPLIANT].values()),
-            "severity": counts[rules.COMPLIANT],
-        },
-        "non_compliant": {
-            "count": sum(counts[rules.NON_COMPLIANT].values()),
-            "severity": counts[rules.NON_COMPLIANT],
-        },
-        "execution_summary": _execution(row),
-        "updated_at": rfc3339(row["updated_at"]),
-    }
-
-
-def _history_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "time": rfc3339(row["time"]),
-        "compliance_type": row["compliance_type"],
-        "id": row["item_id"],
-        "old_status": row["old_status"],
-        "new_status": row["new_status"],
-        "severity": row["severity"],
-        "execution_id": row["execution_id"],
-        "execution_type": row["execution_type"],
-    }
