@@ -191,13 +191,18 @@ class AssociationJob:
             by_assoc[association_id][node_id] = version
         self._prepared.start_pass(now)
         per_node: dict[str, list[node_sets.Entry]] = defaultdict(list)
+        runs: list[RunRequest] = []
         for assoc in assocs:
             matched = snapshot.match(list(assoc["targets"]))
             existing = by_assoc.get(assoc["id"], {})
-            await self._apply_targets(assoc, matched, existing, now)
+            run = await self._apply_targets(assoc, matched, existing, now)
+            if run is not None:
+                runs.append(run)
             told = node_sets.entry(assoc, await self._prepared.get(assoc, now))
             for node_id in matched:
                 per_node[node_id].append(told)
+        for start in range(0, len(runs), DUE_BATCH):  # applied together, as due runs are
+            await self._runs.start_many(runs[start : start + DUE_BATCH])
         await self._send_sets(snapshot, per_node, sent, now)
 
     async def _associations(self, conn: AsyncConnection) -> list[dict[str, Any]]:
@@ -216,7 +221,9 @@ class AssociationJob:
         matched: list[str],
         existing: dict[str, int | None],
         now: float,
-    ) -> None:
+    ) -> RunRequest | None:
+        """Drop the nodes that no longer match; the run that applies it where it has not
+        been applied (at its current version), if any."""
         gone = [n for n in existing if n not in set(matched)]
         if gone:
             async with self._db.transaction() as conn:
@@ -245,12 +252,12 @@ class AssociationJob:
                             for n in fresh
                         ],
                     )
-            return
+            return None
         runs = fresh + changed
         if not runs:
-            return
+            return None
         trigger = "update" if changed and not fresh else ("targets" if existing else "create")
-        await self._runs.start(assoc, trigger, runs)
+        return RunRequest(assoc, trigger, runs)
 
     async def _send_sets(
         self,
