@@ -184,6 +184,7 @@ async def server_phase(args: argparse.Namespace) -> dict[str, Any]:
     cpu0, wall0 = process.cpu_times(), time.perf_counter()
     wake = await cp.scheduler.run_once(start)
     cpu1, wall1 = process.cpu_times(), time.perf_counter()
+    print(f"  first pass: {len(done)} runs, {wall1 - wall0:.1f} s", file=sys.stderr, flush=True)
     first = {
         "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         "wall_s": wall1 - wall0,
@@ -214,6 +215,13 @@ async def server_phase(args: argparse.Namespace) -> dict[str, Any]:
         for finished, slot, trigger in done[marker:]:
             if trigger == "schedule" and slot is not None:
                 lateness.append(max(0.0, now - slot) + (finished - pass_started))
+        if int((now - start) // 600) != int((max(wake, now + 0.05) - start) // 600):
+            print(
+                f"  {int((now - start) / 60)} min of schedule time: {len(lateness)} runs, "
+                f"{cpu_total:.1f} s CPU",
+                file=sys.stderr,
+                flush=True,
+            )
         now = max(wake, now + 0.05)
     async with cp.db.read() as conn:
         import sqlalchemy as sa

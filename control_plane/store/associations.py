@@ -249,22 +249,28 @@ async def upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> N
         await _upsert_targets(conn, rows[start : start + UPSERT_CHUNK])
 
 
-UPSERT_CHUNK = 2000  # keys per statement: SQLite binds at most 32,766 values
+UPSERT_CHUNK = 2000  # rows per statement: SQLite binds at most 32,766 values
 
 
 async def _upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    keys = [(r["association_id"], r["node_id"]) for r in rows]
-    key_cols = sa.tuple_(association_targets.c.association_id, association_targets.c.node_id)
+    t = association_targets
+    by_association: dict[str, list[str]] = {}
+    for row in rows:
+        by_association.setdefault(row["association_id"], []).append(row["node_id"])
+    # One (association, its nodes) condition each: the primary key's index serves it (a
+    # row-value IN over both columns makes SQLite scan the table).
+    where = sa.or_(
+        *(
+            sa.and_(t.c.association_id == a, t.c.node_id.in_(nodes))
+            for a, nodes in by_association.items()
+        )
+    )
     kept = {
         (r.association_id, r.node_id): r.last_success_at
         for r in await conn.execute(
-            sa.select(
-                association_targets.c.association_id,
-                association_targets.c.node_id,
-                association_targets.c.last_success_at,
-            ).where(key_cols.in_(keys))
+            sa.select(t.c.association_id, t.c.node_id, t.c.last_success_at).where(where)
         )
     }
     rows = [
@@ -275,8 +281,8 @@ async def _upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> 
         }
         for r in rows
     ]
-    await conn.execute(association_targets.delete().where(key_cols.in_(keys)))
-    await conn.execute(association_targets.insert(), rows)
+    await conn.execute(t.delete().where(where))
+    await conn.execute(t.insert(), rows)
 
 
 async def delete_targets(conn: AsyncConnection, association_id: str, node_ids: list[str]) -> None:
