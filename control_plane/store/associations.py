@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from control_plane.store.schema import (
@@ -244,45 +246,23 @@ async def targets_of(
 
 
 async def upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert or replace per-node rows (whole rows; a row's last success is kept)."""
-    for start in range(0, len(rows), UPSERT_CHUNK):
-        await _upsert_targets(conn, rows[start : start + UPSERT_CHUNK])
-
-
-UPSERT_CHUNK = 2000  # rows per statement: SQLite binds at most 32,766 values
-
-
-async def _upsert_targets(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace per-node rows (a row's last success is kept unless the new one has
+    one): one INSERT ... ON CONFLICT DO UPDATE (SQLite and PostgreSQL say it alike)."""
     if not rows:
         return
     t = association_targets
-    by_association: dict[str, list[str]] = {}
-    for row in rows:
-        by_association.setdefault(row["association_id"], []).append(row["node_id"])
-    # One (association, its nodes) condition each: the primary key's index serves it (a
-    # row-value IN over both columns makes SQLite scan the table).
-    where = sa.or_(
-        *(
-            sa.and_(t.c.association_id == a, t.c.node_id.in_(nodes))
-            for a, nodes in by_association.items()
-        )
+    insert: Any = sqlite_insert(t) if conn.dialect.name == "sqlite" else postgresql_insert(t)
+    changed = ("version_applied", "last_execution_id", "status", "detailed_status", "updated_at")
+    statement = insert.on_conflict_do_update(
+        index_elements=[t.c.association_id, t.c.node_id],
+        set_={
+            **{name: insert.excluded[name] for name in changed},
+            "last_success_at": sa.func.coalesce(
+                insert.excluded.last_success_at, t.c.last_success_at
+            ),
+        },
     )
-    kept = {
-        (r.association_id, r.node_id): r.last_success_at
-        for r in await conn.execute(
-            sa.select(t.c.association_id, t.c.node_id, t.c.last_success_at).where(where)
-        )
-    }
-    rows = [
-        {
-            **r,
-            "last_success_at": r["last_success_at"]
-            or kept.get((r["association_id"], r["node_id"])),
-        }
-        for r in rows
-    ]
-    await conn.execute(t.delete().where(where))
-    await conn.execute(t.insert(), rows)
+    await conn.execute(statement, rows)
 
 
 async def delete_targets(conn: AsyncConnection, association_id: str, node_ids: list[str]) -> None:

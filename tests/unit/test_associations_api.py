@@ -103,10 +103,20 @@ def test_create_applies_at_once_and_the_node_learns_its_set(run_api: RunApi) -> 
         assert [(i["id"], i["status"]) for i in _items(items)] == [
             (view["association_id"], "COMPLIANT")
         ]
+        succeeded = shown["node_statuses"][0]["last_success_at"]
+        assert succeeded is not None
+        # A new run is Pending on the node and keeps when it last succeeded.
+        ran = await api.client.post(
+            f"/v1/associations/{view['association_id']}/run", headers=api.admin
+        )
+        assert ran.status_code == 201, ran.text
+        again = (await show(api, view["association_id"]))["node_statuses"][0]
+        assert (again["status"], again["last_success_at"]) == ("Pending", succeeded)
+        await received(api, web)
         # Nothing changed: the node is not sent its set again, nothing runs again.
         await tick(api)
         assert not [m for m in await received(api, web) if m["type"] == wire.MSG_ASSOCIATIONS]
-        assert len(await executions(api, view["association_id"])) == 1
+        assert len(await executions(api, view["association_id"])) == 2
 
     run_api(scenario)
 
