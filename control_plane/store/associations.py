@@ -145,6 +145,33 @@ async def claim(
     return (await conn.execute(query.values(**values))).rowcount == 1
 
 
+async def claim_many(
+    conn: AsyncConnection, claims: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> bool:
+    """Claim many slots in one statement: each (association as read, its new schedule
+    state); True if every one was still as read (else the caller rolls back)."""
+    a = associations
+    statement = (
+        a.update()
+        .where(a.c.id == sa.bindparam("b_id"))
+        .where(a.c.version == sa.bindparam("b_version"))
+        .where(a.c.last_slot.is_not_distinct_from(sa.bindparam("b_last", type_=sa.Float)))
+        .values(next_run_at=sa.bindparam("b_next"), last_slot=sa.bindparam("b_slot"))
+    )
+    params = [
+        {
+            "b_id": assoc["id"],
+            "b_version": assoc["version"],
+            "b_last": assoc["last_slot"],
+            "b_next": claim["next_run_at"],
+            "b_slot": claim.get("last_slot", assoc["last_slot"]),
+        }
+        for assoc, claim in claims
+    ]
+    result = await conn.execute(statement, params)
+    return bool(result.rowcount == len(params))
+
+
 # Executions ------------------------------------------------------------------------------
 async def insert_executions(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
     if rows:

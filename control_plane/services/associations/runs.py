@@ -33,6 +33,10 @@ CalendarCheck = Callable[[list[str], float], Awaitable[str | None]]
 MIN_DELIVERY, MAX_DELIVERY, UNSCHEDULED_DELIVERY = 300, 2_592_000, 86_400
 
 
+class SlotTaken(Exception):
+    """Another scheduler pass claimed a slot of the batch first: nothing of it is stored."""
+
+
 @dataclass
 class RunRequest:
     assoc: dict[str, Any]
@@ -89,8 +93,8 @@ class Runs:
             return []
         try:
             return await self._start_many(requests)
-        except IntegrityError:
-            if len(requests) == 1:  # its id is stored already: another pass started it
+        except (IntegrityError, SlotTaken):
+            if len(requests) == 1:  # another pass claimed its slot, or stored its run
                 return [None]
             # One of them was started by another pass: each alone, so the others go.
             return [(await self.start_many([r]))[0] for r in requests]
@@ -136,6 +140,7 @@ class Runs:
         async def inside(conn: AsyncConnection, ready: list[tuple[Planned, list[str]]]) -> set[str]:
             rows: list[dict[str, Any]] = []
             targets: list[dict[str, Any]] = []
+            claims: list[tuple[dict[str, Any], dict[str, Any]]] = []
             sent = {item.command_id: nodes for item, nodes in ready}
             for execution_id, (request, execution) in by_id.items():
                 if execution_id in sent:
@@ -146,13 +151,9 @@ class Runs:
                     status, details = outcome[execution_id] or (None, None)
                 else:
                     continue  # refused by send_batch: recorded Failed afterwards
-                claim = request.claim
                 assoc = request.assoc
-                if claim is not None and not await store.claim(
-                    conn, assoc["id"], assoc["version"], assoc["last_slot"], claim
-                ):
-                    taken.add(execution_id)
-                    continue
+                if request.claim is not None:
+                    claims.append((assoc, request.claim))
                 if status is None or not nodes:
                     taken.add(execution_id)  # nothing to run: the slot is claimed, that's all
                     continue
@@ -162,6 +163,10 @@ class Runs:
                     execution.update(status=status, detailed_status=details, synced_at=now)
                 rows.append(execution)
                 targets += _target_rows(assoc, execution_id, nodes, status, details, now)
+            # Every slot of the batch is claimed in one statement; if another scheduler
+            # claimed any first, none of the batch is stored and each is tried alone.
+            if claims and not await store.claim_many(conn, claims):
+                raise SlotTaken
             await store.insert_executions(conn, rows)
             await store.upsert_targets(conn, targets)
             return {i for i in taken if i in sent}
