@@ -132,6 +132,7 @@ class AssociationJob:
 
         started = 0
         snapshot: Fleet | None = None
+        fire_times = _FireTimes(schedules)
         while True:
             async with self._db.read() as conn:
                 rows = await store.due(conn, now, DUE_BATCH)
@@ -143,14 +144,7 @@ class AssociationJob:
             requests: list[RunRequest] = []
             for row in rows:
                 try:
-                    sched = schedules.parse(row["schedule"], "association")
-                    options: dict[str, Any] = {
-                        "anchor": row["anchor"],
-                        "offset_days": row["schedule_offset"] or 0,
-                    }
-                    after = row["last_slot"] if row["last_slot"] is not None else row["anchor"]
-                    slot = schedules.last_fire(sched, after, now, row["timezone"], **options)
-                    following = schedules.next_fire(sched, now, row["timezone"], **options)
+                    slot, following = fire_times(row, now)
                 except AgentError as exc:  # stored before a rule changed: stop, say why
                     log.error(
                         "association schedule unreadable; not scheduled",
@@ -399,3 +393,38 @@ class AssociationJob:
                 execution_type="Command",
                 execution_time=now,
             )
+
+
+class _FireTimes:
+    """An association's due slot and next time, computed once per distinct schedule in a
+    pass: a thousand associations on ``cron(0/30 * * * ? *)`` due together cost one cron
+    walk, not a thousand (a cron() anchor only matters when it is after the last slot, or
+    with an offset; rate() is arithmetic and not kept)."""
+
+    def __init__(self, schedules: Any) -> None:
+        self._schedules = schedules
+        self._parsed: dict[str, Any] = {}
+        self._known: dict[tuple[Any, ...], tuple[float | None, float | None]] = {}
+
+    def __call__(self, row: dict[str, Any], now: float) -> tuple[float | None, float | None]:
+        text = row["schedule"]
+        sched = self._parsed.get(text)
+        if sched is None:
+            sched = self._parsed[text] = self._schedules.parse(text, "association")
+        anchor = row["anchor"]
+        after = row["last_slot"] if row["last_slot"] is not None else anchor
+        offset = row["schedule_offset"] or 0
+        # With an offset, a cron time before the anchor may land after ``after``: keep it.
+        mattering = anchor if anchor >= after or offset else None
+        key = (text, row["timezone"], offset, after, mattering)
+        if sched.kind != "cron" or key not in self._known:
+            zone = row["timezone"]
+            options = {"anchor": anchor, "offset_days": offset}
+            found = (
+                self._schedules.last_fire(sched, after, now, zone, **options),
+                self._schedules.next_fire(sched, now, zone, **options),
+            )
+            if sched.kind != "cron":
+                return found
+            self._known[key] = found
+        return self._known[key]
