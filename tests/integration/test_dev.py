@@ -40,10 +40,15 @@ def test_dev_mode_runs_server_and_agent_and_reuses_its_data(tmp_path: Path) -> N
     for attempt in (1, 2):
         proc = Proc(cmd, tmp_path, f"dev-{attempt}", env=env)
         try:
+            # The banner comes once the agent is started; on the second start the node may
+            # still show Online from the first, before that.
             online = wait_for(
-                lambda: [n for n in nodes() if n["status"] == "Online" and n["platform"]],
+                lambda p=proc: (
+                    "Admin token:" in p.stderr
+                    and [n for n in nodes() if n["status"] == "Online" and n["platform"]]
+                ),
                 60,
-                "the local agent Online",
+                "the banner and the local agent Online",
             )
             assert len(online) == 1
             node_ids.append(online[0]["node_id"])
