@@ -66,6 +66,21 @@ async def report(api: Api, node: Node, command_id: str, status: str = wire.ST_SU
     assert stored.status_code == 200, stored.text
 
 
+async def closed_calendar(api: Api) -> None:
+    """``freeze``: closed by default, open one hour a year from 2199: CLOSED now."""
+    calendar = await api.client.post(
+        "/v1/calendars",
+        json={
+            "name": "freeze",
+            "calendar_type": "DEFAULT_CLOSED",
+            "schedule": "cron(0 2 1 1 ? 2199)",
+            "duration": 1,
+        },
+        headers=api.admin,
+    )
+    assert calendar.status_code == 201, calendar.text
+
+
 async def received(api: Api, node: Node) -> list[dict[str, Any]]:
     """What the node's agent would be handed now (acknowledged: not handed again)."""
     messages = await poll(api, node, [], 0)
@@ -333,18 +348,7 @@ def test_a_name_is_taken_once(run_api: RunApi) -> None:
 def test_a_closed_change_calendar_skips_the_run_with_its_reason(run_api: RunApi) -> None:
     async def scenario(api: Api) -> None:
         node = await api.new_node()
-        # Closed by default, open one hour a year from 2199: every run now is skipped.
-        calendar = await api.client.post(
-            "/v1/calendars",
-            json={
-                "name": "freeze",
-                "calendar_type": "DEFAULT_CLOSED",
-                "schedule": "cron(0 2 1 1 ? 2199)",
-                "duration": 1,
-            },
-            headers=api.admin,
-        )
-        assert calendar.status_code == 201, calendar.text
+        await closed_calendar(api)
         unknown = await create(api, targets=[node.node_id], calendars=["nope"])
         assert "nope" in assert_error(unknown, 400, "invalid_request")
         view = await created(api, targets=[node.node_id], calendars=["freeze"])
@@ -399,17 +403,7 @@ def test_a_restarted_server_runs_a_missed_slot_once(
 def test_run_command_gated_by_a_closed_calendar_runs_nothing(run_api: RunApi) -> None:
     async def scenario(api: Api) -> None:
         node = await api.new_node()
-        calendar = await api.client.post(
-            "/v1/calendars",
-            json={
-                "name": "freeze",
-                "calendar_type": "DEFAULT_CLOSED",
-                "schedule": "cron(0 2 1 1 ? 2199)",
-                "duration": 1,
-            },
-            headers=api.admin,
-        )
-        assert calendar.status_code == 201, calendar.text
+        await closed_calendar(api)
         sent = await api.client.post(
             "/v1/commands",
             json={"targets": [node.node_id], "parameters": ECHO, "calendars": ["freeze"]},
