@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from agent.patching._command import Completed, Runner, ToolTimeout, run_tool
+from agent.tools import Completed, Runner, ToolTimeout, run_tool
 from agent.patching.base import PackageError, check_name, check_version
 
 # dpkg's db:Status-Status values that mean "the package is there and configured".

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.patching._command import Completed, Runner, ToolTimeout, run_tool
+from agent.tools import Completed, Runner, ToolTimeout, run_tool
 from agent.service_managers.base import ServiceError, check_service_name
 
 UNIT_TYPES = (".service", ".socket", ".timer", ".path", ".target", ".mount")

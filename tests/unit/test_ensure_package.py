@@ -19,7 +19,7 @@ from agent import wire
 from agent.documents import builtin_documents, resolve_parameters
 from agent.errors import DocumentError
 from agent.patching import PackageError, package_provider, provider_name
-from agent.patching._command import Completed
+from agent.tools import Completed
 from agent.patching.apt import Provider
 from agent.plugins.base import PluginResult, StepContext
 from agent.plugins.ensure_package import EnsurePackage
@@ -260,7 +260,7 @@ def test_the_registry_picks_apt_here_and_says_when_there_is_none() -> None:
 
 
 def test_a_tool_that_overruns_is_killed_with_its_children(tmp_path: Path) -> None:
-    from agent.patching._command import ToolTimeout, run_tool
+    from agent.tools import ToolTimeout, run_tool
 
     pid_file = tmp_path / "child.pid"
     script = f"sleep 60 & echo $! > {pid_file}; wait"

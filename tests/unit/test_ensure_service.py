@@ -20,7 +20,7 @@ import pytest
 from agent import wire
 from agent.documents import builtin_documents, resolve_parameters
 from agent.errors import DocumentError
-from agent.patching._command import Completed
+from agent.tools import Completed
 from agent.plugins.base import PluginResult
 from agent.plugins.ensure_service import EnsureService
 from agent.service_managers import ServiceError, service_manager
