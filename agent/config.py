@@ -11,6 +11,7 @@ State dir (mode 0700)::
     agent.toml      optional settings (see AgentConfig)
     commands/       the Run Command journal, one directory per command (agent/execution/)
     associations.json, association_slots.json   State Manager (agent/associations/)
+    inventory/custom/   custom inventory files (*.json) the node's owner drops in
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "corral-agent"
 
 
+def default_inventory_file_roots() -> tuple[str, ...]:
+    """Where AWS:File inventory may look unless agent.toml says otherwise: configuration and
+    installed software, never home directories or the agent's own state."""
+    if sys.platform == "win32":
+        return (r"C:\Program Files", r"C:\Program Files (x86)", r"C:\ProgramData")
+    if sys.platform == "darwin":
+        return ("/Applications", "/etc", "/Library", "/opt", "/usr/local")
+    return ("/etc", "/opt", "/srv", "/usr/local", "/var/www")
+
+
 def default_reboot_command() -> tuple[str, ...]:
     if sys.platform == "win32":
         return ("shutdown", "/r", "/t", "0")
@@ -72,6 +83,11 @@ class AgentConfig:
     # State Manager: a scheduled association runs here by itself when its slot is this long
     # past and the server has not been heard from for as long (agent/associations/).
     association_offline_grace_seconds: float = 60.0
+    # Inventory: the folders (and what is below them) that AWS:File may list and hash; a
+    # requested path outside them is skipped and reported.
+    inventory_file_roots: tuple[str, ...] = dataclasses.field(
+        default_factory=default_inventory_file_roots
+    )
 
     @property
     def state_file(self) -> Path:
@@ -105,6 +121,10 @@ class AgentConfig:
     def commands_dir(self) -> Path:
         return self.state_dir / "commands"
 
+    @property
+    def inventory_custom_dir(self) -> Path:
+        return self.state_dir / "inventory" / "custom"
+
 
 _NUMBERS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("float", float)}
 _ZERO_MEANS_NEVER = {"fork_server_idle_seconds"}
@@ -133,6 +153,15 @@ def load_config(state_dir: Path | None) -> AgentConfig:
                 values[key] = float(value)
             elif key in _BOOLS and isinstance(value, bool):
                 values[key] = value
+            elif key == "inventory_file_roots":
+                if not (
+                    isinstance(value, list)
+                    and all(isinstance(v, str) and os.path.isabs(v) for v in value)
+                ):
+                    raise ConfigError(
+                        f"{path}: inventory_file_roots must be a list of absolute paths"
+                    )
+                values[key] = tuple(value)
             elif key == "reboot_command":
                 if not (
                     isinstance(value, list)

@@ -201,11 +201,23 @@ class Daemon:
             await self.executor.cancel(message["body"])
         elif message["type"] == wire.MSG_ASSOCIATIONS:
             await self._associations(message)
+        elif message["type"] == wire.MSG_INVENTORY_RESYNC:
+            await self._inventory_resync(message)
         else:
             log.warning(
                 "ignoring unknown message type",
                 extra={"type": message["type"], "message_id": message["id"]},
             )
+
+    async def _inventory_resync(self, message: Message) -> None:
+        """The server lacks these types as this node last sent them: send them whole next
+        time (the hashes go; the gathering finds them changed)."""
+        from agent.inventory import upload
+
+        raw = message["body"].get("types")
+        types = [t for t in raw if isinstance(t, str)][:1000] if isinstance(raw, list) else []
+        await asyncio.to_thread(upload.forget, self.outbox, types)
+        log.info("inventory resync", extra={"types": ",".join(types)[:500]})
 
     async def _associations(self, message: Message) -> None:
         """Keep the set durably (before the message is acked), then let the scheduler look."""

@@ -18,7 +18,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,15 +88,20 @@ class Outbox:
     # Synchronous core (runs in a worker thread) -------------------------------------------
     def _put(self, message: Message) -> None:
         with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO outbox (id, type, body, created_at) VALUES (?, ?, ?, ?)",
-                (
-                    message["id"],
-                    message["type"],
-                    json.dumps(message["body"]),
-                    message["created_at"],
-                ),
-            )
+            _insert(self._conn, message)
+
+    def put_many_with(self, work: Callable[[sqlite3.Connection], list[Message]]) -> list[Message]:
+        """One transaction: ``work`` reads and writes tables of its own in this database and
+        returns the messages to queue with them (inventory: hashes and their uploads are
+        recorded together or not at all).  Synchronous: for a document worker, or a thread.
+        Another process's daemon finds the messages within its rescan interval."""
+        with self._lock, _transaction(self._conn):
+            messages = work(self._conn)
+            for message in messages:
+                _insert(self._conn, message)
+        if messages:
+            self._new_from_thread()
+        return messages
 
     def _peek(self, limit: int) -> list[Message]:
         """The oldest ``limit`` messages; a row that cannot be read as one goes to the dead
@@ -247,6 +252,13 @@ def _message(msg_id: Any, msg_type: Any, body: Any, created_at: Any) -> Message:
     if not isinstance(msg_type, str) or not isinstance(created_at, int | float):
         raise ValueError("the type or creation time is missing")
     return Message(id=str(msg_id), type=msg_type, body=data, created_at=float(created_at))
+
+
+def _insert(conn: sqlite3.Connection, message: Message) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO outbox (id, type, body, created_at) VALUES (?, ?, ?, ?)",
+        (message["id"], message["type"], json.dumps(message["body"]), message["created_at"]),
+    )
 
 
 @contextlib.contextmanager

@@ -100,6 +100,10 @@ MSG_CANCEL_COMMAND: Final = "cancel_command"
 # one replaces the last.  The agent keeps them in its state dir and runs a scheduled one by
 # itself when the server cannot reach it at the due time (docs/state-manager.md).
 MSG_ASSOCIATIONS: Final = "associations"
+# Inventory: the server does not hold these types of this node with the hash the node last
+# reported (InventoryResyncBody): the node forgets their hashes, so its next gathering
+# uploads them whole.
+MSG_INVENTORY_RESYNC: Final = "inventory_resync"
 # Agent -> server message types.
 MSG_HEARTBEAT: Final = "heartbeat"
 MSG_PONG: Final = "pong"
@@ -109,9 +113,22 @@ MSG_OUTPUT_UPLOADED: Final = "output_uploaded"
 # unreadable and moved aside, ...): body ``code``, ``severity``, ``message``, ``time`` and
 # fields of the code's own (``file``, ``moved_to``, ``command_id``).
 MSG_NODE_EVENT: Final = "node_event"
+# Inventory (docs/inventory.md): a gathering's summary (InventoryBody, always sent: one small
+# message when nothing changed) and, before it, each changed type's content in parts
+# (InventoryPartBody).
+MSG_INVENTORY: Final = "inventory"
+MSG_INVENTORY_PART: Final = "inventory_part"
 
 AGENT_TO_SERVER_TYPES: Final = frozenset(
-    {MSG_HEARTBEAT, MSG_PONG, MSG_INVOCATION_UPDATE, MSG_OUTPUT_UPLOADED, MSG_NODE_EVENT}
+    {
+        MSG_HEARTBEAT,
+        MSG_PONG,
+        MSG_INVOCATION_UPDATE,
+        MSG_OUTPUT_UPLOADED,
+        MSG_NODE_EVENT,
+        MSG_INVENTORY,
+        MSG_INVENTORY_PART,
+    }
 )
 NODE_EVENT_SEVERITIES: Final = ("info", "warning", "error")
 EVENT_STATE_FILE_CORRUPT: Final = "state_file_corrupt"
@@ -121,7 +138,7 @@ EVENT_OUTBOX_ROW_CORRUPT: Final = "outbox_row_corrupt"  # moved to the dead tabl
 # Texts the agent writes into a message (a reason, a node_event's message): at most this long.
 MAX_REASON_CHARS: Final = 2_000
 SERVER_TO_AGENT_TYPES: Final = frozenset(
-    {MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND, MSG_ASSOCIATIONS}
+    {MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND, MSG_ASSOCIATIONS, MSG_INVENTORY_RESYNC}
 )
 
 # Run Command ------------------------------------------------------------------------------
@@ -281,6 +298,49 @@ class LocalAssociation(TypedDict):
 class AssociationsBody(TypedDict):
     revision: str  # changes whenever the set changes; the agent logs and keeps it
     associations: list[LocalAssociation]
+
+
+# Inventory --------------------------------------------------------------------------------
+# Each type's content is hashed (INVENTORY_HASH_PREFIX + hex SHA-256 of its items as canonical
+# JSON: keys sorted, no spaces, items sorted); a type whose hash equals the one the node last
+# queued is not sent again.
+
+
+class InventoryPartBody(TypedDict):
+    """``inventory_part``: part ``part`` (0-based) of ``parts`` of one type's whole content;
+    the server replaces the type on the node once it holds every part of ``content_hash``."""
+
+    type_name: str
+    schema_version: str
+    content_hash: str
+    capture_time: float
+    part: int
+    parts: int
+    items: list[dict[str, str]]
+
+
+class InventoryError(TypedDict):
+    source: str  # a type name, or a custom inventory file's name
+    reason: str
+
+
+class InventoryBody(TypedDict):
+    """``inventory``: what one gathering found: every gathered type's hash (sent or not).
+    ``custom_complete``: the Custom:* types listed are all this node has (the server drops
+    the others); false when custom inventory was not gathered."""
+
+    capture_time: float
+    hashes: dict[str, str]
+    custom_complete: bool
+    errors: list[InventoryError]
+
+
+class InventoryResyncBody(TypedDict):
+    types: list[str]
+
+
+INVENTORY_HASH_PREFIX: Final = "sha256:"
+INVENTORY_MAX_ERRORS: Final = 50
 
 
 class OutputUploadedBody(TypedDict):

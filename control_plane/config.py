@@ -44,6 +44,14 @@ class ServerConfig:
     node_rate_limit_burst: int = 50
     # Compliance: how long status changes are kept (docs/compliance.md).
     compliance_history_retention: str = "90d"
+    # Inventory (docs/inventory.md): how long item changes are kept, and each node's upload
+    # budget (a node over it has its uploads refused until the budget refills).
+    inventory_history_retention: str = "30d"
+    inventory_upload_mib_per_hour: float = 64.0
+
+    @property
+    def inventory_history_retention_seconds(self) -> float:
+        return duration_seconds(self.inventory_history_retention)
 
     @property
     def compliance_history_retention_seconds(self) -> float:
@@ -111,6 +119,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "node_rate_limit_per_second": (int, float),
     "node_rate_limit_burst": (int,),
     "compliance_history_retention": (str,),
+    "inventory_history_retention": (str,),
+    "inventory_upload_mib_per_hour": (int, float),
 }
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -157,7 +167,7 @@ def load_config(data_dir: Path) -> ServerConfig:
         raise SetupError(f"{path}: server.hostnames must be a list of names")
     if "listen" in values:
         parse_listen(values["listen"])
-    for key in ("audit_retention", "compliance_history_retention"):
+    for key in ("audit_retention", "compliance_history_retention", "inventory_history_retention"):
         if key in values:
             try:
                 duration_seconds(values[key])

@@ -40,7 +40,7 @@ from agent.errors import DocumentError
 from agent.execution.journal import invocation_response_code
 from agent.execution.ssm_values import secure_values
 from agent.plugins import ACTIONS, Control, Plugin, PluginResult, StepContext, StopReason
-from agent.plugins.base import NestedOutcome
+from agent.plugins.base import InventorySettings, NestedOutcome
 from agent.plugins.output import CappedOutput
 from agent.wire import StepResult
 
@@ -74,6 +74,7 @@ class EngineSettings:
     platform: str  # Linux | MacOS | Windows
     kill_grace_seconds: float = 5.0
     reboots: Reboots = Reboots.ALLOWED
+    inventory: InventorySettings | None = None
 
 
 @dataclass
@@ -307,6 +308,7 @@ class DocumentRun:
             embedded=self.embedded,
             run_nested=self._nested,
             node_id=self.node_id,
+            inventory=self.settings.inventory,
         )
         plugin = action.factory()
         self._plugin = plugin
@@ -347,7 +349,10 @@ class DocumentRun:
         values = resolve_parameters(doc, params)
         shared = StepOutputs(ctx.stdout, ctx.stderr, owned=False)
         settings = EngineSettings(
-            self.settings.platform, self.settings.kill_grace_seconds, Reboots.NESTED
+            self.settings.platform,
+            self.settings.kill_grace_seconds,
+            Reboots.NESTED,
+            self.settings.inventory,
         )
         return DocumentRun(
             doc,

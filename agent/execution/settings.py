@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from agent.plugins.base import InventorySettings
 
 if TYPE_CHECKING:
     from agent.config import AgentConfig
@@ -14,9 +17,16 @@ class WorkerSettings:
     platform: str  # Linux | MacOS | Windows (agent.facts.platform_type)
     reboots_enabled: bool = True
     kill_grace_seconds: float = 5.0
+    state_dir: str = ""  # the agent's state dir ("": none, e.g. a test's worker)
+    inventory_file_roots: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def inventory(self) -> InventorySettings | None:
+        if not self.state_dir:
+            return None
+        return InventorySettings(Path(self.state_dir), self.inventory_file_roots)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> WorkerSettings:
@@ -24,10 +34,18 @@ class WorkerSettings:
             platform=str(data["platform"]),
             reboots_enabled=bool(data.get("reboots_enabled", True)),
             kill_grace_seconds=float(data.get("kill_grace_seconds", 5.0)),
+            state_dir=str(data.get("state_dir", "")),
+            inventory_file_roots=tuple(str(r) for r in data.get("inventory_file_roots", ())),
         )
 
 
 def worker_settings(config: AgentConfig) -> WorkerSettings:
     from agent.facts import platform_type
 
-    return WorkerSettings(platform_type(), config.reboots_enabled, config.kill_grace_seconds)
+    return WorkerSettings(
+        platform_type(),
+        config.reboots_enabled,
+        config.kill_grace_seconds,
+        str(config.state_dir),
+        config.inventory_file_roots,
+    )

@@ -193,6 +193,7 @@ def _execute(
         platform=settings.platform,
         kill_grace_seconds=settings.kill_grace_seconds,
         reboots=Reboots.ALLOWED if settings.reboots_enabled else Reboots.DISABLED,
+        inventory=settings.inventory(),
     )
     run = DocumentRun(
         doc,

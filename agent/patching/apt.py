@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
 from agent.patching.base import PackageError, check_name, check_version
+from agent.tools import Completed, Runner, ToolTimeout, run_tool
 
 # dpkg's db:Status-Status values that mean "the package is there and configured".
 _INSTALLED = frozenset({"installed", "triggers-awaited", "triggers-pending"})

@@ -18,6 +18,7 @@ from agent.plugins import (
     run_document,
     run_powershell_script,
     run_shell_script,
+    software_inventory,
 )
 from agent.plugins.base import (
     Control,
@@ -47,6 +48,9 @@ ACTIONS: dict[str, Action] = {
     ensure_file.NAME: Action(ensure_file.EnsureFile, ensure_file.PLATFORMS),
     put_compliance_items.NAME: Action(
         put_compliance_items.PutComplianceItems, put_compliance_items.PLATFORMS
+    ),
+    software_inventory.NAME: Action(
+        software_inventory.SoftwareInventory, software_inventory.PLATFORMS
     ),
 }
 

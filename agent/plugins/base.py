@@ -93,6 +93,23 @@ class NestedRun(Protocol):
 NestedRunFactory = Callable[["Document", dict[str, Any], "StepContext"], NestedRun]
 
 
+@dataclass(frozen=True)
+class InventorySettings:
+    """What aws:softwareInventory needs of the agent: its state dir (the outbox it queues
+    uploads in, the custom inventory folder) and where AWS:File may look."""
+
+    state_dir: Path
+    file_roots: tuple[str, ...]
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.state_dir / "outbox.db"
+
+    @property
+    def custom_dir(self) -> Path:
+        return self.state_dir / "inventory" / "custom"
+
+
 @dataclass
 class StepContext:
     """Everything a plugin may use: nothing global, nothing patched."""
@@ -109,6 +126,8 @@ class StepContext:
     embedded: dict[str, Any] = field(default_factory=dict)  # documents sent with the command
     run_nested: NestedRunFactory | None = None
     node_id: str = ""  # the node's id (mi-...); empty where there is none (run-document)
+    # aws:softwareInventory's settings; None where there is no agent state (run-document).
+    inventory: InventorySettings | None = None
 
 
 class Plugin(Protocol):

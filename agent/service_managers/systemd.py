@@ -10,8 +10,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
 from agent.service_managers.base import ServiceError, check_service_name
+from agent.tools import Completed, Runner, ToolTimeout, run_tool
 
 UNIT_TYPES = (".service", ".socket", ".timer", ".path", ".target", ".mount")
 _ENABLED = frozenset({"enabled", "enabled-runtime"})

@@ -26,6 +26,7 @@ from control_plane.api import (
     events,
     groups,
     health,
+    inventory,
     nodes,
     parameters,
     tokens,
@@ -87,6 +88,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         associations,
         calendars,
         windows,
+        inventory,
     ):
         app.include_router(module.router)
     app.include_router(documents.router)

@@ -36,6 +36,7 @@ RESOURCE_TYPES = (
     "command",
     "document",
     "group",
+    "inventory",
     "node",
     "parameter",
     "policy",
@@ -151,6 +152,13 @@ ACTIONS: Mapping[str, Action] = _catalog(
     ("calendars:List", "calendar", "r"),
     ("calendars:Get", "calendar", "r"),
     ("calendars:Delete", "calendar", ""),
+    # Inventory: on the node whose inventory it is (its tags in conditions, as nodes:Get);
+    # List is evaluated per node for the fleet-wide search and summary.
+    ("inventory:Get", "node", "r"),
+    ("inventory:List", "node", "r"),
+    ("inventory:GetHistory", "node", "r"),
+    ("inventory:GetSchema", "*", "r"),
+    ("inventory:DeleteCustomType", "inventory", ""),
     ("identity:WhoAmI", "*", "ri"),
 )
 

@@ -4,7 +4,9 @@ durable webhook deliveries.
 Event names: ``command.status_changed`` (the command's overall status),
 ``command.invocation_status_changed`` (one node's), ``parameter.changed`` /
 ``parameter.deleted`` / ``parameter.expired`` and the parameter policies' notifications,
-``node.event`` (what an agent reports about itself, services/node_events.py).
+``node.event`` (what an agent reports about itself, services/node_events.py),
+``inventory.changed`` (a node's items of one type were added, removed or changed, with
+them: services/inventory/ingest.py).
 Webhooks subscribe with a glob (``command.*``); each event is queued in
 ``webhook_deliveries`` in the same transaction as the change it reports, and POSTed until the
 receiver answers 2xx.
@@ -42,6 +44,8 @@ def read_permission(event: dict[str, Any]) -> tuple[str, str] | None:
         return "parameters:List", resource_name("parameter", str(event.get("name", "")))
     if kind.startswith("node."):
         return "nodes:Get", f"node/{event.get('node_id', '')}"
+    if kind.startswith("inventory."):
+        return "inventory:Get", f"node/{event.get('node_id', '')}"
     return None
 
 

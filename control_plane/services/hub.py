@@ -35,6 +35,7 @@ from control_plane.services.compliance import ComplianceService
 from control_plane.services.documents import DocumentService
 from control_plane.services.events import EventBus
 from control_plane.services.groups import GroupService
+from control_plane.services.inventory import Ingest, InventoryService
 from control_plane.services.node_events import NodeEventService
 from control_plane.services.nodes import NodeService
 from control_plane.services.openings import Openings
@@ -93,6 +94,19 @@ class ControlPlane:
         self.channel.register_batch_handler(
             wire.MSG_INVOCATION_UPDATE, UpdateStore(self.dispatcher, clock, self.compliance).store
         )
+        # Inventory (services/inventory/): uploads stored in the channel writer's group.
+        self.inventory_ingest = Ingest(
+            self.events,
+            self.presence,
+            clock,
+            bytes_per_hour=config.inventory_upload_mib_per_hour * 2**20,
+        )
+        self.inventory = InventoryService(
+            self.db, self.inventory_ingest, clock, config.inventory_history_retention_seconds
+        )
+        self.channel.register_batch_handler(wire.MSG_INVENTORY_PART, self.inventory_ingest.on_parts)
+        self.channel.register_batch_handler(wire.MSG_INVENTORY, self.inventory_ingest.on_summaries)
+        self.compliance.on_changed = self.inventory_ingest.compliance_changed
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock, self.operators)
         self.node_events = NodeEventService(self.db, self.channel, self.events, clock)
@@ -215,6 +229,7 @@ class ControlPlane:
             async with self.db.transaction() as conn:
                 await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
             await self.compliance.prune_if_due(self.clock())
+            await self.inventory.prune_if_due(self.clock())
             passed()
 
     async def flush(self) -> None:

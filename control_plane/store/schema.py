@@ -660,3 +660,6 @@ node_association_sets = sa.Table(
     sa.Column("revision", sa.String(64), nullable=False),
     sa.Column("sent_at", sa.Float, nullable=False),
 )
+
+# Inventory's tables live in their own module, on this metadata.
+from control_plane.store import inventory_tables as inventory_tables  # noqa: E402

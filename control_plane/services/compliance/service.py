@@ -16,7 +16,7 @@ late report of an earlier run) changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -55,6 +55,8 @@ class ComplianceService:
         self._clock = clock
         self.retention_seconds = retention_seconds
         self._pruned_at: float | None = None
+        # Called in the transaction of every put (inventory's AWS:ComplianceItem follows).
+        self.on_changed: Callable[[AsyncConnection, str], Awaitable[object]] | None = None
 
     # Writing -----------------------------------------------------------------------------
     async def put_items(
@@ -262,6 +264,8 @@ class ComplianceService:
                 "updated_at": now,
             },
         )
+        if self.on_changed is not None:
+            await self.on_changed(conn, node_id)
         if history:
             log.info(
                 "compliance changed",
