@@ -28,6 +28,8 @@ from control_plane.store import migrate
 AGENT_STOP_SECONDS = 12.0
 
 
+INVENTORY_ASSOCIATION = "corral-inventory"
+
 def _agent_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "agent", *args]
 
@@ -102,6 +104,7 @@ async def _run(
     try:
         if not registered:
             await _register_agent(server, agent_dir, url, hash_)
+            await _enable_inventory(server)
         # The agent gets its own process group: dev mode decides when it stops.
         agent = await asyncio.create_subprocess_exec(
             *_agent_cmd("run", "--state-dir", str(agent_dir)),
@@ -124,6 +127,22 @@ async def _run(
         if not serving.done():
             server.request_shutdown()
             await serving
+
+
+async def _enable_inventory(server: CorralServer) -> None:
+    """Inventory on from the start, as ``corral inventory enable`` makes it: the
+    ``corral-inventory`` association, every node, every 30 minutes (applied at once)."""
+    from control_plane.services.associations.model import Spec
+
+    spec = Spec(
+        name=INVENTORY_ASSOCIATION,
+        document="AWS-GatherSoftwareInventory",
+        document_version=None,
+        targets=["all"],
+        schedule="rate(30 minutes)",
+        max_errors="100%",
+    )
+    await server.cp.associations.create(spec, requested_by="dev")
 
 
 def _stop(agent: asyncio.subprocess.Process | None) -> None:
@@ -151,6 +170,8 @@ def _banner(
         "  corral nodes list",
         f"  corral nodes ping {node_id}",
         "  corral run --targets all --wait -- uptime",
+        f"  corral inventory show {node_id}",
+        "  corral inventory list --type AWS:Application --filter Name^=openssl",
         "  corral params put /demo/greeting --value hello",
         "  corral audit list --since 1h",
         "  corral activations create --limit 5 --tag team=web",

@@ -41,8 +41,9 @@ inventory_items = sa.Table(
     sa.Column("version_key", sa.LargeBinary, nullable=True),
     sa.Column("data", sa.JSON, nullable=False),
     sa.UniqueConstraint("node_id", "type_name", "item_key", name="uq_inventory_items_key"),
+    # Name filters and Name/Version summaries; a version comparison rides on a Name filter
+    # (alone, it reads the type's rows: no index of its own, which would cost ~40 bytes/row).
     sa.Index("ix_inventory_items_name", "type_name", "name", "version", "node_id"),
-    sa.Index("ix_inventory_items_version", "type_name", "manager", "version_key"),
 )
 
 inventory_types = sa.Table(

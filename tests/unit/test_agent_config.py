@@ -213,3 +213,11 @@ def test_status_file_round_trips_and_a_bad_one_reads_as_empty(tmp_path: Path) ->
     assert load_status(config) == {}
     config.status_file.write_text("[1]", encoding="utf-8")
     assert load_status(config) == {}
+
+
+def test_inventory_file_roots_are_absolute_paths(tmp_path: Path) -> None:
+    write_toml(tmp_path, 'inventory_file_roots = ["/srv/app", "/etc"]\n')
+    assert load_config(tmp_path).inventory_file_roots == ("/srv/app", "/etc")
+    for text in ('inventory_file_roots = ["etc"]\n', 'inventory_file_roots = "/etc"\n'):
+        write_toml(tmp_path, text)
+        assert "inventory_file_roots must be a list of absolute paths" in config_error(tmp_path)

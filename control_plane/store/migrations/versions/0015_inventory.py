@@ -43,9 +43,6 @@ def upgrade() -> None:
     op.create_index(
         "ix_inventory_items_name", "inventory_items", ["type_name", "name", "version", "node_id"]
     )
-    op.create_index(
-        "ix_inventory_items_version", "inventory_items", ["type_name", "manager", "version_key"]
-    )
     op.create_table(
         "inventory_types",
         _node(True),
@@ -109,6 +106,5 @@ def downgrade() -> None:
     op.drop_table("inventory_nodes")
     op.drop_index("ix_inventory_types_type", table_name="inventory_types")
     op.drop_table("inventory_types")
-    op.drop_index("ix_inventory_items_version", table_name="inventory_items")
     op.drop_index("ix_inventory_items_name", table_name="inventory_items")
     op.drop_table("inventory_items")
