@@ -30,6 +30,9 @@ class InventoryType:
     server_side: bool = False
     # Corral's own attributes beside SSM's (documented as such).
     extra: tuple[str, ...] = ()
+    # The attribute the server indexes (equality and begins-with filters on it, summaries
+    # grouped by it, use the index); None: none is.
+    indexed: str | None = "Name"
 
     @property
     def all_attributes(self) -> tuple[str, ...]:
@@ -72,6 +75,7 @@ _TYPES: tuple[InventoryType, ...] = (
             "InstanceStatus",
         ),
         ("InstanceId",),
+        indexed="InstanceId",
     ),
     InventoryType(
         APPLICATION,
@@ -152,6 +156,7 @@ _TYPES: tuple[InventoryType, ...] = (
         ("HotFixId", "Description", "InstalledTime", "InstalledBy"),
         ("HotFixId",),
         platforms=WINDOWS,
+        indexed="HotFixId",
     ),
     InventoryType(
         INSTANCE_DETAILED_INFORMATION,
@@ -166,6 +171,7 @@ _TYPES: tuple[InventoryType, ...] = (
             "OSServicePack",
         ),
         ("CPUModel",),
+        indexed="CPUModel",
         numbers=frozenset({"CPUCores", "CPUs", "CPUSpeedMHz", "CPUSockets"}),
     ),
     InventoryType(
@@ -188,6 +194,7 @@ _TYPES: tuple[InventoryType, ...] = (
         ("KeyPath", "ValueName", "ValueType", "Value"),
         ("KeyPath", "ValueName"),
         platforms=WINDOWS,
+        indexed="KeyPath",
     ),
     InventoryType(
         WINDOWS_ROLE,
@@ -231,6 +238,7 @@ _TYPES: tuple[InventoryType, ...] = (
         ),
         ("ComplianceType", "Id"),
         server_side=True,
+        indexed="Id",
     ),
     InventoryType(
         PATCH_SUMMARY,
@@ -250,6 +258,7 @@ _TYPES: tuple[InventoryType, ...] = (
             "OperationEndTime",
         ),
         ("BaselineId",),
+        indexed="BaselineId",
         numbers=frozenset(
             {
                 "InstalledCount",
@@ -266,6 +275,7 @@ _TYPES: tuple[InventoryType, ...] = (
         "1.0",
         ("Protocol", "Address", "Port", "ProcessName", "ProcessId", "User"),
         ("Protocol", "Address", "Port"),
+        indexed="Port",
         numbers=frozenset({"Port", "ProcessId"}),
     ),
     InventoryType(
@@ -297,6 +307,14 @@ MAX_ITEMS_PER_TYPE: Final = 100_000
 PART_MAX_BYTES: Final = 192 * 1024
 # One type's content in parts: at most this many (so at most ~12 MiB of it).
 MAX_PARTS: Final = 64
+
+
+def indexed_attribute(type_name: str) -> str:
+    """The attribute held in the server's indexed column (a custom type's: Name)."""
+    known = TYPES.get(type_name)
+    if known is None:
+        return "Name"
+    return known.indexed or ""
 
 
 def is_custom(type_name: str) -> bool:

@@ -42,6 +42,7 @@ from control_plane.cli.context import Runtime
 from control_plane.cli.documents import documents
 from control_plane.cli.errors import CliError, InternalError, one_line
 from control_plane.cli.groups import groups
+from control_plane.cli.inventory import inventory
 from control_plane.cli.login import login
 from control_plane.cli.mw import mw
 from control_plane.cli.nodes import nodes
@@ -190,6 +191,7 @@ cli.add_command(params)
 cli.add_command(schedule)
 cli.add_command(associations)
 cli.add_command(compliance)
+cli.add_command(inventory)
 cli.add_command(mw)
 cli.add_command(calendars)
 

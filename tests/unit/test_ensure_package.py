@@ -19,11 +19,11 @@ from agent import wire
 from agent.documents import builtin_documents, resolve_parameters
 from agent.errors import DocumentError
 from agent.patching import PackageError, package_provider, provider_name
-from agent.tools import Completed
 from agent.patching.apt import Provider
 from agent.plugins.base import PluginResult, StepContext
 from agent.plugins.ensure_package import EnsurePackage
 from agent.plugins.output import CappedOutput
+from agent.tools import Completed
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("dpkg-deb", "apt-get", "dpkg-query")),

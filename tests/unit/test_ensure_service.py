@@ -20,11 +20,11 @@ import pytest
 from agent import wire
 from agent.documents import builtin_documents, resolve_parameters
 from agent.errors import DocumentError
-from agent.tools import Completed
 from agent.plugins.base import PluginResult
 from agent.plugins.ensure_service import EnsureService
 from agent.service_managers import ServiceError, service_manager
 from agent.service_managers.systemd import Manager, booted, pid1
+from agent.tools import Completed
 from tests.unit.test_ensure_package import context
 
 pytestmark = pytest.mark.skipif(not shutil.which("systemctl"), reason="needs systemctl")

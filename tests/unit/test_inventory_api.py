@@ -157,6 +157,19 @@ def test_fleet_search_and_summary_with_version_aware_filters(run_api: RunApi) ->
         assert len(await search("Name^=opens")) == 5
         assert len(await search("Name=openssl,bash")) == 5
         assert len(await search("AWS:Application.Name!=bash")) == 5
+        ports = [
+            {"Protocol": "tcp", "Address": "0.0.0.0", "Port": p, "ProcessName": "x"}
+            for p in ("22", "5432", "80", "10000")
+        ]
+        await send_ok(api, nodes[1], upload("Corral:ListeningPort", ports))
+        found = await get(
+            api, "/v1/inventory/items", type="Corral:ListeningPort", filter=["Port=5432"]
+        )
+        assert [i["item"]["Port"] for i in found["items"]] == ["5432"]
+        found = await get(
+            api, "/v1/inventory/items", type="Corral:ListeningPort", filter=["Port>=80"]
+        )
+        assert sorted(int(i["item"]["Port"]) for i in found["items"]) == [80, 5432, 10000]
         grouped = await get(api, "/v1/inventory/summary", type=APP, group_by="Name")
         counts = {g["values"]["Name"]: (g["nodes"], g["items"]) for g in grouped["groups"]}
         assert counts == {"bash": (2, 2), "openssh": (2, 2), "openssl": (3, 3)}
@@ -319,3 +332,29 @@ def test_inventory_changed_events_carry_the_items(run_api: RunApi) -> None:
 
 
 __all__ = ["httpx"]
+
+
+def test_compliance_items_are_inventory_too(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        put = await api.client.put(
+            f"/v1/compliance/nodes/{node.node_id}/items",
+            json={
+                "compliance_type": "Custom:Ssh",
+                "items": [
+                    {"id": "root-login", "status": "NON_COMPLIANT", "severity": "HIGH",
+                     "title": "root login", "details": {"DocumentName": "Ssh-Check"}},
+                ],
+            },
+            headers=api.admin,
+        )  # fmt: skip
+        assert put.status_code == 200, put.text
+        found = await get(
+            api, "/v1/inventory/items", type="AWS:ComplianceItem", filter="Status=NON_COMPLIANT"
+        )
+        (item,) = [i["item"] for i in found["items"]]
+        assert item["ComplianceType"] == "Custom:Ssh" and item["Id"] == "root-login"
+        assert item["Severity"] == "HIGH" and item["DocumentName"] == "Ssh-Check"
+        assert item["ExecutionType"] == "Custom"
+
+    run_api(scenario)

@@ -81,7 +81,7 @@ def parse_all(texts: list[str], type_name: str, attributes: list[str]) -> list[F
 def column(type_name: str, attribute: str) -> sa.ColumnElement[Any]:
     """The SQL expression holding ``attribute``'s value (text)."""
     known = schema.known_type(type_name)
-    if attribute == "Name":
+    if attribute == schema.indexed_attribute(type_name):
         return items_t.c.name
     if known is not None and attribute == known.version_attribute:
         return items_t.c.version

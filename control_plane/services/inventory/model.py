@@ -56,7 +56,7 @@ def columns(type_name: str, item: dict[str, str]) -> dict[str, Any]:
     version_attr = known.version_attribute if known is not None else None
     version = item.get(version_attr) if version_attr else None
     manager = manager_of(type_name, item)
-    name = item.get("Name")
+    name = item.get(schema.indexed_attribute(type_name))
     return {
         "name": name[:NAME_MAX_CHARS] if name is not None else None,
         "version": version[:NAME_MAX_CHARS] if version is not None else None,
