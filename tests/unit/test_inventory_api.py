@@ -358,3 +358,18 @@ def test_compliance_items_are_inventory_too(run_api: RunApi) -> None:
         assert item["ExecutionType"] == "Custom"
 
     run_api(scenario)
+
+
+def test_history_is_pruned_after_its_retention(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        await send_ok(api, node, upload(APP, [pkg("bash", "5.2-1")], capture=api.clock()))
+        path = f"/v1/inventory/nodes/{node.node_id}/changes"
+        assert len((await get(api, path))["changes"]) == 1
+        service = api.cp.inventory
+        api.clock.advance(service.retention_seconds + 3700)
+        assert await service.prune_if_due(api.clock()) == 1
+        assert (await get(api, path))["changes"] == []
+        assert await service.prune_if_due(api.clock()) == 0  # not due again within the hour
+
+    run_api(scenario)

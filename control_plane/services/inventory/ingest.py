@@ -407,17 +407,8 @@ class Ingest:
                     "Status": row["status"],
                     "Severity": row["severity"],
                 }
-                for attr in (
-                    "DocumentName",
-                    "DocumentVersion",
-                    "Classification",
-                    "PatchBaselineId",
-                    "PatchSeverity",
-                    "PatchState",
-                    "PatchGroup",
-                    "InstalledTime",
-                ):
-                    if isinstance(details.get(attr), str) and details[attr]:
+                for attr in schema.TYPES[schema.COMPLIANCE_ITEM].attributes:
+                    if attr not in item and isinstance(details.get(attr), str) and details[attr]:
                         item[attr] = details[attr][: schema.VALUE_MAX_CHARS]
                 items.append({k: v for k, v in item.items() if v})
         return await self.apply(
