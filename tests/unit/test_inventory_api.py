@@ -373,3 +373,24 @@ def test_history_is_pruned_after_its_retention(run_api: RunApi) -> None:
         assert await service.prune_if_due(api.clock()) == 0  # not due again within the hour
 
     run_api(scenario)
+
+
+def test_a_package_installed_twice_is_kept_twice_and_rpm_compares_its_release(
+    run_api: RunApi,
+) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+
+        def kernel(release: str) -> dict[str, str]:
+            return {"Name": "kernel", "Version": "5.14.0", "Release": release,
+                    "PackageManager": "rpm", "Architecture": "x86_64"}  # fmt: skip
+
+        await send_ok(api, node, upload(APP, [kernel("427.el9"), kernel("503.el9")]))
+        found = await get(api, "/v1/inventory/items", type=APP, filter="Name=kernel")
+        assert sorted(i["item"]["Release"] for i in found["items"]) == ["427.el9", "503.el9"]
+        older = await get(
+            api, "/v1/inventory/items", type=APP, filter=["Name=kernel", "Version<5.14.0-500"]
+        )
+        assert [i["item"]["Release"] for i in older["items"]] == ["427.el9"]
+
+    run_api(scenario)

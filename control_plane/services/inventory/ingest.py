@@ -237,9 +237,7 @@ class Ingest:
         if current is not None and current["content_hash"] == content_hash:
             return Applied(0, None)
         before = await store.item_rows(conn, node_id, type_name)
-        wanted: dict[str, dict[str, str]] = {}
-        for item in items:
-            wanted.setdefault(model.item_key(type_name, item), item)
+        wanted = model.unique_keys(type_name, items)
         added = [k for k in wanted if k not in before]
         removed = [k for k in before if k not in wanted]
         changed = [k for k in wanted if k in before and before[k][1] != wanted[k]]
