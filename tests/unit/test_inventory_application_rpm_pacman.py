@@ -165,7 +165,8 @@ def _pacman_argv() -> list[str] | None:
 
 @pytest.mark.skipif(
     _pacman_argv() is None,
-    reason="pacman is not installed (apt-get install pacman-package-manager)",
+    reason="pacman is not installed (apt-get install pacman-package-manager), or the tests"
+    " run as a user other than root without fakeroot (pacman -U insists on root)",
 )
 def test_pacman_database_installed_by_pacman(tmp_path: Path) -> None:
     root = tmp_path / "root"
