@@ -40,9 +40,9 @@ class FileSpec:
     path: str
     patterns: tuple[str, ...] = ("*",)
     recursive: bool = False
-    dir_scan_limit: int = 5_000
-    dir_depth_limit: int = 5
-    file_scan_limit: int = 5_000
+    dir_scan_limit: int = 5_000  # SSM's default
+    dir_depth_limit: int = 32  # Corral's
+    file_scan_limit: int = 500  # SSM's FileCountLimit, here per spec
     sha256: bool = False  # Corral's: also hash each file (bounded by SHA256_MAX_BYTES)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.inventory.base import CollectContext, Item
-from agent.inventory.windows_update import PREAMBLE, as_list, powershell_json, text
+from agent.inventory.powershell import PREAMBLE, as_list, powershell_json, text
 
 KEYS: Final = ("Path", "Recursive", "ValueNames")
 MAX_SPECS: Final = 50

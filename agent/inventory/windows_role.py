@@ -16,7 +16,7 @@ import re
 from typing import Any, Final
 
 from agent.inventory.base import CollectContext, CollectError, Item
-from agent.inventory.windows_update import PREAMBLE, as_list, powershell_json, text
+from agent.inventory.powershell import PREAMBLE, as_list, powershell_json, text
 
 NO_CMDLET_EXIT: Final = 3
 SCRIPT: Final = (

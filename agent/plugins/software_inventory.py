@@ -35,6 +35,10 @@ class SoftwareInventory(Stoppable):
         try:
             step = plan(inputs)
             specs = _file_specs(step.files)
+            if step.registry:
+                from agent.inventory.windows_registry import parse_specs as registry_specs
+
+                registry_specs(step.registry)
         except (GatherInputError, ValueError) as exc:
             return PluginResult.failed(str(exc))
         settings = ctx.inventory

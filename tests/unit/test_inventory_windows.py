@@ -13,7 +13,7 @@ import pytest
 
 from agent.inventory import registry, schema, windows_registry
 from agent.inventory.base import CollectContext, CollectError
-from agent.inventory.windows_update import date
+from agent.inventory.powershell import date
 from agent.tools import Completed, ToolTimeout
 
 FIXTURES = Path(__file__).parent.parent / "fixtures/inventory/windows"
