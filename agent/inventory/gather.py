@@ -114,11 +114,11 @@ def gather(
     for type_name in step.types:
         if stopped():
             break
-        collect = registry.collector(type_name, ctx.platform)
-        if collect is None:
-            continue  # not gathered on this platform (AWS:WindowsUpdate on Linux)
         started = time.process_time()
         try:
+            collect = registry.collector(type_name, ctx.platform)
+            if collect is None:
+                continue  # not gathered on this platform (AWS:WindowsUpdate on Linux)
             raw = collect(ctx)
         except CollectError as exc:
             out.error(type_name, str(exc))
