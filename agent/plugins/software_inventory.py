@@ -15,7 +15,7 @@ import sqlite3
 import time
 from typing import Any
 
-from agent import __version__
+from agent import __version__, wire
 from agent.errors import AgentError
 from agent.inventory.base import CollectContext, FileSpec
 from agent.inventory.gather import Gathered, GatherInputError, gather, plan
@@ -80,7 +80,8 @@ class SoftwareInventory(Stoppable):
                 outbox,
                 found.types,
                 custom_complete=found.custom_complete,
-                errors=list(found.errors),
+                errors=list(found.errors)
+                + [wire.InventoryError(source="warning", reason=w) for w in collect.warnings],
                 now=time.time(),
             )
         except sqlite3.Error as exc:  # a full or read-only disk: nothing was queued
