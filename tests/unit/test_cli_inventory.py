@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from control_plane.cli import inventory as inv
+from control_plane.cli import inventory_args
 from control_plane.cli.context import Runtime
 from control_plane.cli.main import cli
 from control_plane.cli.profiles import save_profile
@@ -268,7 +269,7 @@ NOW = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC).timestamp()
     ],
 )
 def test_since_is_a_duration_before_now_a_date_or_a_time(text: str, since: str) -> None:
-    assert inv.parse_since(text, NOW) == since
+    assert inventory_args.parse_since(text, NOW) == since
 
 
 @pytest.mark.parametrize(
@@ -283,7 +284,7 @@ def test_since_is_a_duration_before_now_a_date_or_a_time(text: str, since: str) 
 )
 def test_a_bad_since_is_refused(text: str, message: str) -> None:
     with pytest.raises(click.BadParameter, match=message):
-        inv.parse_since(text, NOW)
+        inventory_args.parse_since(text, NOW)
 
 
 CHANGES = [
@@ -485,7 +486,7 @@ def test_enable_points_an_association_of_another_document_back_at_inventory() ->
     ],
 )
 def test_aws_targets_become_corral_specs(target: str, spec: list[str]) -> None:
-    assert inv.aws_target(target) == spec
+    assert inventory_args.aws_target(target) == spec
 
 
 # bad input ----------------------------------------------------------------------------------
