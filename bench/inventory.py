@@ -54,6 +54,14 @@ OPENSSL = ["3.0.2-0ubuntu1.10", "3.0.2-0ubuntu1.15", "3.0.11-1~deb12u2", "3.0.13
 
 
 # Collection --------------------------------------------------------------------------------
+def _children() -> float:
+    """CPU seconds of this process's finished children (the tools collectors ran)."""
+    import os
+
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def dpkg_status(n: int) -> str:
     """A dpkg status file of ``n`` installed packages, as dpkg writes it."""
     entries = []
@@ -82,16 +90,18 @@ def collection(packages: int) -> list[list[object]]:
         root = Path(tmp)
         ctx = CollectContext(platform="Linux", run=run_tool, node_id="mi-00000000000000000")
         step = plan({})
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), _children()
         found = gather(step, ctx)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        tools = _children() - k0
         for name in sorted(found.types):
             rows.append(
                 [f"this machine: {name}", len(found.types[name]), f"{found.cpu_seconds[name]:.3f}"]
             )
         for error in found.errors:
             rows.append([f"this machine: {error['source']} FAILED: {error['reason'][:60]}", 0, "-"])
-        rows.append(["this machine: all default types", "", f"{cpu:.3f} (wall {wall:.3f})"])
+        rows.append(["this machine: all default types (agent)", "", f"{cpu:.3f} (wall {wall:.3f})"])
+        rows.append(["  + the tools it ran (systemctl ...)", "", f"{tools:.3f}"])
         outbox = Outbox(root / "outbox.db")
         from agent.inventory import upload
 
