@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.api.paging import DEFAULT, Limit, NextToken, body
+from control_plane.services.paging import paginate
 
 router = APIRouter(prefix="/v1/inventory", tags=["inventory"])
 
@@ -24,9 +25,16 @@ async def inventory_schema(
     cp: CP,
     _caller: Annotated[Caller, allow("inventory:GetSchema")],
     type: OptionalType = None,
+    limit: Limit = DEFAULT,
+    next_token: NextToken = None,
 ) -> dict[str, Any]:
-    """Every type and its attributes (SSM's GetInventorySchema), custom ones included."""
-    return {"types": await cp.inventory.schema(type)}
+    """Every type and its attributes (SSM's GetInventorySchema), custom ones included, by
+    name a page at a time (custom types are as many as the fleet made)."""
+    found = await cp.inventory.schema(type)
+    page = paginate(
+        found, key=lambda t: (t["type_name"],), limit=limit, next_token=next_token, shape=(str,)
+    )
+    return body("types", page)
 
 
 @router.get("/nodes/{node_id}")

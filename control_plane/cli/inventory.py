@@ -376,10 +376,7 @@ def schema_(rt: Runtime, type_: str | None, output: str) -> None:
 
     Custom types show the attributes uploaded so far; with --type, one row per attribute."""
     with rt.client() as api:
-        answer = api.get(_path("schema"), params=_query(type=type_))
-    types = answer.get("types") if isinstance(answer, dict) else None
-    if not isinstance(types, list):
-        raise BadResponse(f"{api.url} answered GET /v1/inventory/schema without the types")
+        types, _ = api.pages(_path("schema"), "types", params=_query(type=type_))
     if type_ is None or output == "json":
         emit_list(types, SCHEMA_COLUMNS, output)
         return

@@ -162,7 +162,7 @@ def test_the_agents_messages_are_stored_and_answered(run_api: RunApi) -> None:
         # A bad message is rejected alone, beside the others' answers; the same message
         # again is a duplicate (stored once).
         bad = {"id": "x", "type": "heartbeat", "body": {}, "created_at": 1}
-        odd = {**beat, "id": "0123456789abcdef", "type": "inventory"}
+        odd = {**beat, "id": "0123456789abcdef", "type": "telemetry"}
         peer.frame({"type": wire.FRAME_MESSAGES, "req": "r2", "messages": [bad, beat, odd]})
         answer = await peer.expect(wire.FRAME_ACKED)
         assert answer["req"] == "r2" and answer["ids"] == [beat["id"]]
@@ -173,7 +173,7 @@ def test_the_agents_messages_are_stored_and_answered(run_api: RunApi) -> None:
             (2, odd["id"], wire.RESULT_REJECTED),
         ]
         assert "message id" in results[0]["reason"]
-        assert "unknown message type 'inventory'" in results[2]["reason"]
+        assert "unknown message type 'telemetry'" in results[2]["reason"]
         # A frame that is not a batch is refused as a whole, and the channel stays open.
         peer.frame({"type": wire.FRAME_MESSAGES, "req": "r3", "messages": "nope"})
         error = await peer.expect(wire.FRAME_ERROR)

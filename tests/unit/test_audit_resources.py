@@ -135,6 +135,7 @@ def cases(world: World) -> dict[tuple[str, str], Case]:
             {"name": "audit-calendar", "schedule": "cron(0 2 1 1 ? 2199)", "duration": 1},
         ),
         ("DELETE", "/v1/calendars/{name}"): Case("calendar/old"),
+        ("DELETE", "/v1/inventory/types/{type_name}"): Case("inventory/Custom:Audit"),
         ("PUT", "/v1/compliance/nodes/{node_id}/items"): Case(
             f"node/{node}",
             {
@@ -167,6 +168,9 @@ async def build_world(api: Api) -> World:
     node = await api.new_node()
     spare = await api.new_node()
     activation = await api.create_activation()
+    from tests.unit.test_inventory_api import send_ok, upload
+
+    await send_ok(api, node, upload("Custom:Audit", [{"Name": "x"}]))
     command = await ok(post("/v1/commands", json={"targets": [node.node_id],
                                                   "parameters": {"commands": ["sleep 1"]}},
                             headers=h))  # fmt: skip
@@ -264,7 +268,7 @@ def test_every_change_names_the_resource_it_changed(run_api: RunApi, server_dir:
                 "command_id": world["command"], "webhook_id": world["webhook"],
                 "token_id": world["token"], "association_id": world["association"],
                 "window_id": world["window"], "target_id": world["target"],
-                "task_id": world["task"]}}  # fmt: skip
+                "task_id": world["task"], "type_name": "Custom:Audit"}}  # fmt: skip
             if path == "/v1/nodes/{node_id}/deregister":
                 values["node_id"] = world["spare"]
             request_id = uuid.uuid4().hex[:16]

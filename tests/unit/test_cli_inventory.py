@@ -363,7 +363,7 @@ def test_schema_lists_the_types_and_one_type_its_attributes() -> None:
 
 def test_a_schema_answer_without_types_is_a_bad_response() -> None:
     result = run(Api({("GET", "/v1/inventory/schema"): {"kinds": []}}), "schema")
-    assert result.exit_code == 1 and "without the types" in result.stderr
+    assert result.exit_code == 1 and "without the 'types' list" in result.stderr
 
 
 # delete -------------------------------------------------------------------------------------

@@ -445,6 +445,7 @@ def test_schema_20_steps_are_read() -> None:
 def test_the_builtin_documents_parse() -> None:
     docs = builtin_documents()
     assert sorted(docs) == [
+        "AWS-GatherSoftwareInventory",
         "AWS-RunPowerShellScript",
         "AWS-RunShellScript",
         "Corral-EnsureFile",
@@ -475,7 +476,7 @@ def test_the_builtin_documents_parse() -> None:
 def test_builtin_documents_returns_a_new_mapping_each_time() -> None:
     first = builtin_documents()
     first.clear()
-    assert len(builtin_documents()) == 6
+    assert len(builtin_documents()) == 7
 
 
 # --- import cost --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tests.unit.conftest import Api, RunApi
 
 BUILTINS = [
+    "AWS-GatherSoftwareInventory",
     "AWS-RunPowerShellScript",
     "AWS-RunShellScript",
     "Corral-EnsureFile",

@@ -48,6 +48,7 @@ def test_resolve_gives_the_builtins_as_version_1(run_api: RunApi) -> None:
     async def scenario(api: Api) -> None:
         builtins = builtin_documents()
         assert set(builtins) == {
+            "AWS-GatherSoftwareInventory",
             "AWS-RunShellScript",
             "AWS-RunPowerShellScript",
             "Corral-EnsureFile",

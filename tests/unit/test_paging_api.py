@@ -37,10 +37,15 @@ NOT_LISTS = {  # answers that hold a list of objects, but are one resource
     "/v1/whoami": "the token's own policies",
     "/v1/associations/{association_id}": "one association: its overview counts every node; "
     "node_statuses names the first 1,000 (each run's nodes are paged at .../targets)",
+    "/v1/inventory/nodes/{node_id}": "one node's types: at most 14 built-in and 20 custom, "
+    "and its last gathering's errors (at most 50)",
 }
 REQUIRED = {  # query parameters some lists need
     "/v1/parameters/by-path": {"path": "/app"},
     "/v1/parameters/history": {"name": "/app/prod/db-password"},
+    "/v1/inventory/items": {"type": "AWS:Application"},
+    "/v1/inventory/nodes/{node_id}/items": {"type": "AWS:Application"},
+    "/v1/inventory/summary": {"type": "AWS:Application", "group_by": "Name"},
 }
 
 

@@ -220,7 +220,11 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
     granter = policy(stmt(action="nodes:*", resource="node/*"))
     requested = policy(
         stmt(action="*", resource="node/*"),
-        stmt("Deny", ["commands:*", "compliance:*", "associations:*", "nodes:Deregister"], "*"),
+        stmt(
+            "Deny",
+            ["commands:*", "compliance:*", "associations:*", "inventory:*", "nodes:Deregister"],
+            "*",
+        ),
     )
     assert covers([granter], [requested]) == []
     unguarded = policy(stmt(action="*", resource="node/*"))
@@ -234,6 +238,9 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
         "associations:Create on node/*",
         "associations:Update on node/*",
         "associations:StartOnce on node/*",
+        "inventory:Get on node/*",
+        "inventory:List on node/*",
+        "inventory:GetHistory on node/*",
     ]
 
 
