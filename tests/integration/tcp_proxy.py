@@ -8,7 +8,6 @@ import contextlib
 import socket
 import struct
 import threading
-import time
 
 
 class TcpProxy:
@@ -21,7 +20,8 @@ class TcpProxy:
         self.port = int(self.sock.getsockname()[1])
         self.url = f"https://127.0.0.1:{self.port}"
         self.accepted = 0
-        self._frozen = threading.Event()
+        self._flowing = threading.Event()  # cleared while frozen
+        self._flowing.set()
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -51,8 +51,7 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
-                while self._frozen.is_set() and not self._closed:
-                    time.sleep(0.05)  # frozen: hold the bytes, close nothing
+                self._flowing.wait()  # frozen: hold the bytes, close nothing
                 dst.sendall(data)
         except OSError:
             pass
@@ -80,14 +79,14 @@ class TcpProxy:
 
     def freeze(self) -> None:
         """Stop forwarding (connections stay open, bytes wait): half-open connections."""
-        self._frozen.set()
+        self._flowing.clear()
 
     def thaw(self) -> None:
-        self._frozen.clear()
+        self._flowing.set()
 
     def close(self) -> None:
         self._closed = True
-        self._frozen.clear()
+        self._flowing.set()
         with contextlib.suppress(OSError):
             self.sock.close()
         self.cut()

@@ -22,7 +22,7 @@ from agent.identity import NodeKey
 from tests.integration.harness import Agent, Server, wait_for
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.test_run_agent import finished, send
-from tests.unit.test_execution_support import kill_under
+from tests.unit.test_execution_support import eventually, kill_under
 
 pytestmark = pytest.mark.integration
 
@@ -293,10 +293,7 @@ def test_channels_opening_at_once_are_bounded(
             except InvalidStatus:
                 return False
 
-        deadline = time.monotonic() + 10
-        while not await opens():
-            assert time.monotonic() < deadline, "the slot was never released"
-            await asyncio.sleep(0.1)
+        await eventually(opens, "the slot released", 10)
         # and an open channel holds no slot: a second one (it replaces the first) opens too
         async with open_channel(server, token) as first:
             assert json.loads(await first.recv())["type"] == wire.FRAME_HELLO

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -309,7 +308,7 @@ def test_a_gigabyte_of_output_is_capped_and_the_agent_stays_small(
                 peak["rss"] = max(peak["rss"], rss)
             except psutil.Error:
                 pass
-            time.sleep(0.05)
+            stop.wait(0.05)  # the sampling interval
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

@@ -6,7 +6,6 @@ same run, it is not run again and its result is reported again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from agent.outbox import Outbox
 from agent.state import Registration
 from agent.transport.base import SendAnswer
 from agent.wire import LocalAssociation, Message
+from tests.unit.test_execution_support import eventually
 
 NODE = "mi-0123456789abcdef0"
 T0 = 1_800_000_000.0
@@ -130,13 +130,7 @@ def make_daemon(root: Path, server: Server, clock: Clock) -> Daemon:
     return Daemon(cfg, reg, launcher, outbox=outbox, transport=server, clock=clock)
 
 
-async def until(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not cond():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+until = eventually
 
 
 def test_cut_off_at_its_slot_the_node_runs_the_association_and_reports_it_later(

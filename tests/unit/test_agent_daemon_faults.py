@@ -24,6 +24,7 @@ from agent.outbox import Outbox
 from agent.state import Registration
 from agent.transport.base import SendAnswer
 from agent.wire import Message
+from tests.unit.test_execution_support import eventually
 
 NODE = "mi-0123456789abcdef0"
 
@@ -88,10 +89,7 @@ def run_command(command_id: str) -> dict[str, Any]:
     return {"id": f"m-{command_id}", "type": wire.MSG_RUN_COMMAND, "body": body}
 
 
-async def until(cond: Any, what: str, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
+until = eventually
 
 
 def test_a_run_command_that_raises_is_reported_failed_and_acknowledged(tmp_path: Path) -> None:

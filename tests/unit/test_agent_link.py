@@ -18,6 +18,7 @@ from control_plane.security.node_tokens import NodeClaims
 from control_plane.services import agent_link
 from control_plane.services.agent_link import AgentLink, LinkGone
 from tests.unit.conftest import Api, Node, RunApi
+from tests.unit.test_execution_support import eventually
 
 
 class Peer:
@@ -126,9 +127,9 @@ def test_messages_are_pushed_and_leave_the_inbox_only_when_acknowledged(run_api:
         assert delivered == ids
         assert await inbox(api, node) == ids  # not acknowledged yet
         peer.frame({"type": wire.FRAME_ACK, "ids": ids[:1]})
-        async with asyncio.timeout(5):
-            while await inbox(api, node) != ids[1:]:
-                await asyncio.sleep(0.01)
+        await eventually(
+            lambda: _equals(inbox(api, node), ids[1:]), "the acknowledged message gone", 5
+        )
         # The channel is cut: what was not acknowledged comes again on the next one.
         peer.leave()
         await task
@@ -498,3 +499,7 @@ def test_a_message_left_unacknowledged_is_delivered_again_on_the_open_channel(
         await task
 
     run_api(scenario)
+
+
+async def _equals(found: Awaitable[Any], expected: Any) -> bool:
+    return bool(await found == expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import signal
 import time
@@ -87,10 +88,13 @@ def sync(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
 
 
 async def eventually(cond: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """``wait_for`` for a coroutine: polls ``cond`` without blocking the event loop."""
+    """``wait_for`` for a coroutine: polls ``cond`` (a function, or a coroutine function)
+    without blocking the event loop, until it is true or the deadline passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         last = cond()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(0.02)
