@@ -1,5 +1,4 @@
-"""Inventory's tables (services/inventory/), on the shared metadata of store/schema.py
-(which imports this module at its end, so ``schema.metadata`` holds them).
+"""Inventory's tables (services/inventory/), on the shared metadata (store/metadata.py).
 
 - ``inventory_items``: the latest item of every (node, type, item key); ``name``,
   ``version``, ``manager`` and ``version_key`` copy the attributes filters and summaries use
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from control_plane.store.schema import metadata
+from control_plane.store.metadata import metadata
 
 
 def _node(primary_key: bool = False) -> sa.Column[str]:

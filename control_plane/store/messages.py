@@ -108,10 +108,7 @@ async def mark_processed_many(
     if fresh:
         await conn.execute(
             processed_messages.insert(),
-            [
-                {"node_id": n, "id": i, "type": types[(n, i)], "received_at": now}
-                for n, i in fresh
-            ],
+            [{"node_id": n, "id": i, "type": types[(n, i)], "received_at": now} for n, i in fresh],
         )
     return set(fresh)
 

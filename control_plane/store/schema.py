@@ -1,13 +1,62 @@
 """Table definitions (SQLAlchemy Core).  Changes here need a migration in ``migrations/``.
 
-Times are seconds since the epoch (float); JSON columns hold small documents only.
+Times are seconds since the epoch (float); JSON columns hold small documents only.  The
+tables of the identity, nodes, Run Command, documents, audit and Parameter Store are here; each
+later capability's are in a module of their own beside it (``*_tables.py``, on the same
+``metadata``), re-exported here so ``schema.<table>`` names every table.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-metadata = sa.MetaData()
+from control_plane.store import inventory_tables as inventory_tables
+from control_plane.store.association_tables import (
+    association_executions as association_executions,
+)
+from control_plane.store.association_tables import (
+    association_targets as association_targets,
+)
+from control_plane.store.association_tables import (
+    association_versions as association_versions,
+)
+from control_plane.store.association_tables import (
+    associations as associations,
+)
+from control_plane.store.association_tables import (
+    node_association_sets as node_association_sets,
+)
+from control_plane.store.association_tables import (
+    scheduler_leases as scheduler_leases,
+)
+from control_plane.store.compliance_tables import (
+    compliance_history as compliance_history,
+)
+from control_plane.store.compliance_tables import (
+    compliance_items as compliance_items,
+)
+from control_plane.store.compliance_tables import (
+    compliance_summaries as compliance_summaries,
+)
+from control_plane.store.metadata import metadata as metadata
+from control_plane.store.window_tables import (
+    change_calendars as change_calendars,
+)
+from control_plane.store.window_tables import (
+    maintenance_windows as maintenance_windows,
+)
+from control_plane.store.window_tables import (
+    window_executions as window_executions,
+)
+from control_plane.store.window_tables import (
+    window_targets as window_targets,
+)
+from control_plane.store.window_tables import (
+    window_task_executions as window_task_executions,
+)
+from control_plane.store.window_tables import (
+    window_tasks as window_tasks,
+)
 
 tokens = sa.Table(
     "tokens",
@@ -364,302 +413,3 @@ parameter_schedule = sa.Table(
     sa.Column("fired_at", sa.Float, nullable=True),
     sa.Index("ix_parameter_schedule_due", "fired_at", "fire_at"),
 )
-
-# Maintenance Windows and change calendars (services/windows/, services/calendars/) ---------
-
-# A maintenance window (SSM's CreateMaintenanceWindow); next_run_at: its next start, advanced
-# in the transaction that records the execution it claims (None: disabled or no more runs).
-maintenance_windows = sa.Table(
-    "maintenance_windows",
-    metadata,
-    sa.Column("id", sa.String(20), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False),
-    sa.Column("description", sa.String(128), nullable=False, server_default=""),
-    sa.Column("schedule", sa.String(256), nullable=False),
-    sa.Column("schedule_timezone", sa.String(64), nullable=False),
-    sa.Column("schedule_offset", sa.Integer, nullable=True),
-    sa.Column("duration", sa.Integer, nullable=False),
-    sa.Column("cutoff", sa.Integer, nullable=False),
-    sa.Column("start_date", sa.Float, nullable=True),
-    sa.Column("end_date", sa.Float, nullable=True),
-    sa.Column("allow_unassociated_targets", sa.Boolean, nullable=False),
-    sa.Column("enabled", sa.Boolean, nullable=False),
-    sa.Column("next_run_at", sa.Float, nullable=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("modified_at", sa.Float, nullable=False),
-    sa.Column("created_by", sa.String(128), nullable=False),
-    sa.Index("ix_maintenance_windows_due", "enabled", "next_run_at"),
-)
-
-# RegisterTargetWithMaintenanceWindow: target specs (as Run Command's) under a target id.
-window_targets = sa.Table(
-    "window_targets",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column(
-        "window_id",
-        sa.String(20),
-        sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("name", sa.String(128), nullable=False, server_default=""),
-    sa.Column("targets", sa.JSON, nullable=False),
-    sa.Column("owner_information", sa.String(128), nullable=False, server_default=""),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-# RegisterTaskWithMaintenanceWindow (RUN_COMMAND): targets are specs or window-target:ID.
-window_tasks = sa.Table(
-    "window_tasks",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column(
-        "window_id",
-        sa.String(20),
-        sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("name", sa.String(128), nullable=False, server_default=""),
-    sa.Column("task_type", sa.String(32), nullable=False),
-    sa.Column("document", sa.String(128), nullable=False),
-    sa.Column("document_version", sa.String(64), nullable=True),
-    sa.Column("targets", sa.JSON, nullable=False),
-    sa.Column("parameters", sa.JSON, nullable=False),
-    sa.Column("priority", sa.Integer, nullable=False),
-    sa.Column("max_concurrency", sa.String(8), nullable=False),
-    sa.Column("max_errors", sa.String(8), nullable=False),
-    sa.Column("cutoff_behavior", sa.String(16), nullable=False),
-    sa.Column("timeout_seconds", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-# One run of a window; (window_id, scheduled_at) unique: a start is recorded once, whoever
-# claims it (the claim and this row are one transaction).
-window_executions = sa.Table(
-    "window_executions",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column(
-        "window_id",
-        sa.String(20),
-        sa.ForeignKey("maintenance_windows.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("scheduled_at", sa.Float, nullable=False),
-    sa.Column("start_time", sa.Float, nullable=False),
-    sa.Column("end_time", sa.Float, nullable=True),
-    sa.Column("cutoff_at", sa.Float, nullable=False),
-    sa.Column("ends_at", sa.Float, nullable=False),
-    sa.Column("status", sa.String(24), nullable=False),
-    sa.Column("status_details", sa.String(250), nullable=False, server_default=""),
-    sa.UniqueConstraint("window_id", "scheduled_at", name="uq_window_executions_slot"),
-    sa.Index("ix_window_executions_status", "status"),
-)
-
-# One task of one window run, a snapshot of the task as registered when the run started; its
-# command id is its own id (or, with {{TARGET_ID}}, one derived per node from it).
-window_task_executions = sa.Table(
-    "window_task_executions",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column(
-        "window_execution_id",
-        sa.String(36),
-        sa.ForeignKey("window_executions.id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
-    ),
-    sa.Column("window_id", sa.String(20), nullable=False),
-    sa.Column("task_id", sa.String(36), nullable=False),
-    sa.Column("task_type", sa.String(32), nullable=False),
-    sa.Column("priority", sa.Integer, nullable=False),
-    sa.Column("document", sa.String(128), nullable=False),
-    sa.Column("document_version", sa.String(64), nullable=True),
-    sa.Column("targets", sa.JSON, nullable=False),
-    sa.Column("parameters", sa.JSON, nullable=False),
-    sa.Column("max_concurrency", sa.String(8), nullable=False),
-    sa.Column("max_errors", sa.String(8), nullable=False),
-    sa.Column("cutoff_behavior", sa.String(16), nullable=False),
-    sa.Column("timeout_seconds", sa.Integer, nullable=False),
-    sa.Column("per_target", sa.Boolean, nullable=False),
-    sa.Column("node_ids", sa.JSON, nullable=True),
-    sa.Column("status", sa.String(24), nullable=False),
-    sa.Column("status_details", sa.String(250), nullable=False, server_default=""),
-    sa.Column("start_time", sa.Float, nullable=True),
-    sa.Column("end_time", sa.Float, nullable=True),
-)
-
-# A change calendar (SSM's ChangeCalendar document): DEFAULT_OPEN (events close it) or
-# DEFAULT_CLOSED (events open it); events from an iCalendar text or a schedule + duration.
-change_calendars = sa.Table(
-    "change_calendars",
-    metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("calendar_type", sa.String(16), nullable=False),
-    sa.Column("description", sa.String(256), nullable=False, server_default=""),
-    sa.Column("ics", sa.Text, nullable=True),
-    sa.Column("schedule", sa.String(256), nullable=True),
-    sa.Column("duration", sa.Float, nullable=True),
-    sa.Column("timezone", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("modified_at", sa.Float, nullable=False),
-    sa.Column("created_by", sa.String(128), nullable=False),
-)
-
-# Compliance (services/compliance/) ---------------------------------------------------------
-# Items per (node, compliance type, item id), as SSM's PutComplianceItems leaves them: a put
-# replaces every item of its type on its node.
-compliance_items = sa.Table(
-    "compliance_items",
-    metadata,
-    sa.Column(
-        "node_id", sa.String(20), sa.ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column("compliance_type", sa.String(100), primary_key=True),
-    sa.Column("item_id", sa.String(100), primary_key=True),
-    sa.Column("title", sa.String(500), nullable=False, server_default=""),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("details", sa.JSON, nullable=False),
-    # When the item took its current status (it appeared, or its status changed).
-    sa.Column("status_since", sa.Float, nullable=False),
-)
-
-# One row per (node, compliance type) put: its execution summary and counts, so summaries
-# never scan items (a put of no items leaves a row: the type is there, and compliant).
-compliance_summaries = sa.Table(
-    "compliance_summaries",
-    metadata,
-    sa.Column(
-        "node_id", sa.String(20), sa.ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
-    ),
-    sa.Column("compliance_type", sa.String(100), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("overall_severity", sa.String(16), nullable=False),
-    # {"COMPLIANT": {"CRITICAL": n, ...}, "NON_COMPLIANT": {...}}: item counts.
-    sa.Column("counts", sa.JSON, nullable=False),
-    sa.Column("execution_id", sa.String(100), nullable=False, server_default=""),
-    sa.Column("execution_type", sa.String(50), nullable=False, server_default=""),
-    sa.Column("execution_time", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Index("ix_compliance_summaries_type", "compliance_type", "node_id"),
-)
-
-# Every change of an item: it appeared (old_status NULL), its status changed, it went away
-# (new_status NULL).  Kept for server.compliance_history_retention, then pruned.
-compliance_history = sa.Table(
-    "compliance_history",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "node_id", sa.String(20), sa.ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False
-    ),
-    sa.Column("compliance_type", sa.String(100), nullable=False),
-    sa.Column("item_id", sa.String(100), nullable=False),
-    sa.Column("time", sa.Float, nullable=False),
-    sa.Column("old_status", sa.String(16), nullable=True),
-    sa.Column("new_status", sa.String(16), nullable=True),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("execution_id", sa.String(100), nullable=False, server_default=""),
-    sa.Column("execution_type", sa.String(50), nullable=False, server_default=""),
-    sa.Index("ix_compliance_history_node", "node_id", "id"),
-    sa.Index("ix_compliance_history_time", "time"),
-)
-
-# State Manager associations and the scheduler lease (services/associations/, scheduling/) --
-
-# Who runs the schedules (services/scheduling/lease.py): one row per lease.
-scheduler_leases = sa.Table(
-    "scheduler_leases",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(128), nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
-    sa.Column("renewed_at", sa.Float, nullable=False),
-)
-
-# State Manager: an association (a document, its parameters, targets and schedule) as it is
-# now; every version it had is in association_versions.
-associations = sa.Table(
-    "associations",
-    metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("name", sa.String(128), nullable=False, unique=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("document_name", sa.String(128), nullable=False),
-    sa.Column("document_version", sa.String(32), nullable=True),  # None: the default, at run
-    sa.Column("parameters", sa.JSON, nullable=False),
-    sa.Column("targets", sa.JSON, nullable=False),
-    sa.Column("schedule", sa.String(256), nullable=True),
-    sa.Column("timezone", sa.String(64), nullable=False),
-    sa.Column("apply_only_at_cron_interval", sa.Boolean, nullable=False),
-    sa.Column("schedule_offset", sa.Integer, nullable=True),
-    sa.Column("max_concurrency", sa.String(8), nullable=False),
-    sa.Column("max_errors", sa.String(8), nullable=False),
-    sa.Column("compliance_severity", sa.String(16), nullable=False),
-    sa.Column("sync_compliance", sa.String(8), nullable=False),
-    sa.Column("calendars", sa.JSON, nullable=False),
-    sa.Column("execution_timeout", sa.Integer, nullable=False),
-    sa.Column("anchor", sa.Float, nullable=False),  # rate(): runs at anchor + k * interval
-    sa.Column("next_run_at", sa.Float, nullable=True, index=True),  # None: no schedule
-    sa.Column("last_slot", sa.Float, nullable=True),  # the latest scheduled run claimed
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("created_by", sa.String(128), nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("updated_by", sa.String(128), nullable=False),
-)
-
-association_versions = sa.Table(
-    "association_versions",
-    metadata,
-    sa.Column("association_id", sa.String(36), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("snapshot", sa.JSON, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("created_by", sa.String(128), nullable=False),
-)
-
-# One row per run of an association (its id is the command's when it ran); a run that did
-# not start (a change calendar was CLOSED, the document is gone) has no command and says why.
-association_executions = sa.Table(
-    "association_executions",
-    metadata,
-    sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("association_id", sa.String(36), nullable=False, index=True),
-    sa.Column("association_version", sa.Integer, nullable=False),
-    sa.Column("trigger", sa.String(16), nullable=False),  # schedule|create|update|targets|run-now
-    sa.Column("slot", sa.Float, nullable=True),  # the scheduled time, for trigger schedule
-    sa.Column("created_at", sa.Float, nullable=False, index=True),
-    sa.Column("command_id", sa.String(40), nullable=True),
-    sa.Column("status", sa.String(16), nullable=True),  # set when there is no command
-    sa.Column("detailed_status", sa.String(300), nullable=True),
-    sa.Column("synced_at", sa.Float, nullable=True),  # every node's result applied
-)
-
-# Each association's targets: what last happened there (an association's compliance).
-association_targets = sa.Table(
-    "association_targets",
-    metadata,
-    sa.Column("association_id", sa.String(36), primary_key=True),
-    sa.Column("node_id", sa.String(20), primary_key=True, index=True),
-    sa.Column("version_applied", sa.Integer, nullable=True),  # None: not run there yet
-    sa.Column("last_execution_id", sa.String(40), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),  # Pending|InProgress|Success|Failed|Skipped
-    sa.Column("detailed_status", sa.String(300), nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("last_success_at", sa.Float, nullable=True),
-)
-
-# The association set each node was last sent (the associations message), by revision.
-node_association_sets = sa.Table(
-    "node_association_sets",
-    metadata,
-    sa.Column("node_id", sa.String(20), primary_key=True),
-    sa.Column("revision", sa.String(64), nullable=False),
-    sa.Column("sent_at", sa.Float, nullable=False),
-)
-
-# Inventory's tables live in their own module, on this metadata.
-from control_plane.store import inventory_tables as inventory_tables  # noqa: E402

@@ -39,9 +39,7 @@ async def enqueue(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
 
 async def due(conn: AsyncConnection, now: float, limit: int) -> list[dict[str, Any]]:
     query = (
-        sa.select(
-            webhook_deliveries, webhooks.c.url, webhooks.c.secret, webhooks.c.created_by
-        )
+        sa.select(webhook_deliveries, webhooks.c.url, webhooks.c.secret, webhooks.c.created_by)
         .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
         .where(webhook_deliveries.c.next_attempt_at <= now)
         .order_by(webhook_deliveries.c.id)
