@@ -32,12 +32,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import signal
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from agent import wire
@@ -64,6 +62,8 @@ from agent.execution.outcomes import (
     write_lost,
     write_reboot_failed,
 )
+from agent.execution.reboots import RebootSettings as RebootSettings
+from agent.execution.reboots import rebooted, run_reboot_command
 from agent.execution.ssm_values import take
 from agent.outbox import Outbox
 from agent.transport.base import Transport
@@ -76,13 +76,6 @@ PRUNE_EVERY_SECONDS = 3600.0
 SUPERVISE_TRIES = 3
 # Answers that say the upload itself can never be stored (unknown command, too large, ...).
 UPLOAD_REFUSED = frozenset({400, 404, 409, 413, 422})
-
-
-@dataclass(frozen=True)
-class RebootSettings:
-    enabled: bool
-    command: tuple[str, ...]
-    report_budget_seconds: float = 8.0  # how long to wait for the InProgress report to leave
 
 
 # Output up to this many bytes is all in the step's record (it keeps that many characters,
@@ -340,7 +333,7 @@ class Executor:
             if launched == attempt:  # the worker started for it exited without claiming it
                 await asyncio.to_thread(write_lost, cmd)
                 continue
-            if state is State.RESUME and not await asyncio.to_thread(self._rebooted, cmd):
+            if state is State.RESUME and not await asyncio.to_thread(rebooted, cmd):
                 await self._reboot(cmd)
                 return
             launched = attempt
@@ -462,15 +455,6 @@ class Executor:
         return "uploaded"
 
     # Reboots -------------------------------------------------------------------------------
-    def _rebooted(self, cmd: CommandDir) -> bool:
-        """Whether the reboot asked for by the pending attempt was already carried out (or
-        must not be: the command was cancelled meanwhile)."""
-        resume = cmd.read("resume.json") or {}
-        progress = cmd.read("progress.json") or {}
-        return progress.get("rebooted_for", 0) >= resume.get("attempt", 0) or cmd.exists(
-            "cancel.json"
-        )
-
     async def _reboot(self, cmd: CommandDir) -> None:
         resume = await asyncio.to_thread(cmd.read, "resume.json") or {}
         attempt = int(resume.get("attempt", 2))
@@ -502,32 +486,12 @@ class Executor:
                 "reboot_command": " ".join(self.reboot.command),
             },
         )
-        error = await self._run_reboot_command(cmd)
+        error = await run_reboot_command(self.reboot, cmd)
         if error is None:
             return  # the node goes down; the next agent runs the step again
         log.error("reboot command failed", extra={"command_id": cmd.command_id, "error": error})
         await asyncio.to_thread(write_reboot_failed, cmd, error)
         await self.report(cmd)
-
-    async def _run_reboot_command(self, cmd: CommandDir) -> str | None:
-        env = dict(os.environ, CORRAL_AGENT_PID=str(os.getpid()), CORRAL_COMMAND_ID=cmd.command_id)
-        log_path = cmd.file("reboot.log")
-        try:
-            with log_path.open("ab") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    *self.reboot.command,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=out,
-                    env=env,
-                )
-        except OSError as exc:
-            return f"cannot run the reboot command {self.reboot.command[0]}: {exc.strerror or exc}"
-        code = await proc.wait()
-        if code == 0:
-            return None
-        tail = log_path.read_bytes()[-500:].decode("utf-8", "replace").strip()
-        return f"the reboot command exited with {code}" + (f": {tail}" if tail else "")
 
 
 # Files ---------------------------------------------------------------------------------------
