@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -29,6 +29,7 @@ from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.events import EventBus
 from control_plane.services.inventory import checks, model
 from control_plane.services.presence import Presence
+from control_plane.services.ratelimit import TokenBuckets
 from control_plane.store import compliance as compliance_store
 from control_plane.store import inventory as store
 from control_plane.store import messages as inbox
@@ -39,31 +40,27 @@ EVENT_MAX_ITEMS: Final = 100  # of each kind (added, removed, changed) in one ev
 DEFAULT_BYTES_PER_HOUR: Final = 64 * 1024 * 1024
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    at: float
-
-
-@dataclass
 class Budget:
-    """Each node's upload bytes: ``per_hour``, refilled continuously."""
+    """Each node's upload bytes: ``per_hour``, refilled continuously (one token bucket per
+    node, services/ratelimit.py's)."""
 
-    per_hour: float
-    clock: Callable[[], float] = time.monotonic
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    def __init__(self, per_hour: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.per_hour = per_hour
+
+    @property
+    def per_hour(self) -> float:
+        return self._per_hour
+
+    @per_hour.setter
+    def per_hour(self, value: float) -> None:
+        self._per_hour = float(value)
+        self._buckets = TokenBuckets(value / 3600, max(int(value), 1), self._clock)
 
     def take(self, node_id: str, size: int) -> bool:
-        now = self.clock()
-        bucket = self._buckets.get(node_id)
-        if bucket is None:
-            bucket = self._buckets[node_id] = _Bucket(self.per_hour, now)
-        bucket.tokens = min(self.per_hour, bucket.tokens + (now - bucket.at) * self.per_hour / 3600)
-        bucket.at = now
-        if size > bucket.tokens:
+        if size > self._buckets.burst:
             return False
-        bucket.tokens -= size
-        return True
+        return self._buckets.take(node_id, size) == 0.0
 
 
 @dataclass
