@@ -88,6 +88,9 @@ class AgentConfig:
     inventory_file_roots: tuple[str, ...] = dataclasses.field(
         default_factory=default_inventory_file_roots
     )
+    # Patch Manager: the tree whose packages AWS-RunPatchBaseline scans and patches ("/";
+    # another absolute path for an image or chroot kept by this node).
+    patch_root: str = "/"
 
     @property
     def state_file(self) -> Path:
@@ -162,6 +165,10 @@ def load_config(state_dir: Path | None) -> AgentConfig:
                         f"{path}: inventory_file_roots must be a list of absolute paths"
                     )
                 values[key] = tuple(value)
+            elif key == "patch_root":
+                if not (isinstance(value, str) and os.path.isabs(value)):
+                    raise ConfigError(f"{path}: patch_root must be an absolute path")
+                values[key] = value
             elif key == "reboot_command":
                 if not (
                     isinstance(value, list)

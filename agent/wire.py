@@ -193,6 +193,20 @@ class RunCommandBody(TypedDict):
     # keeps them in memory only (never in its journal, outbox, logs or state dir) and hands
     # them to the worker's interpolation; at most MAX_SSM_VALUES / MAX_SSM_VALUES_BYTES.
     ssm_values: NotRequired[dict[str, str]]
+    # Patch Manager (docs/patching.md): the baselines an AWS-RunPatchBaseline command runs
+    # against, resolved by the server when the command was sent (its snapshot); absent for
+    # other documents.
+    patch: NotRequired[PatchDelivery]
+
+
+class PatchDelivery(TypedDict):
+    """The node's patch group and, per baseline OperatingSystem, the baseline it is patched
+    against (GetPatchBaseline's JSON, BaselineId included); the agent uses the one for its
+    own operating system."""
+
+    snapshot_id: str
+    patch_group: str
+    baselines: dict[str, dict[str, Any]]
 
 
 class CancelCommandBody(TypedDict):
@@ -333,6 +347,9 @@ class InventoryBody(TypedDict):
     hashes: dict[str, str]
     custom_complete: bool
     errors: list[InventoryError]
+    # True: only the types listed were gathered (Patch Manager's AWS:PatchSummary and
+    # Corral:Patch); the node's other types, its errors and capture time stay as they are.
+    partial: NotRequired[bool]
 
 
 class InventoryResyncBody(TypedDict):

@@ -40,7 +40,7 @@ from agent.errors import DocumentError
 from agent.execution.journal import invocation_response_code
 from agent.execution.ssm_values import secure_values
 from agent.plugins import ACTIONS, Control, Plugin, PluginResult, StepContext, StopReason
-from agent.plugins.base import InventorySettings, NestedOutcome
+from agent.plugins.base import InventorySettings, NestedOutcome, PatchSettings
 from agent.plugins.output import CappedOutput
 from agent.wire import StepResult
 
@@ -75,6 +75,7 @@ class EngineSettings:
     kill_grace_seconds: float = 5.0
     reboots: Reboots = Reboots.ALLOWED
     inventory: InventorySettings | None = None
+    patching: PatchSettings | None = None
 
 
 @dataclass
@@ -309,6 +310,7 @@ class DocumentRun:
             run_nested=self._nested,
             node_id=self.node_id,
             inventory=self.settings.inventory,
+            patching=self.settings.patching,
         )
         plugin = action.factory()
         self._plugin = plugin
@@ -353,6 +355,7 @@ class DocumentRun:
             self.settings.kill_grace_seconds,
             Reboots.NESTED,
             self.settings.inventory,
+            self.settings.patching,
         )
         return DocumentRun(
             doc,

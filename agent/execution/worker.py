@@ -194,6 +194,7 @@ def _execute(
         kill_grace_seconds=settings.kill_grace_seconds,
         reboots=Reboots.ALLOWED if settings.reboots_enabled else Reboots.DISABLED,
         inventory=settings.inventory(),
+        patching=settings.patching(body.get("patch"), settings.reboots_enabled),
     )
     run = DocumentRun(
         doc,

@@ -26,8 +26,10 @@ class InventoryType:
     numbers: frozenset[str] = frozenset()  # NUMBER attributes (compared as numbers)
     version_attribute: str | None = None  # compared with the package manager's rules
     platforms: frozenset[str] = frozenset({"Linux", "MacOS", "Windows"})
-    # Filled by the server, not gathered by the agent (compliance, Patch Manager).
+    # Filled by the server, not gathered by the agent (compliance).
     server_side: bool = False
+    # Written by AWS-RunPatchBaseline's operation on the node, not by a gathering.
+    patch_manager: bool = False
     # Corral's own attributes beside SSM's (documented as such).
     extra: tuple[str, ...] = ()
     # The attribute the server indexes (equality and begins-with filters on it, summaries
@@ -54,6 +56,7 @@ WINDOWS_REGISTRY: Final = "AWS:WindowsRegistry"
 WINDOWS_ROLE: Final = "AWS:WindowsRole"
 COMPLIANCE_ITEM: Final = "AWS:ComplianceItem"
 PATCH_SUMMARY: Final = "AWS:PatchSummary"
+PATCH: Final = "Corral:Patch"  # one item per patch (DescribeInstancePatches)
 LISTENING_PORT: Final = "Corral:ListeningPort"
 USER: Final = "Corral:User"
 
@@ -266,9 +269,68 @@ _TYPES: tuple[InventoryType, ...] = (
                 "NotApplicableCount",
                 "MissingCount",
                 "FailedCount",
+                "InstalledPendingRebootCount",
+                "InstalledRejectedCount",
+                "AvailableSecurityUpdateCount",
+                "CriticalNonCompliantCount",
+                "SecurityNonCompliantCount",
+                "OtherNonCompliantCount",
             }
         ),
-        server_side=True,
+        # DescribeInstancePatchStates' fields beside the inventory type's own.
+        extra=(
+            "InstalledPendingRebootCount",
+            "InstalledRejectedCount",
+            "AvailableSecurityUpdateCount",
+            "CriticalNonCompliantCount",
+            "SecurityNonCompliantCount",
+            "OtherNonCompliantCount",
+            "RebootOption",
+            "LastNoRebootInstallOperationTime",
+            "InstallOverrideList",
+            "ComplianceStatus",
+            "ComplianceSeverity",
+            "OperatingSystem",
+            "Product",
+            "PackageManager",
+            "CommandId",
+            "Message",
+        ),
+        patch_manager=True,
+    ),
+    InventoryType(
+        PATCH,
+        "1.0",
+        (
+            "Title",
+            "KBId",
+            "Classification",
+            "Severity",
+            "State",
+            "InstalledTime",
+            "CVEIds",
+        ),
+        ("KBId",),
+        indexed="KBId",
+        version_attribute="AvailableVersion",
+        # DescribeInstancePatches' fields, then what Corral adds to explain each state.
+        extra=(
+            "Name",
+            "Arch",
+            "InstalledVersion",
+            "AvailableVersion",
+            "ReleaseDate",
+            "Repository",
+            "Section",
+            "Priority",
+            "Security",
+            "AdvisoryIds",
+            "Rule",
+            "ComplianceLevel",
+            "ApprovalDate",
+            "Reason",
+        ),
+        patch_manager=True,
     ),
     InventoryType(
         LISTENING_PORT,

@@ -54,9 +54,11 @@ def queue(
     errors: list[wire.InventoryError],
     schema_versions: dict[str, str] | None = None,
     now: float | None = None,
+    partial: bool = False,
 ) -> Queued:
     """Queue the parts of every type whose hash changed, then the summary; record the
-    hashes.  One transaction."""
+    hashes.  One transaction.  ``partial``: ``gathered`` is not the whole inventory (a
+    Patch Manager operation's types): the server keeps the node's other types as they are."""
     capture = time.time() if now is None else now
     hashes = {name: content.content_hash(items) for name, items in gathered.items()}
     result = Queued()
@@ -107,6 +109,8 @@ def queue(
             custom_complete=custom_complete,
             errors=errors[: wire.INVENTORY_MAX_ERRORS],
         )
+        if partial:
+            summary["partial"] = True
         messages.append(wire.make_message(wire.MSG_INVENTORY, _plain(summary)))
         return messages
 

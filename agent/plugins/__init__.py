@@ -16,6 +16,7 @@ from agent.plugins import (
     ensure_service,
     put_compliance_items,
     run_document,
+    run_patch_baseline,
     run_powershell_script,
     run_shell_script,
     software_inventory,
@@ -48,6 +49,9 @@ ACTIONS: dict[str, Action] = {
     ensure_file.NAME: Action(ensure_file.EnsureFile, ensure_file.PLATFORMS),
     put_compliance_items.NAME: Action(
         put_compliance_items.PutComplianceItems, put_compliance_items.PLATFORMS
+    ),
+    run_patch_baseline.NAME: Action(
+        run_patch_baseline.RunPatchBaseline, run_patch_baseline.PLATFORMS
     ),
     software_inventory.NAME: Action(
         software_inventory.SoftwareInventory, software_inventory.PLATFORMS

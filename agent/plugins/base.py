@@ -110,6 +110,29 @@ class InventorySettings:
         return self.state_dir / "inventory" / "custom"
 
 
+@dataclass(frozen=True)
+class PatchSettings:
+    """What corral:runPatchBaseline needs of the agent: its state dir (the outbox its
+    report is queued in, the pending-reboot record), the tree whose packages it patches
+    (``/``; an image or a test's throw-away root), whether it may reboot the node, and the
+    baselines the server delivered with the command (wire.PatchDelivery; None: none)."""
+
+    state_dir: Path | None
+    root: str = "/"
+    reboots_allowed: bool = True
+    delivery: dict[str, Any] | None = None
+
+    @property
+    def outbox_file(self) -> Path | None:
+        return self.state_dir / "outbox.db" if self.state_dir is not None else None
+
+    @property
+    def pending_file(self) -> Path | None:
+        if self.state_dir is None:
+            return None
+        return self.state_dir / "patching" / "pending-reboot.json"
+
+
 @dataclass
 class StepContext:
     """Everything a plugin may use: nothing global, nothing patched."""
@@ -128,6 +151,7 @@ class StepContext:
     node_id: str = ""  # the node's id (mi-...); empty where there is none (run-document)
     # aws:softwareInventory's settings; None where there is no agent state (run-document).
     inventory: InventorySettings | None = None
+    patching: PatchSettings | None = None  # corral:runPatchBaseline (None: run-document)
 
 
 class Plugin(Protocol):

@@ -29,6 +29,7 @@ from control_plane.api import (
     inventory,
     nodes,
     parameters,
+    patching,
     tokens,
     webhooks,
     windows,
@@ -91,6 +92,8 @@ def create_app(cp: ControlPlane) -> FastAPI:
         inventory,
     ):
         app.include_router(module.router)
+    for router in patching.routers:
+        app.include_router(router)
     app.include_router(documents.router)
 
     app.add_middleware(AuditMiddleware, db=cp.db)

@@ -32,6 +32,7 @@ RESOURCE_TYPES = (
     "activation",
     "association",
     "audit",
+    "baseline",
     "calendar",
     "command",
     "document",
@@ -159,6 +160,21 @@ ACTIONS: Mapping[str, Action] = _catalog(
     ("inventory:GetHistory", "node", "r"),
     ("inventory:GetSchema", "*", "r"),
     ("inventory:DeleteCustomType", "inventory", ""),
+    # Patch Manager: baselines (``baseline/<id>``), and what nodes reported, on the node
+    # (its tags in conditions, as inventory:Get); the fleet summary is evaluated per node.
+    ("patch:CreateBaseline", "baseline", ""),
+    ("patch:UpdateBaseline", "baseline", ""),
+    ("patch:DeleteBaseline", "baseline", ""),
+    ("patch:GetBaseline", "baseline", "r"),
+    ("patch:ListBaselines", "baseline", "r"),
+    ("patch:SetDefaultBaseline", "baseline", ""),
+    ("patch:RegisterPatchGroup", "baseline", ""),
+    ("patch:DeregisterPatchGroup", "baseline", ""),
+    ("patch:ListPatchGroups", "*", "r"),
+    ("patch:DescribeInstancePatchStates", "node", "r"),
+    ("patch:DescribeInstancePatches", "node", "r"),
+    ("patch:GetHistory", "node", "r"),
+    ("patch:DescribeEffectivePatches", "node,baseline", "r"),
     ("identity:WhoAmI", "*", "ri"),
 )
 

@@ -252,7 +252,7 @@ class AgentLink:
                     unsent = [m for m in fresh if m["id"] not in self._in_flight]
                     if not unsent:  # all sent already (read from the inbox): look again
                         continue
-                    batch = await self._channel.expand(unsent)
+                    batch = await self._channel.expand(unsent, self.node_id)
                 else:
                     batch = await self._channel.next_batch(
                         self.node_id, frozenset(self._in_flight), limit

@@ -50,7 +50,8 @@ Validator = Callable[[Message], None]
 
 # An expander turns a compact inbox body into what the agent receives (e.g. a run_command
 # stored once per command, not once per node).
-Expander = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+# (an inbox body, the node it is for) -> the body as the node receives it.
+Expander = Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]]
 
 MAX_DELIVERY_BATCH = 50
 
@@ -147,14 +148,14 @@ class AgentChannel:
             pending = await store.pending(conn, node_id, limit + 1, exclude or frozenset())
         if len(pending) > limit or (pending and exclude is None):
             self._presence.notify(node_id)  # more to come, or due again until acknowledged
-        return await self.expand(pending[:limit])
+        return await self.expand(pending[:limit], node_id)
 
-    async def expand(self, messages: list[Message]) -> list[Message]:
+    async def expand(self, messages: list[Message], node_id: str) -> list[Message]:
         """Messages as the agent receives them (compact inbox bodies made whole)."""
         for message in messages:
             expander = self._expanders.get(message["type"])
             if expander is not None:
-                message["body"] = await expander(message["body"])
+                message["body"] = await expander(message["body"], node_id)
         return messages
 
     async def acknowledge(self, node_id: str, ids: list[str]) -> None:

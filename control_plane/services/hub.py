@@ -16,6 +16,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent import wire
+from agent.inventory import schema
 from control_plane.config import ServerConfig
 from control_plane.errors import CorralError
 from control_plane.security.ca import CertificateAuthority
@@ -41,6 +42,7 @@ from control_plane.services.nodes import NodeService
 from control_plane.services.openings import Openings
 from control_plane.services.operators import OperatorService
 from control_plane.services.parameters.service import ParameterService
+from control_plane.services.patching import PatchService
 from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
@@ -107,6 +109,13 @@ class ControlPlane:
         self.channel.register_batch_handler(wire.MSG_INVENTORY_PART, self.inventory_ingest.on_parts)
         self.channel.register_batch_handler(wire.MSG_INVENTORY, self.inventory_ingest.on_summaries)
         self.compliance.on_changed = self.inventory_ingest.compliance_changed
+        # Patch Manager (services/patching/): snapshots at send, baselines at delivery, the
+        # node's Patch compliance kept from its patch inventory.
+        self.patching = PatchService(self.db, clock, self.compliance)
+        self.commands.patching = self.patching.snapshots
+        self.dispatcher.patch_delivery = self.patching.snapshots.delivery
+        for type_name in (schema.PATCH_SUMMARY, schema.PATCH):
+            self.inventory_ingest.on_applied[type_name] = self.patching.reports.refresh
         self.groups = GroupService(self.db, clock)
         self.webhooks = WebhookService(self.db, self.events, clock, self.operators)
         self.node_events = NodeEventService(self.db, self.channel, self.events, clock)
@@ -230,6 +239,7 @@ class ControlPlane:
                 await messages.prune_processed(conn, self.clock() - PROCESSED_RETENTION)
             await self.compliance.prune_if_due(self.clock())
             await self.inventory.prune_if_due(self.clock())
+            await self.patching.snapshots.prune_if_due(self.clock())
             passed()
 
     async def flush(self) -> None:

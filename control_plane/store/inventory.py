@@ -268,17 +268,19 @@ async def changes_page(
     node_id: str,
     *,
     since: float | None,
-    type_name: str | None,
+    type_name: str | Sequence[str] | None,
     before_id: int | None,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """The node's changes, newest first."""
+    """The node's changes (of one type, or of several), newest first."""
     c = inventory_changes.c
     query = sa.select(inventory_changes).where(c.node_id == node_id)
     if since is not None:
         query = query.where(c.time >= since)
-    if type_name is not None:
+    if isinstance(type_name, str):
         query = query.where(c.type_name == type_name)
+    elif type_name is not None:
+        query = query.where(c.type_name.in_(list(type_name)))
     if before_id is not None:
         query = query.where(c.id < before_id)
     query = query.order_by(c.id.desc()).limit(limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from control_plane.store import inventory_tables as inventory_tables
+from control_plane.store import patch_tables as patch_tables
 from control_plane.store.association_tables import (
     association_executions as association_executions,
 )
@@ -195,6 +196,8 @@ commands = sa.Table(
     sa.Column("cancel_requested_at", sa.Float, nullable=True),
     # Parameter Store references, pinned at send: {"ssm:/a": {"name", "version", "secure"}}.
     sa.Column("parameter_refs", sa.JSON, nullable=True),
+    # AWS-RunPatchBaseline: {"snapshot_id", "groups": {node id: patch group}} (services/patching).
+    sa.Column("patch", sa.JSON, nullable=True),
 )
 
 invocations = sa.Table(

@@ -18,6 +18,7 @@ from control_plane.api.app import create_app
 from control_plane.api.authz import Allow
 from control_plane.config import load_config
 from control_plane.services.hub import ControlPlane
+from control_plane.services.ratelimit import RateLimits
 from tests.unit.conftest import Api, RunApi, ServerDir
 from tests.unit.test_authz_routes import READS_BY_POST, _declarations, _walk
 
@@ -136,6 +137,22 @@ def cases(world: World) -> dict[tuple[str, str], Case]:
         ),
         ("DELETE", "/v1/calendars/{name}"): Case("calendar/old"),
         ("DELETE", "/v1/inventory/types/{type_name}"): Case("inventory/Custom:Audit"),
+        ("POST", "/v1/baselines"): Case(
+            r"baseline/pb-[0-9a-f]{17}", {"Name": "audit-made", "OperatingSystem": "UBUNTU"}
+        ),
+        ("PATCH", "/v1/baselines/{baseline_id}"): Case(
+            f"baseline/{world['baseline']}", {"Description": "changed"}
+        ),
+        ("POST", "/v1/baselines/{baseline_id}/patch-groups"): Case(
+            f"baseline/{world['baseline']}", {"patch_group": "audit"}
+        ),
+        ("DELETE", "/v1/baselines/{baseline_id}/patch-groups"): Case(
+            f"baseline/{world['baseline']}", params={"patch_group": "audit"}
+        ),
+        ("DELETE", "/v1/baselines/{baseline_id}"): Case(f"baseline/{world['baseline']}"),
+        ("POST", "/v1/baselines/{baseline_id}/default"): Case(
+            f"baseline/{world['spare_baseline']}"
+        ),
         ("PUT", "/v1/compliance/nodes/{node_id}/items"): Case(
             f"node/{node}",
             {
@@ -216,7 +233,13 @@ async def build_world(api: Api) -> World:
             headers=h,
         )
     )
+    baselines = [
+        await ok(post("/v1/baselines", json={"Name": n, "OperatingSystem": "DEBIAN"}, headers=h))
+        for n in ("audit-old", "audit-spare")
+    ]
     return {
+        "baseline": baselines[0]["BaselineId"],
+        "spare_baseline": baselines[1]["BaselineId"],
         "association": association["association_id"],
         "window": window_id,
         "target": target.get("window_target_id") or target.get("target_id", ""),
@@ -246,6 +269,10 @@ ORDER = [  # calls that depend on an earlier one come after it
     ("POST", "/v1/windows/{window_id}/tasks"),
     ("DELETE", "/v1/windows/{window_id}/tasks/{task_id}"),
     ("DELETE", "/v1/windows/{window_id}"),
+    ("PATCH", "/v1/baselines/{baseline_id}"),
+    ("POST", "/v1/baselines/{baseline_id}/patch-groups"),
+    ("DELETE", "/v1/baselines/{baseline_id}/patch-groups"),
+    ("DELETE", "/v1/baselines/{baseline_id}"),
 ]
 
 
@@ -254,6 +281,8 @@ def test_every_change_names_the_resource_it_changed(run_api: RunApi, server_dir:
     assert len(routes) > 20
 
     async def scenario(api: Api) -> None:
+        # One call per changing route, and a world to change: more than one token's burst.
+        api.cp.rate_limits = RateLimits(auth_base_delay=0, operator_burst=10_000)
         world = await build_world(api)
         table = cases(world)
         keys = [(m, r.path) for r in routes for m in sorted(r.methods)]
@@ -268,9 +297,12 @@ def test_every_change_names_the_resource_it_changed(run_api: RunApi, server_dir:
                 "command_id": world["command"], "webhook_id": world["webhook"],
                 "token_id": world["token"], "association_id": world["association"],
                 "window_id": world["window"], "target_id": world["target"],
-                "task_id": world["task"], "type_name": "Custom:Audit"}}  # fmt: skip
+                "task_id": world["task"], "type_name": "Custom:Audit",
+                "baseline_id": world["baseline"]}}  # fmt: skip
             if path == "/v1/nodes/{node_id}/deregister":
                 values["node_id"] = world["spare"]
+            if path == "/v1/baselines/{baseline_id}/default":
+                values["baseline_id"] = world["spare_baseline"]
             request_id = uuid.uuid4().hex[:16]
             response = await api.client.request(
                 method,

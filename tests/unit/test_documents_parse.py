@@ -446,6 +446,7 @@ def test_the_builtin_documents_parse() -> None:
     docs = builtin_documents()
     assert sorted(docs) == [
         "AWS-GatherSoftwareInventory",
+        "AWS-RunPatchBaseline",
         "AWS-RunPowerShellScript",
         "AWS-RunShellScript",
         "Corral-EnsureFile",
@@ -476,7 +477,7 @@ def test_the_builtin_documents_parse() -> None:
 def test_builtin_documents_returns_a_new_mapping_each_time() -> None:
     first = builtin_documents()
     first.clear()
-    assert len(builtin_documents()) == 7
+    assert len(builtin_documents()) == 8
 
 
 # --- import cost --------------------------------------------------------------------------------

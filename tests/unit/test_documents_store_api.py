@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 BUILTINS = [
     "AWS-GatherSoftwareInventory",
+    "AWS-RunPatchBaseline",
     "AWS-RunPowerShellScript",
     "AWS-RunShellScript",
     "Corral-EnsureFile",

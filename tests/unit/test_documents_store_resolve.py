@@ -50,6 +50,7 @@ def test_resolve_gives_the_builtins_as_version_1(run_api: RunApi) -> None:
         assert set(builtins) == {
             "AWS-GatherSoftwareInventory",
             "AWS-RunShellScript",
+            "AWS-RunPatchBaseline",
             "AWS-RunPowerShellScript",
             "Corral-EnsureFile",
             "Corral-EnsurePackage",

@@ -142,6 +142,7 @@ class World:
             values["name"] = "swagger-ui.css"
         elif path.startswith("/v1/calendars/"):
             values["name"] = "freeze"
+        values["baseline_id"] = "AWS-UbuntuDefaultPatchBaseline"
         values["association_id"] = self.association_id
         values["window_id"] = self.window_id
         values["execution_id"] = (
@@ -154,6 +155,7 @@ class World:
 
 # Query parameters that ask for more: every route gets those it declares.
 REVEALING_QUERY = {
+    "baseline": "AWS-UbuntuDefaultPatchBaseline",
     "decrypt": "true",
     "content": "true",
     "name": PARAMETER,

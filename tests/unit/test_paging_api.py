@@ -46,6 +46,7 @@ REQUIRED = {  # query parameters some lists need
     "/v1/inventory/items": {"type": "AWS:Application"},
     "/v1/inventory/nodes/{node_id}/items": {"type": "AWS:Application"},
     "/v1/inventory/summary": {"type": "AWS:Application", "group_by": "Name"},
+    "/v1/patch/nodes/{node_id}/effective-patches": {"baseline": "AWS-UbuntuDefaultPatchBaseline"},
 }
 
 

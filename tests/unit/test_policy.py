@@ -138,7 +138,8 @@ PARSE_ERRORS: list[tuple[Any, str]] = [
     (
         doc(stmt(resource="xyz/1")),
         'Statement[0].Resource: unknown resource type "xyz" (known: activation, association, '
-        "audit, calendar, command, document, group, inventory, node, parameter, policy, token, "
+        "audit, baseline, calendar, command, document, group, inventory, node, parameter, policy, "
+        "token, "
         "webhook, window)",
     ),
     # Condition

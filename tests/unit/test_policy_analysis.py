@@ -222,7 +222,14 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
         stmt(action="*", resource="node/*"),
         stmt(
             "Deny",
-            ["commands:*", "compliance:*", "associations:*", "inventory:*", "nodes:Deregister"],
+            [
+                "commands:*",
+                "compliance:*",
+                "associations:*",
+                "inventory:*",
+                "patch:*",
+                "nodes:Deregister",
+            ],
             "*",
         ),
     )
@@ -241,6 +248,10 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
         "inventory:Get on node/*",
         "inventory:List on node/*",
         "inventory:GetHistory on node/*",
+        "patch:DescribeInstancePatchStates on node/*",
+        "patch:DescribeInstancePatches on node/*",
+        "patch:GetHistory on node/*",
+        "patch:DescribeEffectivePatches on node/*",
     ]
 
 

@@ -99,10 +99,16 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._bodies: dict[str, wire.RunCommandBody] = {}
         self._refs: dict[str, dict[str, Any] | None] = {}
+        self._patches: dict[str, dict[str, Any] | None] = {}
         # Plaintext of pinned Parameter Store references (the hub wires ParameterService in).
         self.parameter_values: ParameterValues | None = None
         # Where a late result's arrival is recorded (the hub wires the audit trail in).
         self.audit: AuditService | None = None
+        # AWS-RunPatchBaseline: (the command's ``patch`` column, node id) -> the baselines
+        # the node gets with it (the hub wires Patch Manager's snapshots in).
+        self.patch_delivery: Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]] | None = (
+            None
+        )
 
     # Start-up ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -212,7 +218,7 @@ class Dispatcher:
         self._dirty.add(command_id)
         self._wake.set()
 
-    async def expand(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def expand(self, body: dict[str, Any], node_id: str = "") -> dict[str, Any]:
         """The full run_command body for an inbox entry that holds only the command id (the
         command's row is read only when it is not an active one, held in memory)."""
         command_id = str(body.get("command_id"))
@@ -235,12 +241,17 @@ class Dispatcher:
                 execution_timeout_seconds=row["execution_timeout"],
             )
             refs = row.get("parameter_refs") or None
+            patch = row.get("patch") or None
             if command_id in self._active:
                 self._bodies[command_id] = full
                 self._refs[command_id] = refs
+                self._patches[command_id] = patch
         else:
             refs = self._refs.get(command_id)
+            patch = self._patches.get(command_id)
         body_out = dict(full)
+        if patch and self.patch_delivery is not None:
+            body_out["patch"] = await self.patch_delivery(patch, node_id)
         if refs and self.parameter_values is not None:
             # Read now, sent over TLS, never stored: the inbox holds only the command id.
             body_out["ssm_values"] = await self.parameter_values(refs)
@@ -316,6 +327,7 @@ class Dispatcher:
             self._active.pop(command_id, None)
             self._bodies.pop(command_id, None)
             self._refs.pop(command_id, None)
+            self._patches.pop(command_id, None)
         self._events.publish(events)
 
     async def _reload_stale(self) -> None:

@@ -42,6 +42,8 @@ from control_plane.services.documents import DocumentService
 from control_plane.services.parameters import refs as parameter_refs
 from control_plane.services.parameters.refs import Decide
 from control_plane.services.parameters.service import ParameterService
+from control_plane.services.patching.snapshots import Snapshots, runs_patch_baseline
+from control_plane.services.patching.snapshots import check_parameters as check_patch_parameters
 from control_plane.services.targets import check_specs, resolve
 from control_plane.services.validation import check_text
 from control_plane.store import commands as store
@@ -109,6 +111,9 @@ class CommandService:
         self._documents = documents
         self._dispatcher = dispatcher
         self._clock = clock
+        # AWS-RunPatchBaseline's baselines, frozen in the send's transaction (the hub wires
+        # Patch Manager's snapshots in; None: no command may run the patch action).
+        self.patching: Snapshots | None = None
         reports = UpdateStore(dispatcher, clock)
         channel.register_validator(wire.MSG_INVOCATION_UPDATE, check_update)
         channel.register_batch_handler(wire.MSG_INVOCATION_UPDATE, reports.store)
@@ -201,6 +206,7 @@ class CommandService:
             row["target_count"] = len(node_ids)
             if inside is not None:  # first: a claim it makes fails before anything is written
                 await inside(conn, node_ids)
+            row["patch"] = await self._freeze_patch(conn, content, node_ids, values)
             await store.insert(conn, row, node_ids, now)
         self._dispatcher.submit(row, node_ids)
         log.info(
@@ -265,6 +271,9 @@ class CommandService:
             for (item, row), (_item, nodes) in zip(rows, ready, strict=True):
                 if item.command_id not in dropped:
                     row["target_count"] = len(nodes)
+                    row["patch"] = await self._freeze_patch(
+                        conn, row["document_content"], nodes, row["parameters"]
+                    )
                     stored.append((row, nodes))
             await store.insert_many(conn, stored, now)
         for row, nodes in stored:
@@ -324,7 +333,19 @@ class CommandService:
             values,
             authorize_document or (lambda _name: True),
         )
+        if runs_patch_baseline(content):
+            if self.patching is None:
+                raise InvalidRequest("this server does not run Patch Manager documents")
+            check_patch_parameters(values)
         return resolved, values, pins, content, nested
+
+    async def _freeze_patch(
+        self, conn: AsyncConnection, content: Any, node_ids: list[str], values: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The command's baseline snapshot (services/patching/snapshots.py), if it patches."""
+        if self.patching is None or not runs_patch_baseline(content):
+            return None
+        return await self.patching.freeze(conn, node_ids, values)
 
     async def check_run(
         self,

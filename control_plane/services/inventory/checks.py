@@ -118,9 +118,13 @@ def summary(body: dict[str, Any]) -> wire.InventoryBody:
                     reason=str(error.get("reason", ""))[:500],
                 )
             )
-    return wire.InventoryBody(
+    checked = wire.InventoryBody(
         capture_time=float(capture),
         hashes={str(k): str(v) for k, v in hashes.items()},
         custom_complete=body.get("custom_complete") is True,
         errors=kept,
     )
+    if body.get("partial") is True:
+        checked["partial"] = True
+        checked["custom_complete"] = False
+    return checked

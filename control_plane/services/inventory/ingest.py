@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -83,6 +83,9 @@ class Ingest:
         self._presence = presence
         self._clock = clock
         self.budget = Budget(bytes_per_hour)
+        # Called in the transaction that replaced a type's items on a node (Patch Manager
+        # keeps the node's Patch compliance from Corral:Patch and AWS:PatchSummary).
+        self.on_applied: dict[str, Callable[[AsyncConnection, str], Awaitable[None]]] = {}
 
     # Agent messages ----------------------------------------------------------------------
     async def on_parts(
@@ -174,16 +177,22 @@ class Ingest:
         self, conn: AsyncConnection, node_id: str, body: wire.InventoryBody
     ) -> tuple[list[dict[str, Any]], list[str]]:
         now = self._clock()
-        await store.put_node(
-            conn,
-            {
-                "node_id": node_id,
-                "capture_time": body["capture_time"],
-                "received_at": now,
-                "hashes": body["hashes"],
-                "errors": list(body["errors"]),
-            },
-        )
+        row: dict[str, Any] = {
+            "node_id": node_id,
+            "capture_time": body["capture_time"],
+            "received_at": now,
+            "hashes": body["hashes"],
+            "errors": list(body["errors"]),
+        }
+        if body.get("partial"):  # a Patch Manager upload: the node's other types stay
+            before = await store.node_row(conn, node_id)
+            if before is not None:
+                row.update(
+                    capture_time=before["capture_time"],
+                    hashes={**(before["hashes"] or {}), **body["hashes"]},
+                    errors=before["errors"],
+                )
+        await store.put_node(conn, row)
         stored = {t["type_name"]: t["content_hash"] for t in await store.types_of(conn, node_id)}
         pending = await store.pending_hashes(conn, node_id)
         missing = sorted(
@@ -303,6 +312,9 @@ class Ingest:
             event = None
         if event is not None:
             await self._events.record(conn, [event], now)
+        hook = self.on_applied.get(type_name)
+        if hook is not None:
+            await hook(conn, node_id)
         log.info(
             "inventory stored",
             extra={

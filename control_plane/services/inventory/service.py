@@ -9,7 +9,7 @@ out of every answer, fleet-wide counts included.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -146,7 +146,7 @@ class InventoryService:
         node_id: str,
         *,
         since: str | None,
-        type_name: str | None,
+        type_name: str | Sequence[str] | None,
         limit: int,
         next_token: str | None,
     ) -> paging.Page[dict[str, Any]]:

@@ -1,0 +1,512 @@
+"""dnf (RHEL 8+, Fedora, Rocky, Alma, Oracle Linux, Amazon Linux 2023) and yum where yum is
+dnf (RHEL/CentOS 8+: the same command line, run as ``yum``): Patch Manager's scan and
+install.  yum 3 (Amazon Linux 2, CentOS 7) has no ``repoquery``/``updateinfo`` commands
+and is not handled here.
+
+Versions are written ``[epoch:]version-release``, the epoch only when it is not 0, as rpm's
+``%|EPOCH?{%{EPOCH}:}:{}|`` and dnf's own NEVRAs write them (``2.0-1``, ``1:1.1-1``); with
+the key ``name.arch`` that is AWS's ``name-epoch:version-release.arch`` RHEL name format.
+
+Scan: ``dnf makecache --refresh`` (the metadata cache: the only thing a scan changes), then
+from the cache (``-C``): installed packages from ``rpm -qa --qf`` (a machine format),
+updates from ``dnf repoquery --upgrades --latest-limit 1 --qf`` (fields split by control
+characters), their advisories from ``dnf updateinfo list --updates`` (advisory id, type,
+NEVRA columns) and the advisories' metadata from ``dnf updateinfo info --all ID...``
+(``Key: value`` blocks: the one human format read here).  Installed packages get the
+advisories that name their exact version (``updateinfo list --installed``).  An advisory's
+type gives the classification (security -> Security, bugfix -> Bugfix, enhancement ->
+Enhancement, newpackage -> Newpackage), its severity as written, its date the release time:
+dnf shows the advisory's ``updated`` date when the repository writes one, else ``issued``
+(dnf 4 offers no other); dates are read with TZ=UTC.  Several advisories for one update
+(intermediate versions): the most urgent gives the metadata, all are advisories.  An update
+no advisory covers has classification "".  reboot_required: ``dnf needs-restarting -r``
+(dnf-plugins-core) on ``/``; without the plugin, a kernel installed after the newest one is
+not the running one; never for another root.
+
+Install: ``dnf install name-[epoch:]version-release.arch ...`` (never ``upgrade`` of all),
+without weak dependencies, ``--exclude=NAME`` for each blocked name so dnf's solver refuses
+a transaction that needs one; the refusal becomes "X is rejected ... and Y needs it".
+
+Every call: ``--setopt=exit_on_lock=True`` (dnf 4 otherwise waits for another dnf's lock
+forever; with it dnf stops at once: "RPMDB already locked by PID"; an ``rpm`` transaction
+holding rpm's own database lock is waited for, bounded by ``timeout``) and
+``skip_if_unavailable=False`` for every repository, so an unreachable one fails the call
+with dnf's message instead of being skipped silently.  A baseline's sources (``.repo``
+text) are written to a temporary directory added to ``reposdir`` for that call only.
+
+``root`` other than ``/`` is passed as ``dnf --installroot`` and ``rpm --root``: both find
+the rpm database by rpm's ``%_dbpath`` inside the root, and dnf reads the root's
+etc/dnf/dnf.conf and etc/yum.repos.d.
+"""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.patching.base import PackageError
+from agent.patching.model import InstallOutcome, Package, Scan, Source
+from agent.patching.platform import detect_linux
+from agent.tools import Completed, Runner, ToolTimeout, run_tool
+
+CLASSIFICATIONS = {
+    "security": "Security",
+    "bugfix": "Bugfix",
+    "enhancement": "Enhancement",
+    "newpackage": "Newpackage",
+}
+_TYPE_RANK = ("security", "bugfix", "enhancement", "newpackage")
+_SEVERITY_RANK = ("critical", "important", "moderate", "low")
+
+FS, RS = "\x1f", "\x1e"
+_RPM_QUERY = (
+    FS.join(
+        ("%{NAME}", "%{ARCH}", "%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}", "%{INSTALLTIME}")
+    )
+    + RS
+)
+_REPOQUERY = FS.join(("%{name}", "%{arch}", "%{epoch}", "%{version}", "%{release}", "%{repoid}"))
+# rpm names and versions as dnf is given them (argv, never a shell; no leading "-", no globs).
+_NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
+_VERSION = re.compile(r"(?:[0-9]+:)?[A-Za-z0-9_.+~^]+-[A-Za-z0-9_.+~^]+")
+_ARCH = re.compile(r"[A-Za-z0-9_]*")
+_KERNELS = frozenset({"kernel", "kernel-core", "kernel-uek", "kernel-uek-core", "kernel-rt"})
+_REBOOT_NAMES = re.compile(r"kernel(-.*)?|glibc|systemd|dbus(-.*)?|linux-firmware|openssl-libs")
+_DEFAULT_REPOSDIRS = ("/etc/yum.repos.d", "/etc/yum/repos.d", "/etc/distro.repos.d")
+_NOISE = re.compile(r"Unable to detect release version|Last metadata expiration check")
+
+
+@dataclass(frozen=True)
+class Advisory:
+    """One ``dnf updateinfo info`` block."""
+
+    id: str
+    type: str  # security, bugfix, enhancement, newpackage (as dnf writes it)
+    severity: str
+    issued: float | None  # dnf's date: updated if written, else issued
+    title: str
+    cves: tuple[str, ...]
+
+
+# --- parsers (dnf's and rpm's output -> model) -------------------------------------------
+
+
+def evr(epoch: str, version: str, release: str) -> str:
+    """``[epoch:]version-release``, the epoch left out when it is 0 or absent."""
+    head = f"{epoch}:" if epoch not in ("", "0", "(none)") else ""
+    return f"{head}{version}-{release}"
+
+
+def split_nevra(nevra: str) -> tuple[str, str, str] | None:
+    """``name-[epoch:]version-release.arch`` -> (name, arch, [epoch:]version-release)."""
+    rest, dot, arch = nevra.rpartition(".")
+    parts = rest.rsplit("-", 2)
+    if not dot or len(parts) != 3 or not all(parts):
+        return None
+    name, version, release = parts
+    epoch, colon, bare = version.partition(":")
+    return (name, arch, evr(epoch, bare, release) if colon else f"{version}-{release}")
+
+
+def parse_installed(stdout: str) -> list[Package]:
+    """``rpm -qa --qf _RPM_QUERY`` records; gpg-pubkey pseudo packages left out."""
+    found: list[Package] = []
+    for record in stdout.split(RS):
+        fields = record.strip("\n").split(FS)
+        if len(fields) != 4 or fields[0] in ("", "gpg-pubkey"):
+            continue
+        name, arch, version, installed = fields
+        found.append(
+            Package(
+                name=name,
+                arch="" if arch == "(none)" else arch,
+                version=version,
+                installed_time=float(installed) if installed.isdigit() else None,
+            )
+        )
+    return sorted(found, key=lambda p: (p.name, p.arch))
+
+
+def parse_upgrades(stdout: str) -> list[Package]:
+    """``dnf repoquery --upgrades --qf _REPOQUERY``: one line per candidate."""
+    found = {}
+    for line in stdout.splitlines():
+        fields = line.split(FS)
+        if len(fields) != 6 or not fields[0]:
+            continue
+        name, arch, epoch, version, release, repo = fields
+        package = Package(
+            name=name, arch=arch, version=evr(epoch, version, release), repository=repo
+        )
+        found[package.key] = package
+    return sorted(found.values(), key=lambda p: (p.name, p.arch))
+
+
+def parse_updateinfo_list(stdout: str) -> list[tuple[str, str, str, str]]:
+    """``dnf updateinfo list``: (advisory id, name, arch, version) per line; the type column
+    (``Important/Sec.``, ``bugfix``) is left to ``updateinfo info``."""
+    found = []
+    for line in stdout.splitlines():
+        words = line.split()
+        if words[:1] == ["i"]:  # ``-v`` marks installed advisories
+            words = words[1:]
+        if len(words) < 3:
+            continue
+        nevra = split_nevra(words[2])
+        if nevra is not None:
+            found.append((words[0], *nevra))
+    return found
+
+
+_KEY = re.compile(r"^\s*([^:]*?)\s*: ?(.*)$")
+
+
+def parse_updateinfo_info(stdout: str) -> dict[str, Advisory]:
+    """``dnf updateinfo info``: blocks of ``Key: value`` lines (``      : more`` continues a
+    value) under a ``====``-framed title."""
+    found: dict[str, Advisory] = {}
+    blocks: list[tuple[str, dict[str, list[str]]]] = []
+    title_lines: list[str] = []
+    in_title = False
+    key = ""
+    for line in stdout.splitlines():
+        if line.startswith("====="):
+            in_title = not in_title
+            if in_title:
+                title_lines = []
+            else:
+                blocks.append((" ".join(t.strip() for t in title_lines), {}))
+            continue
+        if in_title:
+            title_lines.append(line)
+            continue
+        match = _KEY.match(line)
+        if match is None or not blocks:
+            continue
+        fields = blocks[-1][1]
+        name, value = match.groups()
+        if name:
+            key = name
+        if key:
+            fields.setdefault(key, []).append(value.strip())
+    for title, fields in blocks:
+        ident = " ".join(fields.get("Update ID", [])).strip()
+        if not ident:
+            continue
+        severity = " ".join(fields.get("Severity", [])).strip()
+        found[ident] = Advisory(
+            id=ident,
+            type=" ".join(fields.get("Type", [])).strip().lower(),
+            severity="" if severity.lower() in ("", "none", "unknown") else severity,
+            issued=parse_date(" ".join(fields.get("Updated", fields.get("Issued", [])))),
+            title=title,
+            cves=tuple(dict.fromkeys(c for v in fields.get("CVEs", []) for c in v.split() if c)),
+        )
+    return found
+
+
+def parse_date(text: str) -> float | None:
+    """dnf's ``YYYY-MM-DD HH:MM:SS`` (read with TZ=UTC) as epoch seconds."""
+    for form in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text.strip(), form).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def _rank(advisory: Advisory) -> tuple[int, int]:
+    types, sevs = _TYPE_RANK, _SEVERITY_RANK
+    kind = types.index(advisory.type) if advisory.type in types else len(types)
+    severity = sevs.index(advisory.severity.lower()) if advisory.severity.lower() in sevs else 4
+    return kind, severity
+
+
+def with_advisories(package: Package, advisories: Sequence[Advisory]) -> Package:
+    """``package`` with the metadata of ``advisories`` (the most urgent first)."""
+    if not advisories:
+        return package
+    mine = sorted(advisories, key=_rank)
+    best = mine[0]
+    return replace(
+        package,
+        classification=CLASSIFICATIONS.get(best.type, best.type.capitalize()),
+        severity=best.severity,
+        release_time=best.issued,
+        security=best.type == "security",
+        advisories=tuple(dict.fromkeys(a.id for a in mine)),
+        cves=tuple(dict.fromkeys(c for a in mine for c in a.cves)),
+        title=best.title or package.title,
+    )
+
+
+def dnf_error(done: Completed) -> str:
+    """dnf's own error on one line: its ``Error:`` line with the solver's problem lines, a
+    lock, a GPG refusal; else the tool's reason (release-version warnings skipped)."""
+    lines = [ln.strip() for ln in (done.stderr + "\n" + done.stdout).splitlines()]
+    lines = [ln for ln in lines if ln and not _NOISE.search(ln)]
+    said: list[str] = []
+    for i, line in enumerate(lines):
+        if line.startswith("Error:"):
+            said = [line.removeprefix("Error:").strip()]
+            said += [ln.lstrip("- ") for ln in lines[i + 1 :] if _problem_line(ln)]
+            break
+    if not said:
+        said = [ln for ln in lines if "already locked by" in ln][:1]
+    gpg = [ln.split(". ")[0] for ln in lines if _gpg_line(ln)]
+    said += [g for g in gpg if g not in said]
+    said = [s for s in said if s] or lines[:1]
+    if not said:
+        return done.reason()
+    return f"{'; '.join(said)[:500]} (exit {done.returncode})"
+
+
+def _problem_line(line: str) -> bool:
+    return line.startswith(("Problem", "- ", "package ", "cannot install", "nothing provides"))
+
+
+def _gpg_line(line: str) -> bool:
+    return bool(
+        re.search(r"GPG|[Pp]ublic key|not signed|Problem repository|signature", line)
+        and "This is a good thing" not in line
+        and "You have enabled checking" not in line
+    )
+
+
+def blocked_reason(message: str, blocked: Sequence[str]) -> str | None:
+    """The one-line refusal when dnf's solver problem is an excluded (blocked) package."""
+    words = set(re.findall(r"[A-Za-z0-9_.+:-]+", message))
+    hit = [b for b in blocked if b in words or any(_named(w, b) for w in words)]
+    if not hit:
+        return None
+    needer = re.search(r"package (\S+) requires", message)
+    who = (split_nevra(needer.group(1)) or (needer.group(1),))[0] if needer else "the install"
+    return f"{hit[0]} is rejected (RejectedPatchesAction BLOCK) and {who} needs it (dnf: {message})"
+
+
+def _named(word: str, name: str) -> bool:
+    nevra = split_nevra(word)
+    return nevra is not None and nevra[0] == name
+
+
+def repo_dirs(config_text: str) -> list[str]:
+    """The ``reposdir`` of a dnf.conf/yum.conf ``[main]`` (dnf's defaults when unset)."""
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    with contextlib.suppress(configparser.Error):
+        parser.read_string(config_text)
+    value = parser.get("main", "reposdir", fallback="")
+    dirs = [d for d in re.split(r"[,\s]+", value) if d]
+    return dirs or list(_DEFAULT_REPOSDIRS)
+
+
+def check_source(source: Source) -> str:
+    """A source's ``.repo`` text, refused unless it is INI with a repository section."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(source.configuration)
+    except configparser.Error as exc:
+        first = str(exc).splitlines()[0]
+        raise PackageError(f"source {source.name!r} is not a .repo file: {first}") from None
+    if not parser.sections():
+        raise PackageError(f"source {source.name!r} is not a .repo file: no [repository] section")
+    return source.configuration
+
+
+# --- the provider ------------------------------------------------------------------------
+
+
+class Patcher:
+    name = "dnf"
+    tool = "dnf"
+    config_files: tuple[str, ...] = ("etc/dnf/dnf.conf",)
+
+    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
+        path = Path(root)
+        if not path.is_absolute() or "\n" in root or "," in root:
+            raise PackageError(f"invalid package root {root!r}: an absolute path")
+        self.root = path
+        self.timeout = timeout
+        self._run = run
+        self._seconds = 0.0
+
+    def scan(self, sources: Sequence[Source] = ()) -> Scan:
+        self._seconds = 0.0
+        with self._reposdir(sources) as extra:
+            self._dnf([*extra, "makecache", "--refresh"], "makecache")
+            installed = self.installed()
+            cached = [*extra, "-C"]
+            query = ["repoquery", "--upgrades", "--latest-limit", "1", "--qf", _REPOQUERY]
+            updates = parse_upgrades(self._dnf([*cached, *query], "repoquery").stdout)
+            listing = ["updateinfo", "list"]
+            pending = parse_updateinfo_list(
+                self._dnf([*cached, *listing, "--updates"], "updateinfo list").stdout
+            )
+            present = parse_updateinfo_list(
+                self._dnf([*cached, *listing, "--installed"], "updateinfo list").stdout
+            )
+            versions = {(p.name, p.arch, p.version) for p in installed}
+            present = [row for row in present if row[1:] in versions]
+            ids = list(dict.fromkeys(row[0] for row in [*pending, *present]))
+            info = self._advisories(cached, ids)
+        by_update: dict[tuple[str, str], list[Advisory]] = {}
+        for ident, name, arch, _version in pending:
+            if ident in info:
+                by_update.setdefault((name, arch), []).append(info[ident])
+        by_installed: dict[tuple[str, str, str], list[Advisory]] = {}
+        for ident, name, arch, version in present:
+            if ident in info:
+                by_installed.setdefault((name, arch, version), []).append(info[ident])
+        node = detect_linux(self.root)
+        return Scan(
+            product=node.product if node else "",
+            installed=[
+                with_advisories(p, by_installed.get((p.name, p.arch, p.version), []))
+                for p in installed
+            ],
+            updates=[with_advisories(u, by_update.get((u.name, u.arch), [])) for u in updates],
+            reboot_required=self._reboot_required(installed),
+            manager_seconds=self._seconds,
+        )
+
+    def install(
+        self,
+        updates: Sequence[Package],
+        *,
+        blocked: Sequence[str] = (),
+        sources: Sequence[Source] = (),
+    ) -> InstallOutcome:
+        self._seconds = 0.0
+        blocked = [_check(_NAME, b, "package name") for b in dict.fromkeys(blocked)]
+        targets = [_target(u) for u in updates]
+        refused = [u.name for u in updates if u.name in blocked]
+        if refused:
+            raise PackageError(f"{refused[0]} is rejected (RejectedPatchesAction BLOCK)")
+        if not targets:
+            return InstallOutcome(installed=[])
+        before = {p.key: p.version for p in self.installed()}
+        excludes = [f"--exclude={b}" for b in blocked]
+        with self._reposdir(sources) as extra:
+            argv = [*extra, *excludes, "--setopt=install_weak_deps=False", "install", "--"]
+            done = self._tool(self._base([*argv, *targets]))
+        if done.returncode != 0:
+            message = dnf_error(done)
+            reason = blocked_reason(message, blocked) if blocked else None
+            raise PackageError(reason or f"{self.tool} install failed: {message}")
+        after = self.installed()
+        changed = [p for p in after if before.get(p.key) != p.version]
+        now = {p.key: p.version for p in after}
+        failed = {
+            u.key: f"{self.tool} left {u.name} at {now.get(u.key) or 'not installed'}, "
+            f"not {u.version}"
+            for u in updates
+            if now.get(u.key) != u.version
+        }
+        reboot = any(_REBOOT_NAMES.fullmatch(p.name) for p in changed)
+        reboot = reboot or self._reboot_required(after)
+        return InstallOutcome(installed=changed, failed=failed, reboot_required=reboot)
+
+    # --- reading the node ----------------------------------------------------------------
+
+    def installed(self) -> list[Package]:
+        done = self._tool(["rpm", "--root", str(self.root), "-qa", "--qf", _RPM_QUERY])
+        if done.returncode != 0:
+            raise PackageError(f"rpm -qa failed: {done.reason()}")
+        return parse_installed(done.stdout)
+
+    def _advisories(self, cached: list[str], ids: list[str]) -> dict[str, Advisory]:
+        if not ids:
+            return {}
+        argv = [*cached, "updateinfo", "info", "--all", "--", *ids]
+        return parse_updateinfo_info(self._dnf(argv, "updateinfo info").stdout)
+
+    def _reboot_required(self, installed: Sequence[Package]) -> bool:
+        if self.root != Path("/"):
+            return False  # another tree: its kernel is not the one running
+        done = self._tool(self._base(["-C", "needs-restarting", "-r"]))
+        said = done.stdout + done.stderr
+        if "No such command" not in said:  # the plugin answered (exit 1: reboot needed)
+            return done.returncode == 1 and "Reboot is required" in said
+        kernels = [p for p in installed if p.name in _KERNELS and p.installed_time]
+        if not kernels:
+            return False
+        newest = max(kernels, key=lambda p: p.installed_time or 0.0)
+        running = os.uname().release
+        return running != f"{newest.version.partition(':')[2] or newest.version}.{newest.arch}"
+
+    # --- running dnf ---------------------------------------------------------------------
+
+    def _base(self, args: list[str]) -> list[str]:
+        root = [] if self.root == Path("/") else [f"--installroot={self.root}"]
+        options = ["-y", "-q", "--setopt=exit_on_lock=True"]
+        options += ["--setopt=skip_if_unavailable=False", "--setopt=*.skip_if_unavailable=False"]
+        return [self.tool, *root, *options, *args]
+
+    @contextlib.contextmanager
+    def _reposdir(self, sources: Sequence[Source]) -> Iterator[list[str]]:
+        """``--setopt=reposdir=`` the node's repository directories plus a temporary one
+        holding ``sources`` (removed after); no option without sources."""
+        texts = [check_source(s) for s in sources]
+        if not texts:
+            yield []
+            return
+        config = ""
+        for relative in self.config_files:
+            with contextlib.suppress(OSError):
+                config = (self.root / relative).read_text(encoding="utf-8", errors="replace")
+                break
+        dirs = [str(self.root / d.lstrip("/")) for d in repo_dirs(config)]
+        temp = tempfile.mkdtemp(prefix="corral-repos-")
+        try:
+            for i, text in enumerate(texts):
+                Path(temp, f"corral-source-{i}.repo").write_text(text, encoding="utf-8")
+            yield [f"--setopt=reposdir={','.join([*dirs, temp])}"]
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+
+    def _dnf(self, args: list[str], what: str) -> Completed:
+        done = self._tool(self._base(args))
+        if done.returncode != 0:
+            raise PackageError(f"{self.tool} {what} failed: {dnf_error(done)}")
+        return done
+
+    def _tool(self, argv: list[str]) -> Completed:
+        started = time.monotonic()
+        try:
+            return self._run(argv, {"TZ": "UTC"}, self.timeout)
+        except ToolTimeout as exc:
+            raise PackageError(str(exc)) from None
+        except OSError as exc:
+            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+        finally:
+            self._seconds += time.monotonic() - started
+
+
+class YumPatcher(Patcher):
+    """yum where it is dnf (RHEL/CentOS 8+: ``/usr/bin/yum`` -> dnf-3): the same commands."""
+
+    name = "yum"
+    tool = "yum"
+    config_files = ("etc/yum.conf", "etc/dnf/dnf.conf")
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise PackageError(f"invalid {what} {value[:80]!r}")
+    return value
+
+
+def _target(update: Package) -> str:
+    """``name-[epoch:]version-release.arch`` as dnf matches a NEVRA."""
+    name = _check(_NAME, update.name, "package name")
+    version = _check(_VERSION, update.version, "package version")
+    arch = _check(_ARCH, update.arch, "architecture")
+    return f"{name}-{version}.{arch}" if arch else f"{name}-{version}"
