@@ -146,6 +146,8 @@ def run(
     sources = sources_for(request.baseline, product)
     scan = provider.scan(sources) if sources else first
     scan.product = scan.product or product
+    if request.rebooted_for_this:  # the agent rebooted the node for this step, and it is back
+        pending.keys.clear()
     installed: list[Package] = []
     failed: dict[str, str] = {}
     error = ""

@@ -33,7 +33,7 @@ class PatchGroup(BaseModel):
     patch_group: StrictStr = Field(min_length=1, max_length=256)
 
 
-@baselines_router.post("")
+@baselines_router.post("", status_code=201)
 async def create_baseline(
     baseline: BaselineJSON,
     cp: CP,
