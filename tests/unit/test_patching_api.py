@@ -235,6 +235,8 @@ def test_what_a_node_reported_states_summary_compliance_and_effective_patches(
                 counts["unreported"], counts["missing"]) == (2, 1, 1, 1, 1)  # fmt: skip
         db = await ok(api, "GET", "/v1/patch/summary", params={"group": "db"})
         assert db["counts"]["nodes"] == 1 and db["counts"]["reported"] == 0
+        await refused(api, "GET", "/v1/patch/summary", 404, "patch group dbb: no node is "
+                      "tagged with it", params={"group": "dbb"})  # fmt: skip
         rows = await ok(api, "GET", "/v1/patch/states")
         assert [r["node_id"] for r in rows["nodes"]] == [web.node_id]
         # An Install later: history shows the operation and each patch that changed.
@@ -316,5 +318,29 @@ def test_a_token_never_sees_the_patches_of_a_node_it_may_not_see(
         assert denied.status_code == 403 and "patch:GetBaseline" in denied.text
         making = await api.client.post("/v1/baselines", json=UBUNTU_STRICT, headers=nodes_only)
         assert making.status_code == 403
+
+    run_api(scenario)
+
+
+def test_a_scheduled_patch_association_delivers_the_groups_baseline(run_api: RunApi) -> None:
+    """State Manager's runs (send_batch) freeze a snapshot too; the node's poll carries it."""
+    from tests.unit.test_associations_api import received, tick
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node(tags={"PatchGroup": "nightly"})
+        made = await ok(api, "POST", "/v1/baselines", json=UBUNTU_STRICT)
+        await ok(api, "POST", f"/v1/baselines/{made['BaselineId']}/patch-groups",
+                 json={"patch_group": "nightly"})  # fmt: skip
+        await ok(api, "POST", "/v1/associations", json={
+            "name": "patch-scan", "document": "AWS-RunPatchBaseline",
+            "parameters": {"Operation": "Scan"}, "targets": [node.node_id],
+            "schedule": "rate(1 day)"})  # fmt: skip
+        await tick(api)
+        runs = [m for m in await received(api, node) if m["type"] == "run_command"]
+        assert len(runs) == 1, runs
+        patch = runs[0]["body"]["patch"]
+        assert patch["patch_group"] == "nightly"
+        assert patch["baselines"]["UBUNTU"]["BaselineId"] == made["BaselineId"]
+        assert patch["baselines"]["WINDOWS"]["BaselineId"] == "AWS-DefaultPatchBaseline"
 
     run_api(scenario)

@@ -111,6 +111,22 @@ class PatchReports:
         return None
 
     # Queries ---------------------------------------------------------------------------
+    @staticmethod
+    async def _check_group(
+        conn: AsyncConnection, group: str | None, live: list[tuple[str, dict[str, str]]]
+    ) -> None:
+        """A group no node is tagged with and no baseline serves is a typo: NotFound."""
+        if group is None:
+            return
+        check_group(group)
+        if any(patch_group_of(tags) == group for _n, tags in live):
+            return
+        if not await store.groups(conn, names=[group]):
+            raise NotFound(
+                f"patch group {group}: no node is tagged with it (Patch Group or PatchGroup) "
+                "and no baseline is registered for it"
+            )
+
     async def _known(self, conn: AsyncConnection, node_id: str) -> None:
         if not await node_store.live_ids(conn, [node_id]):
             raise NotFound(f"node {node_id} not found")
@@ -157,11 +173,10 @@ class PatchReports:
 
     async def fleet(self, *, group: str | None, visible: Visible) -> dict[str, Any]:
         """DescribePatchGroupState for the nodes the caller may see (of one patch group)."""
-        if group is not None:
-            check_group(group)
         async with self._db.read() as conn:
             found = await store.summaries(conn, schema.PATCH_SUMMARY)
             live = await inventory_store.registered_nodes(conn)
+            await self._check_group(conn, group, live)
         summaries = dict(found)
         counts = {
             "nodes": 0,
@@ -212,6 +227,7 @@ class PatchReports:
         async with self._db.read() as conn:
             found = dict(await store.summaries(conn, schema.PATCH_SUMMARY))
             live = await inventory_store.registered_nodes(conn)
+            await self._check_group(conn, group, live)
         rows: list[dict[str, Any]] = []
         for node_id, tags in live:
             node_group = patch_group_of(tags)
