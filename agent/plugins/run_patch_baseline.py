@@ -94,6 +94,11 @@ def choose_baseline(
             return parse(delivered[os_name]), group, snapshot
         except BaselineError as exc:
             raise PatchInputError(f"the delivered baseline for {os_name}: {exc}") from None
+    if isinstance(delivered, dict):
+        raise PatchInputError(
+            f"the command carries no baseline for {os_name} (the server sent baselines for "
+            f"{', '.join(sorted(delivered)) or 'no operating system'}): send it again"
+        )
     found = defaults.predefined(os_name)
     if found is None:
         raise PatchInputError(f"no patch baseline for {os_name}")

@@ -144,6 +144,23 @@ def test_a_command_runs_against_the_baselines_of_when_it_was_sent(run_api: RunAp
                                                   web.node_id)  # fmt: skip
             assert body["patch"]["snapshot_id"] == snap
             assert body["patch"]["baselines"]["UBUNTU"]["Description"] == "edited later"
+        # A node known to be Windows gets the Windows baseline only; a Linux one the Linux
+        # ones (its agent picks its own); a name gives the OS when the set is too big.
+        from control_plane.services.patching.snapshots import guess_os
+        from control_plane.store.schema import nodes
+
+        async with api.cp.db.transaction() as conn:
+            await conn.execute(nodes.update().where(nodes.c.id == plain.node_id)
+                               .values(platform="Windows"))  # fmt: skip
+        body = await api.cp.dispatcher.expand({"command_id": other["command_id"]}, plain.node_id)
+        assert list(body["patch"]["baselines"]) == ["WINDOWS"]
+        async with api.cp.db.transaction() as conn:
+            await conn.execute(nodes.update().where(nodes.c.id == plain.node_id)
+                               .values(platform="Linux"))  # fmt: skip
+        body = await api.cp.dispatcher.expand({"command_id": other["command_id"]}, plain.node_id)
+        shown = body["patch"]["baselines"]
+        assert "UBUNTU" in shown and "WINDOWS" not in shown
+        assert guess_os("Debian GNU/Linux") == "DEBIAN" and guess_os("Rocky Linux") == "ROCKY_LINUX"
         # Other documents carry no baselines.
         shell = await ok(api, "POST", "/v1/commands", json={
             "targets": [web.node_id], "parameters": {"commands": ["true"]}})  # fmt: skip
@@ -325,6 +342,7 @@ def test_a_token_never_sees_the_patches_of_a_node_it_may_not_see(
 def test_a_scheduled_patch_association_delivers_the_groups_baseline(run_api: RunApi) -> None:
     """State Manager's runs (send_batch) freeze a snapshot too; the node's poll carries it."""
     from tests.unit.test_associations_api import received, tick
+    from tests.unit.test_execution_support import eventually
 
     async def scenario(api: Api) -> None:
         node = await api.new_node(tags={"PatchGroup": "nightly"})
@@ -336,7 +354,11 @@ def test_a_scheduled_patch_association_delivers_the_groups_baseline(run_api: Run
             "parameters": {"Operation": "Scan"}, "targets": [node.node_id],
             "schedule": "rate(1 day)"})  # fmt: skip
         await tick(api)
-        runs = [m for m in await received(api, node) if m["type"] == "run_command"]
+
+        async def sent() -> list[dict[str, Any]]:  # the dispatcher's next round sends it
+            return [m for m in await received(api, node) if m["type"] == "run_command"]
+
+        runs = await eventually(sent, "the association's run_command")
         assert len(runs) == 1, runs
         patch = runs[0]["body"]["patch"]
         assert patch["patch_group"] == "nightly"

@@ -34,6 +34,41 @@ SNAPSHOT_RETENTION: Final = 35 * 86_400.0  # beyond the longest delivery timeout
 _CACHE_SIZE: Final = 64
 
 
+DELIVERY_BUDGET: Final = 96 * 1024  # bytes of baselines sent with one run_command
+# distro.name() words -> the baseline operating system (agent/facts.py reports distro.name()).
+_NAMES: Final = (
+    ("ubuntu", "UBUNTU"),
+    ("raspbian", "RASPBIAN"),
+    ("debian", "DEBIAN"),
+    ("red hat", "REDHAT_ENTERPRISE_LINUX"),
+    ("fedora", "REDHAT_ENTERPRISE_LINUX"),
+    ("amazon linux", "AMAZON_LINUX_2023"),
+    ("centos", "CENTOS"),
+    ("rocky", "ROCKY_LINUX"),
+    ("alma", "ALMA_LINUX"),
+    ("oracle", "ORACLE_LINUX"),
+    ("suse", "SUSE"),
+    ("sles", "SUSE"),
+    ("arch", "ARCH"),
+    ("alpine", "ALPINE"),
+)
+
+
+def guess_os(platform_name: str) -> str:
+    lowered = platform_name.lower()
+    return next((os_name for word, os_name in _NAMES if word in lowered), "")
+
+
+def _family(platform: str) -> frozenset[str] | None:
+    if platform == "Windows":
+        return frozenset({"WINDOWS"})
+    if platform == "MacOS":
+        return frozenset({"MACOS"})
+    if platform == "Linux":
+        return frozenset(predefined.PREDEFINED) - {"WINDOWS", "MACOS"}
+    return None  # not heard from yet: every one
+
+
 def runs_patch_baseline(content: Any) -> bool:
     """Whether a document's content (nested documents embedded) runs the patch action."""
     if not isinstance(content, dict):
@@ -155,7 +190,28 @@ class Snapshots:
         return found
 
     async def delivery(self, patch: dict[str, Any], node_id: str) -> dict[str, Any]:
-        """The wire.PatchDelivery for ``node_id`` of a command whose ``patch`` column this is."""
+        """The wire.PatchDelivery for ``node_id`` of a command whose ``patch`` column this is:
+        the baselines of the operating systems of the node's platform (Windows: WINDOWS,
+        macOS: MACOS, Linux: every Linux one, the agent picks its own), narrowed to the one
+        its platform name says when the Linux ones together are over DELIVERY_BUDGET."""
+        async with self._db.read() as conn:
+            node = await node_store.get(conn, node_id) or {}
+        baselines = await self._baselines_for(patch, node_id)
+        wanted = _family(str(node.get("platform") or ""))
+        if wanted is not None:
+            baselines = {k: v for k, v in baselines.items() if k in wanted}
+        if len(json.dumps(baselines)) > DELIVERY_BUDGET:
+            guess = guess_os(str(node.get("platform_name") or ""))
+            baselines = {k: v for k, v in baselines.items() if k == guess}
+        return {
+            "snapshot_id": str(patch.get("snapshot_id") or ""),
+            "patch_group": str((patch.get("groups") or {}).get(node_id) or ""),
+            "baselines": baselines,
+        }
+
+    async def _baselines_for(
+        self, patch: dict[str, Any], node_id: str
+    ) -> dict[str, dict[str, Any]]:
         snapshot_id = str(patch.get("snapshot_id") or "")
         group = str((patch.get("groups") or {}).get(node_id) or "")
         content = await self.content(snapshot_id) or {}
@@ -175,7 +231,7 @@ class Snapshots:
             found = predefined.predefined(os_name)
             if baseline_id == str(raw["Name"]) and found is not None:
                 baselines[os_name] = found.to_json()
-        return {"snapshot_id": snapshot_id, "patch_group": group, "baselines": baselines}
+        return baselines
 
     async def prune_if_due(self, now: float) -> int:
         """Drop snapshots past SNAPSHOT_RETENTION, at most once an hour."""
