@@ -19,16 +19,39 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-from agent.patching.base import PACKAGE_NAME, PackageError, check_name, check_version
+from agent.patching.apt_output import (
+    INSTALLED,
+    SCAN_FORMAT,
+    TARGETS_FORMAT,
+    UPDATE_FAILED,
+    Index,
+    Inst,
+    add_to_index,
+    apt_failure,
+    blocked_reason,
+    described,
+    install_result,
+    parse_installed,
+    parse_removals,
+    parse_simulation,
+    parse_targets,
+    read_index,
+    update_package,
+)
+from agent.patching.base import (
+    PACKAGE_NAME,
+    PackageError,
+    blocked_by,
+    check_name,
+    check_version,
+)
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.platform import detect_linux
 from agent.tools import Completed, Runner, ToolTimeout, run_tool
 
-# dpkg's db:Status-Status values that mean "the package is there and configured".
-_INSTALLED = frozenset({"installed", "triggers-awaited", "triggers-pending"})
 _FORMAT = "${db:Status-Status}\t${Version}\n"
 LOCK_WAIT_SECONDS = 300
 
@@ -55,7 +78,7 @@ class Provider:
             raise PackageError(f"dpkg-query {package} failed: {done.reason()}")
         for line in done.stdout.splitlines():
             status, _, version = line.partition("\t")
-            if status in _INSTALLED and version:
+            if status in INSTALLED and version:
                 return version
         return None
 
@@ -132,154 +155,15 @@ def apt_environment(root: Path) -> Iterator[dict[str, str]]:
 
 # --- Patch Manager -------------------------------------------------------------------------
 
-# One line per installed (name, arch): dpkg's own fields, tab-separated.
-_SCAN_FORMAT = (
-    "${Package}\t${Architecture}\t${Version}\t${db:Status-Status}\t${Section}\t${Priority}\n"
-)
-# Each Packages index apt knows: its local file and its Release file's fields.
-_TARGETS_FORMAT = "$(FILENAME)\t$(SUITE)\t$(CODENAME)\t$(ORIGIN)\t$(LABEL)"
-# dpkg states that are not "installed" yet leave a package on the node, half done.
-_BROKEN = frozenset({"half-installed", "unpacked", "half-configured"})
 _REBOOT_FILES = ("var/run/reboot-required", "run/reboot-required")
 _REBOOT_PACKAGES = re.compile(r"linux-image-.+|libc6|systemd")
-_SECURITY_LABELS = frozenset({"Debian-Security"})
-# "Inst name [old] (new Label:Version/archive, Label2/archive2 [arch])", old absent when new.
-_INST = re.compile(r"Inst (\S+)(?: \[([^\]]*)\])? \((\S+) (.*?) ?\[([^\]]*)\]\)")
-# apt-get update's lines that mean an index was not fetched or not trusted: fatal here.
-_UPDATE_FAILED = ("E:", "W: Failed to fetch", "W: GPG error", "W: Some index files failed")
+# Nothing retried behind the user's back: a failed download fails at once, with apt's message.
+_NO_RETRIES = ("-o", "Acquire::Retries=0")
 # A held dpkg lock fails at once, with apt's message; configuration files keep local edits.
 _INSTALL_OPTIONS = (
-    *("-q", "-y", "-o", "DPkg::Lock::Timeout=0"),
+    *("-q", "-y", "-o", "DPkg::Lock::Timeout=0", *_NO_RETRIES),
     *("-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"),
 )
-_COMPRESSED = frozenset({".lz4", ".zst", ".gz", ".xz", ".bz2", ".lzma"})
-_GENERIC = ("E: Some index files failed", "E: Unable to acquire the dpkg frontend lock")
-
-
-@dataclass(frozen=True)
-class Published:
-    """Where one package version is published: a suite and that suite's Release fields."""
-
-    suite: str
-    codename: str = ""
-    origin: str = ""
-    label: str = ""
-
-    @property
-    def security(self) -> bool:
-        names = (self.suite, self.codename)
-        return any(n.endswith("-security") for n in names) or bool(
-            {self.origin, self.label} & _SECURITY_LABELS
-        )
-
-
-@dataclass(frozen=True)
-class Inst:
-    """One package a simulated apt-get run would install or upgrade."""
-
-    name: str
-    arch: str
-    old: str  # the installed version, "" for a package new to the node
-    version: str
-    published: tuple[Published, ...]  # the suites publishing ``version``, with their Label
-
-
-@dataclass
-class Stanza:
-    """What the repositories say of one (name, arch, version)."""
-
-    section: str = ""
-    priority: str = ""
-    published: list[Published] = field(default_factory=list)
-
-
-def parse_simulation(text: str) -> list[Inst]:
-    """The ``Inst`` lines of ``apt-get -s`` (install, upgrade, dist-upgrade)."""
-    found = []
-    for line in text.splitlines():
-        match = _INST.match(line)
-        if match is None:
-            continue
-        name, old, version, release, arch = match.groups()
-        published = []
-        for part in filter(None, (p.strip() for p in release.split(", "))):
-            # Label:Version/Archive, Label:Archive, Version/Archive or the site
-            label, _, rest = part.partition(":") if ":" in part else ("", "", part)
-            published.append(Published(rest.rpartition("/")[2], label=label))
-        found.append(Inst(name.partition(":")[0], arch, old or "", version, tuple(published)))
-    return found
-
-
-def parse_installed(text: str) -> tuple[list[Package], list[str]]:
-    """dpkg-query ``_SCAN_FORMAT`` lines: the installed packages, and notes on the
-    half-installed ones."""
-    installed, notes = [], []
-    for line in text.splitlines():
-        fields = line.split("\t")
-        if len(fields) != 6 or not fields[0]:
-            continue
-        name, arch, version, status, section, priority = fields
-        if status in _BROKEN:
-            notes.append(f"{name} {version} is {status} (dpkg --configure -a may finish it)")
-        if status not in _INSTALLED:
-            continue
-        installed.append(
-            Package(name, arch, version, section=section, priority=priority.capitalize())
-        )
-    return installed, notes
-
-
-def parse_targets(text: str) -> list[tuple[str, Published]]:
-    """``apt-get indextargets --format _TARGETS_FORMAT``: (local Packages file, its suite)."""
-    found = []
-    for line in text.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 5 and fields[0]:
-            found.append((fields[0], Published(*fields[1:])))
-    return found
-
-
-def parse_packages(text: str, wanted: frozenset[str]) -> Iterator[tuple[str, str, str, str, str]]:
-    """(name, arch, version, section, priority) of each Packages stanza naming a wanted
-    package (the others are skipped after their first line)."""
-    for stanza in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in stanza.splitlines():
-            key, sep, value = line.partition(": ")
-            if key == "Package" and value not in wanted:
-                break
-            if sep and key in ("Package", "Architecture", "Version", "Section", "Priority"):
-                fields[key] = value.strip()
-        name, version = fields.get("Package"), fields.get("Version")
-        if name in wanted and name and version:
-            arch = fields.get("Architecture", "")
-            yield name, arch, version, fields.get("Section", ""), fields.get("Priority", "")
-
-
-def apt_failure(out: str, err: str) -> str:
-    """The line that says why apt failed: its first specific E: line (with the W: GPG
-    error behind a "not signed"), else its first failure warning; "" when none."""
-    lines = [ln.strip() for ln in (err + "\n" + out).splitlines()]
-    errors = [ln for ln in lines if ln.startswith("E:") and not ln.startswith(_GENERIC)]
-    warned = [ln for ln in lines if ln.startswith(_UPDATE_FAILED[1:])]
-    said = errors[0] if errors else (warned[0] if warned else "")
-    gpg = next((ln for ln in warned if ln.startswith("W: GPG error")), "")
-    if gpg and said != gpg:
-        said = f"{said} {gpg}"
-    if not said and any(ln.startswith("E:") for ln in lines):
-        said = next(ln for ln in lines if ln.startswith("E:"))
-    return said[:500]
-
-
-def read_index(path: str) -> str | None:
-    """A plain Packages file of apt's lists ("" when absent); None for a compressed one
-    (apt's lists may be kept lz4, zst, gz ...: apt-helper cat-file reads those)."""
-    if Path(path).suffix in _COMPRESSED:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 class Patcher:
@@ -288,7 +172,8 @@ class Patcher:
     package's candidate, ``apt-get indextargets`` and the lists' Packages files for where
     each version is published (a ``-security`` suite makes it a Security update) and its
     section and priority.  ``install`` runs ``apt-get install name=version ...``, first
-    simulated to refuse BLOCKed packages, never waiting for a dpkg lock."""
+    simulated to refuse BLOCKed packages and any removal, never waiting for a dpkg lock
+    nor retrying a download."""
 
     name = "apt"
 
@@ -311,11 +196,11 @@ class Patcher:
             upgrades = [i for i in parse_simulation(done.stdout) if i.old]
             names = frozenset(p.name for p in installed) | {i.name for i in upgrades}
             index = self._index(env, options, names)
-        updates = [self._update_package(i, index) for i in upgrades]
+        updates = [update_package(i, index) for i in upgrades]
         node = detect_linux(self.root)
         return Scan(
             product=node.product if node else "",
-            installed=[self._described(p, index) for p in installed],
+            installed=[described(p, index) for p in installed],
             updates=updates,
             reboot_required=self._reboot_pending(),
             notes=notes + broken,
@@ -324,29 +209,25 @@ class Patcher:
 
     def _update(self, env: Mapping[str, str], options: list[str]) -> list[str]:
         """``apt-get update``; an index not fetched or not trusted fails the scan."""
-        argv = ["apt-get", *options, "-q", "-o", "APT::Update::Error-Mode=any", "update"]
-        done = self._tool(argv, env)
+        argv = ["apt-get", *options, "-q", *_NO_RETRIES, "-o", "APT::Update::Error-Mode=any"]
+        done = self._tool([*argv, "update"], env)
         lines = done.stderr.splitlines()
-        if done.returncode != 0 or any(ln.startswith(_UPDATE_FAILED) for ln in lines):
+        if done.returncode != 0 or any(ln.startswith(UPDATE_FAILED) for ln in lines):
             raise PackageError(f"apt-get update failed: {self._why(done)}")
         return [ln.strip() for ln in lines if ln.startswith(("W:", "N:"))]
 
-    def _index(
-        self, env: Mapping[str, str], options: list[str], names: frozenset[str]
-    ) -> dict[tuple[str, str, str], Stanza]:
+    def _index(self, env: Mapping[str, str], options: list[str], names: frozenset[str]) -> Index:
         """(name, arch, version) -> its section, priority and the suites publishing it."""
-        argv = ["apt-get", *options, "indextargets", f"--format={_TARGETS_FORMAT}"]
+        argv = ["apt-get", *options, "indextargets", f"--format={TARGETS_FORMAT}"]
         done = self._tool([*argv, "Created-By: Packages"], env)
         if done.returncode != 0:
             raise PackageError(f"apt-get indextargets failed: {self._why(done)}")
-        index: dict[tuple[str, str, str], Stanza] = {}
+        index: Index = {}
         for path, published in parse_targets(done.stdout):
             text = read_index(path)
-            if text is None:
-                text = self._cat_file(path, env)
-            for name, arch, version, section, priority in parse_packages(text, names):
-                stanza = index.setdefault((name, arch, version), Stanza(section, priority))
-                stanza.published.append(published)
+            add_to_index(
+                index, self._cat_file(path, env) if text is None else text, published, names
+            )
         return index
 
     def _cat_file(self, path: str, env: Mapping[str, str]) -> str:
@@ -355,44 +236,9 @@ class Patcher:
             raise PackageError(f"apt-helper cat-file {path} failed: {done.reason()}")
         return done.stdout
 
-    @staticmethod
-    def _described(package: Package, index: dict[tuple[str, str, str], Stanza]) -> Package:
-        """An installed package with what the repositories say of its version."""
-        stanza = index.get((package.name, package.arch, package.version))
-        if stanza is None or not stanza.published:
-            return package
-        secure = [p for p in stanza.published if p.security]
-        return replace(
-            package,
-            repository=(secure or stanza.published)[0].suite,
-            security=bool(secure),
-            classification="Security" if secure else "",
-            section=package.section or stanza.section,
-            priority=package.priority or stanza.priority.capitalize(),
-        )
-
-    @staticmethod
-    def _update_package(inst: Inst, index: dict[tuple[str, str, str], Stanza]) -> Package:
-        stanza = index.get((inst.name, inst.arch, inst.version))
-        if stanza is not None and stanza.published:
-            published = stanza.published
-        else:  # not in an index we could read: what the simulation said
-            published, stanza = list(inst.published), Stanza()
-        secure = [p for p in published if p.security]
-        return Package(
-            inst.name,
-            inst.arch,
-            inst.version,
-            classification="Security" if secure else "",
-            repository=(secure or published)[0].suite if published else "",
-            section=stanza.section,
-            priority=stanza.priority.capitalize(),
-            security=bool(secure),
-        )
-
     def _installed(self, env: Mapping[str, str]) -> tuple[list[Package], list[str]]:
         admindir = self.root / "var/lib/dpkg"
-        done = self._tool(["dpkg-query", f"--admindir={admindir}", "-W", f"-f={_SCAN_FORMAT}"], env)
+        done = self._tool(["dpkg-query", f"--admindir={admindir}", "-W", f"-f={SCAN_FORMAT}"], env)
         if done.returncode != 0:
             raise PackageError(f"dpkg-query failed: {done.reason()}")
         installed, notes = parse_installed(done.stdout)
@@ -423,10 +269,20 @@ class Patcher:
         self._seconds = 0.0
         with self._session(sources) as (env, options):
             before = {p.key: p for p in self._installed(env)[0]}
-            pulled = self._simulate(targets, env, options)
-            refused = [i for i in pulled if {i.name, f"{i.name}.{i.arch}"} & set(blocked)]
+            pulled, removed = self._simulate(targets, env, options)
+            refused = [
+                i
+                for i in pulled
+                if blocked_by(i.name, blocked) or blocked_by(f"{i.name}.{i.arch}", blocked)
+            ]
             if refused:
                 raise PackageError(self._blocked(refused, updates, env, options))
+            if removed:  # apt's -y would go ahead: approved updates never remove a package
+                asked = ", ".join(f"{p.name} {p.version}" for p in updates)
+                raise PackageError(
+                    f"installing {asked} would remove {', '.join(removed)}: "
+                    "refused (nothing was installed)"
+                )
             argv = ["apt-get", *options, *_INSTALL_OPTIONS, "install", "--", *targets]
             done = self._tool(argv, env)
             after = {p.key: p for p in self._installed(env)[0]}
@@ -435,16 +291,19 @@ class Patcher:
             what = ", ".join(f"{p.name} {p.version}" for p in changed)
             half = f"; changed before it failed: {what}" if what else ""
             raise PackageError(f"apt-get install failed: {self._why(done)}{half}")
-        return self._outcome(updates, changed, pulled)
+        installed, failed = install_result(updates, changed, pulled)
+        reboot = self._reboot_pending() or any(_REBOOT_PACKAGES.fullmatch(p.name) for p in changed)
+        return InstallOutcome(installed=installed, failed=failed, reboot_required=reboot)
 
     def _simulate(
         self, targets: list[str], env: Mapping[str, str], options: list[str]
-    ) -> list[Inst]:
+    ) -> tuple[list[Inst], list[str]]:
+        """What ``apt-get install targets`` would install, and remove."""
         argv = ["apt-get", *options, *_INSTALL_OPTIONS, "-s", "install", "--", *targets]
         done = self._tool(argv, env)
         if done.returncode != 0:
             raise PackageError(f"apt-get install failed: {self._why(done)}")
-        return parse_simulation(done.stdout)
+        return parse_simulation(done.stdout), parse_removals(done.stdout)
 
     def _blocked(
         self,
@@ -454,53 +313,8 @@ class Patcher:
         options: list[str],
     ) -> str:
         """ "X is rejected ... and Y needs it": each requested update simulated alone."""
-        asked = {u.name for u in updates}
-        said = []
-        alone = [(u.name, self._simulate([self._target(u)], env, options)) for u in updates]
-        for name in dict.fromkeys(i.name for i in refused):
-            needers = [u for u, pulled in alone if u != name and name in {i.name for i in pulled}]
-            if name in asked:
-                why = "the install asked for it"
-            elif needers:
-                why = f"{', '.join(needers)} {'need' if len(needers) > 1 else 'needs'} it"
-            else:
-                why = f"{', '.join(sorted(asked))} together need it"
-            said.append(f"{name} is rejected (RejectedPatchesAction BLOCK) and {why}")
-        return "; ".join(said) + "; nothing was installed"
-
-    def _outcome(
-        self, updates: Sequence[Package], changed: list[Package], pulled: list[Inst]
-    ) -> InstallOutcome:
-        arch = {p.name: p.arch for p in changed}  # an update may name no arch
-        asked = {(p.name, p.arch or arch.get(p.name, "")): p for p in updates}
-        by_name = {i.name: i for i in pulled}
-        now = {(p.name, p.arch): p for p in changed}
-        installed = []
-        for package in changed:
-            update = asked.get((package.name, package.arch))
-            if update is not None and update.version == package.version:
-                installed.append(update)
-                continue
-            inst = by_name.get(package.name)
-            secure = inst is not None and any(p.security for p in inst.published)
-            installed.append(
-                replace(
-                    package,
-                    security=secure,
-                    classification="Security" if secure else "",
-                    repository=inst.published[0].suite if inst and inst.published else "",
-                )
-            )
-        failed = {}
-        for key, update in asked.items():
-            got = now.get(key)
-            if got is None or got.version != update.version:
-                state = f"at {got.version}" if got else "unchanged"
-                failed[update.key] = (
-                    f"apt-get install ended with {update.name} {state}, not {update.version}"
-                )
-        reboot = self._reboot_pending() or any(_REBOOT_PACKAGES.fullmatch(p.name) for p in changed)
-        return InstallOutcome(installed=installed, failed=failed, reboot_required=reboot)
+        alone = [(u.name, self._simulate([self._target(u)], env, options)[0]) for u in updates]
+        return blocked_reason(refused, alone)
 
     @staticmethod
     def _target(package: Package) -> str:

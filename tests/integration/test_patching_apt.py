@@ -18,6 +18,7 @@ from agent.patching.apt import Patcher
 from agent.patching.base import PackageError
 from agent.patching.model import Package, Source
 from tests.integration import aptrepo
+from tests.integration.aptrepo import Deb
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(t) for t in ("dpkg-deb", "apt-get", "dpkg-query", "apt-ftparchive")),
@@ -155,12 +156,13 @@ def test_a_kernel_update_asks_for_a_reboot(root: Path) -> None:
     assert outcome.reboot_required is True
 
 
-def test_a_blocked_dependency_fails_the_whole_install(root: Path) -> None:
+@pytest.mark.parametrize("rejected", ["corral-lib", "corral-l*"])
+def test_a_blocked_dependency_fails_the_whole_install(root: Path, rejected: str) -> None:
     found = updates(root)
     before = status(root)
     with pytest.raises(PackageError) as caught:
         Patcher(str(root)).install(
-            [found["corral-tool"], found["corral-app"]], blocked=["corral-lib"]
+            [found["corral-tool"], found["corral-app"]], blocked=[rejected]
         )
     assert str(caught.value) == (
         "corral-lib is rejected (RejectedPatchesAction BLOCK) and corral-app needs it; "
@@ -255,3 +257,61 @@ def test_a_baselines_source_is_used_for_that_call_only(root: Path, repo: Path) -
     with pytest.raises(PackageError, match="apt-get update failed: E: Failed to fetch"):
         patcher.scan([Source("gone", (), "deb [trusted=yes] file:/nonexistent stable main")])
     assert sorted((root / "etc/apt/sources.list.d").iterdir()) == parts
+
+
+# A node where two updates would take a package off it: corral-new 2.0-1 Breaks the
+# installed corral-old, corral-rival 2.0-1 Conflicts with it (apt's -y would remove it).
+REMOVING = {"corral-new": "Breaks", "corral-rival": "Conflicts"}
+REMOVING_PACKAGES = (
+    Deb("corral-old", "1.0-1", "stable"),
+    Deb("corral-new", "1.0-1", "stable"),
+    Deb("corral-new", "2.0-1", "stable"),
+    Deb("corral-rival", "1.0-1", "stable"),
+    Deb("corral-rival", "2.0-1", "stable"),
+)
+
+
+def add_field(deb: Path, field: str, work: Path) -> None:
+    """Rebuild ``deb`` with one more control field (``Breaks: corral-old``)."""
+    work.mkdir(parents=True, exist_ok=True)
+    tree = work / deb.stem
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True, capture_output=True)
+    control = tree / "DEBIAN/control"
+    control.write_text(control.read_text() + field + "\n")
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(tree), str(deb)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def removing_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("apt-removing")
+    pool = base / "repo/pool"
+    pool.mkdir(parents=True)
+    for deb in REMOVING_PACKAGES:
+        path = aptrepo.build_deb(pool, deb, base / "build")
+        if deb.version == "2.0-1":
+            add_field(path, f"{REMOVING[deb.name]}: corral-old", base / "rebuild")
+    aptrepo.write_suite(base / "repo", "stable", REMOVING_PACKAGES, aptrepo.native_arch())
+    root = aptrepo.make_root(base / "root", aptrepo.sources_list(base / "repo", ["stable"]))
+    olds = [pool / d.filename for d in REMOVING_PACKAGES if d.version == "1.0-1"]
+    aptrepo.install_debs(root, olds)
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(REMOVING))
+def test_an_update_that_would_remove_a_package_is_refused(
+    name: str, removing_template: Path, tmp_path: Path
+) -> None:
+    root = aptrepo.copy_root(removing_template, tmp_path / "root")
+    Patcher(str(root)).scan()  # the lists, as before any install
+    before = status(root)
+    with pytest.raises(PackageError) as caught:
+        Patcher(str(root)).install([Package(name, "all", "2.0-1")])
+    assert str(caught.value) == (
+        f"installing {name} 2.0-1 would remove corral-old 1.0-1: refused (nothing was installed)"
+    )
+    assert status(root) == before
+    assert versions(root) == {"corral-old": "1.0-1", "corral-new": "1.0-1", "corral-rival": "1.0-1"}

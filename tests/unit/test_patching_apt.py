@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.patching.apt import (
+from agent.patching.apt import Patcher
+from agent.patching.apt_output import (
     Inst,
-    Patcher,
     Published,
     apt_failure,
     parse_installed,
     parse_packages,
+    parse_removals,
     parse_simulation,
     parse_targets,
 )
@@ -78,6 +79,18 @@ def test_simulation_lines_of_other_shapes() -> None:
     assert found[1].published == (Published("stable-backports", label="Debian Backports"),)
     assert found[2].published == (Published("localhost"),)
     assert found[3].published == (Published("stable"),)
+
+
+def test_the_packages_a_simulation_would_remove() -> None:
+    text = (
+        "Remv corral-old [1.0-1]\n"
+        "Remv libbar:i386 [2:1.1-1]\n"
+        "Purg gone [3]\n"
+        "Inst corral-new [1.0-1] (2.0-1 Corral:1/stable [all])\n"
+        "Conf corral-new (2.0-1 Corral:1/stable [all])\n"
+    )
+    assert parse_removals(text) == ["corral-old 1.0-1", "libbar:i386 2:1.1-1", "gone 3"]
+    assert parse_removals(fixture("dist-upgrade-bookworm.txt")) == []
 
 
 @pytest.mark.parametrize(
@@ -263,6 +276,23 @@ def test_a_package_apt_silently_left_alone_is_reported_failed(tmp_path: Path) ->
     assert install[-2:] == ["--", "corral-tool=1.1-1"]
     assert "DPkg::Lock::Timeout=0" in install
     assert "upgrade" not in install and "dist-upgrade" not in install
+
+
+def test_apt_is_never_asked_to_retry_a_failed_download(tmp_path: Path) -> None:
+    scan = Replay([(("update",), done(stderr="E: stop here\n", code=100))])
+    with pytest.raises(PackageError):
+        Patcher(str(tmp_path), run=scan).scan()
+    install = Replay(
+        [
+            (("dpkg-query",), done(DPKG_OLD)),
+            (("-s", "install"), done("Inst corral-tool [1.0-1] (1.1-1 Corral:1/stable [all])\n")),
+            (("install",), done()),
+        ]
+    )
+    Patcher(str(tmp_path), run=install).install([Package("corral-tool", "all", "1.1-1")])
+    apt_runs = [argv for argv in [*scan.ran, *install.ran] if argv[0] == "apt-get"]
+    assert ["update" in a or "install" in a for a in apt_runs] == [True, True, True]
+    assert all("Acquire::Retries=0" in argv for argv in apt_runs)
 
 
 def test_a_half_applied_install_is_an_error_naming_what_changed(tmp_path: Path) -> None:

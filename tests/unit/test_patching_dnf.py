@@ -1,4 +1,4 @@
-"""dnf's output as agent/patching/dnf.py reads it: recorded from the real dnf 4.14 and rpm
+"""dnf's output as agent/patching/dnf_output.py reads it: recorded from the real dnf 4.14 and rpm
 4.18 against the repository tests/integration/rpmrepo.py builds (TZ=UTC), and the
 provider's paths replayed through its ``run`` seam (yum is the same code run as ``yum``)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.patching import dnf
+from agent.patching import dnf, dnf_output
 from agent.patching.base import PackageError
 from agent.patching.model import Package, Source
 from agent.tools import Completed
@@ -23,7 +23,7 @@ def _read(name: str) -> str:
 
 
 def test_rpm_query_gives_name_arch_version_with_epoch_and_install_time() -> None:
-    installed = dnf.parse_installed(_read("rpm-qa.txt"))
+    installed = dnf_output.parse_installed(_read("rpm-qa.txt"))
     assert [(p.name, p.arch, p.version) for p in installed] == [
         ("corral-dep", "noarch", "1.0-1"),
         ("corral-fix", "noarch", "1:1.0-1"),
@@ -31,12 +31,12 @@ def test_rpm_query_gives_name_arch_version_with_epoch_and_install_time() -> None
         ("corral-sec", "noarch", "1.0-1"),
     ]
     assert all(p.installed_time and p.installed_time > 1.7e9 for p in installed)
-    record = dnf.FS.join(["gpg-pubkey", "(none)", "1-2", "1"]) + dnf.RS
-    assert dnf.parse_installed(record + "garbage" + dnf.RS) == []
+    record = dnf_output.FS.join(["gpg-pubkey", "(none)", "1-2", "1"]) + dnf_output.RS
+    assert dnf_output.parse_installed(record + "garbage" + dnf_output.RS) == []
 
 
 def test_repoquery_gives_newest_candidates_with_repository() -> None:
-    updates = dnf.parse_upgrades(_read("repoquery-upgrades.txt") + "\nnot a record\n")
+    updates = dnf_output.parse_upgrades(_read("repoquery-upgrades.txt") + "\nnot a record\n")
     assert [(u.key, u.version, u.repository) for u in updates] == [
         ("corral-dep.noarch", "2.0-1", "corral"),
         ("corral-fix.noarch", "1:1.1-1", "corral"),
@@ -46,25 +46,25 @@ def test_repoquery_gives_newest_candidates_with_repository() -> None:
 
 
 def test_updateinfo_list_maps_advisories_to_nevras() -> None:
-    assert dnf.parse_updateinfo_list(_read("updateinfo-list-updates.txt")) == [
+    assert dnf_output.parse_updateinfo_list(_read("updateinfo-list-updates.txt")) == [
         ("CORRAL-2024:0002", "corral-fix", "noarch", "1:1.1-1"),
         ("CORRAL-2024:0001", "corral-sec", "noarch", "2.0-1"),
     ]
-    assert dnf.parse_updateinfo_list(_read("updateinfo-list-installed.txt")) == [
+    assert dnf_output.parse_updateinfo_list(_read("updateinfo-list-installed.txt")) == [
         ("CORRAL-2023:0100", "corral-plain", "noarch", "1.0-1"),
     ]
     verbose = "  X-1 bugfix  a-1.0-1.x86_64 2024-01-01 00:00:00\ni X-2 bugfix b-0-2.noarch\n"
-    assert dnf.parse_updateinfo_list(verbose + "Last metadata expiration check: 0:01\n") == [
+    assert dnf_output.parse_updateinfo_list(verbose + "Last metadata expiration check: 0:01\n") == [
         ("X-1", "a", "x86_64", "1.0-1"),
         ("X-2", "b", "noarch", "0-2"),
     ]
 
 
 def test_updateinfo_info_gives_type_severity_date_title_and_cves() -> None:
-    info = dnf.parse_updateinfo_info(_read("updateinfo-info.txt"))
+    info = dnf_output.parse_updateinfo_info(_read("updateinfo-info.txt"))
     assert sorted(info) == ["CORRAL-2023:0100", "CORRAL-2024:0001", "CORRAL-2024:0002"]
     security = info["CORRAL-2024:0001"]
-    assert security == dnf.Advisory(
+    assert security == dnf_output.Advisory(
         id="CORRAL-2024:0001",
         type="security",
         severity="Important",
@@ -83,15 +83,15 @@ def test_an_advisory_description_with_colons_and_no_date_still_parses() -> None:
         "    Updated: not a date\nDescription: Security Fix(es):\n           : * a: b\n"
         "   Severity: None\n"
     )
-    (advisory,) = dnf.parse_updateinfo_info(text).values()
+    (advisory,) = dnf_output.parse_updateinfo_info(text).values()
     assert (advisory.title, advisory.issued, advisory.severity) == ("Moderate: x update", None, "")
 
 
 def test_the_most_urgent_advisory_gives_an_update_its_metadata() -> None:
-    info = dnf.parse_updateinfo_info(_read("updateinfo-info.txt"))
+    info = dnf_output.parse_updateinfo_info(_read("updateinfo-info.txt"))
     package = Package(name="corral-sec", arch="noarch", version="2.0-1")
     both = [info["CORRAL-2024:0002"], info["CORRAL-2024:0001"]]
-    merged = dnf.with_advisories(package, both)
+    merged = dnf_output.with_advisories(package, both)
     assert (merged.classification, merged.severity, merged.security) == (
         "Security",
         "Important",
@@ -99,10 +99,10 @@ def test_the_most_urgent_advisory_gives_an_update_its_metadata() -> None:
     )
     assert merged.advisories == ("CORRAL-2024:0001", "CORRAL-2024:0002")
     assert merged.release_time == 1709812800.0
-    bugfix = dnf.with_advisories(package, [info["CORRAL-2024:0002"]])
+    bugfix = dnf_output.with_advisories(package, [info["CORRAL-2024:0002"]])
     assert (bugfix.classification, bugfix.security) == ("Bugfix", False)
-    assert dnf.with_advisories(package, []) == package
-    enhancement = dnf.with_advisories(package, [info["CORRAL-2023:0100"]])
+    assert dnf_output.with_advisories(package, []) == package
+    enhancement = dnf_output.with_advisories(package, [info["CORRAL-2023:0100"]])
     assert (enhancement.classification, enhancement.severity) == ("Enhancement", "Low")
 
 
@@ -120,7 +120,7 @@ def test_the_most_urgent_advisory_gives_an_update_its_metadata() -> None:
     ],
 )
 def test_split_nevra(nevra: str, expected: tuple[str, str, str] | None) -> None:
-    assert dnf.split_nevra(nevra) == expected
+    assert dnf_output.split_nevra(nevra) == expected
 
 
 @pytest.mark.parametrize(
@@ -137,19 +137,19 @@ def test_split_nevra(nevra: str, expected: tuple[str, str, str] | None) -> None:
 )
 def test_dnf_errors_are_one_line_in_dnfs_words(fixture: str, said: str) -> None:
     code = 200 if "locked" in fixture else 1
-    message = dnf.dnf_error(Completed(("dnf",), code, "", _read(fixture)))
+    message = dnf_output.dnf_error(Completed(("dnf",), code, "", _read(fixture)))
     assert "\n" not in message and "release version" not in message
     assert re.search(said, message), message
 
 
 def test_a_blocked_dependency_names_the_package_and_what_needs_it() -> None:
-    message = dnf.dnf_error(Completed(("dnf",), 1, "", _read("install-blocked.stderr")))
-    reason = dnf.blocked_reason(message, ["corral-lib"])
+    message = dnf_output.dnf_error(Completed(("dnf",), 1, "", _read("install-blocked.stderr")))
+    reason = dnf_output.blocked_reason(message, ["corral-lib"])
     assert reason is not None
     assert reason.startswith(
         "corral-lib is rejected (RejectedPatchesAction BLOCK) and corral-dep needs it (dnf: "
     )
-    assert dnf.blocked_reason(message, ["corral-other"]) is None
+    assert dnf_output.blocked_reason(message, ["corral-other"]) is None
 
 
 def test_reposdir_and_sources() -> None:
@@ -225,8 +225,8 @@ def test_on_slash_a_newer_kernel_than_the_running_one_needs_a_reboot() -> None:
     import os
 
     running = os.uname().release
-    record = dnf.FS.join(["kernel-core", "x86_64", "999.0-1", "2000000000"]) + dnf.RS
-    old = dnf.FS.join(["kernel-core", "x86_64", "1.0-1", "1000000000"]) + dnf.RS
+    record = dnf_output.FS.join(["kernel-core", "x86_64", "999.0-1", "2000000000"]) + dnf_output.RS
+    old = dnf_output.FS.join(["kernel-core", "x86_64", "1.0-1", "1000000000"]) + dnf_output.RS
 
     def reply(argv: list[str]) -> Completed:
         if argv[0] == "rpm":
@@ -282,7 +282,7 @@ def test_install_reports_a_package_dnf_did_not_move(tmp_path: Path) -> None:
         (Package(name="-rf", arch="noarch", version="1-1"), (), "invalid package name '-rf'"),
         (Package(name="a", arch="noarch", version="1.0"), (), "invalid package version '1.0'"),
         (Package(name="a", arch="no*", version="1-1"), (), "invalid architecture 'no\\*'"),
-        (Package(name="a", arch="noarch", version="1-1"), ("b*",), "invalid package name 'b\\*'"),
+        (Package(name="a", arch="noarch", version="1-1"), ("b;c",), "invalid rejected patch 'b;c'"),
         (
             Package(name="a", arch="noarch", version="1-1"),
             ("a",),
