@@ -80,7 +80,16 @@ MAX_DESCRIPTION: Final = 1024
 APPROVE_AFTER_DAYS: Final = (0, 360)
 # What a BaselineOverride or a GetPatchBaseline document may carry beside the create fields.
 _READ_ONLY: Final = frozenset(
-    {"BaselineId", "CreatedDate", "ModifiedDate", "PatchGroups", "ClientToken", "Tags"}
+    {
+        "BaselineId",
+        "CreatedDate",
+        "ModifiedDate",
+        "PatchGroups",
+        "ClientToken",
+        "Tags",
+        "DefaultBaseline",  # Corral's GetPatchBaseline answer adds these two
+        "Predefined",
+    }
 )
 _FIELDS: Final = frozenset(
     {

@@ -38,6 +38,8 @@ RPM_FAMILY: Final = frozenset(
     }
 )
 MAX_CHARS: Final = 100
+# A patch group (the node tag ``Patch Group`` / ``PatchGroup``): AWS's PatchGroup rule.
+PATCH_GROUP_RE: Final = re.compile(r"^[\w\s.:/=+\-@]{1,256}$")
 
 _DEBIAN = re.compile(r"[a-z0-9*][a-z0-9+.*-]*(?::[a-z0-9*-]+)?(?:=[0-9*][A-Za-z0-9.+~:*-]*)?")
 _RPM = re.compile(r"[A-Za-z0-9_*][A-Za-z0-9_+.*-]*(?::?[A-Za-z0-9_+.*~^-]+)*")

@@ -66,14 +66,28 @@ def node_os(platform: str, root: str) -> NodeOS:
 
 
 def choose_baseline(
-    os_name: str, delivery: dict[str, Any] | None, override: str
+    os_name: str, delivery: dict[str, Any] | None, override: str, *, daemon: bool
 ) -> tuple[Baseline, str, str]:
-    """(the baseline, its patch group, the snapshot id) for this node's OS."""
+    """(the baseline, its patch group, the snapshot id) for this node's OS: what the server
+    delivered (its snapshot already holds a BaselineOverride, and a shared SnapshotId takes
+    precedence over one, as SSM's); with no delivery, BaselineOverride, else (corral-agent
+    run-document only) the predefined default."""
     from agent.patching import defaults
     from agent.patching.baseline import BaselineError, parse
 
     group = str((delivery or {}).get("patch_group") or "")
     snapshot = str((delivery or {}).get("snapshot_id") or "")
+    delivered = (delivery or {}).get("baselines")
+    if isinstance(delivered, dict):
+        if not isinstance(delivered.get(os_name), dict):
+            raise PatchInputError(
+                f"the command carries no baseline for {os_name} (the server sent baselines "
+                f"for {', '.join(sorted(delivered)) or 'no operating system'}): send it again"
+            )
+        try:
+            return parse(delivered[os_name]), group, snapshot
+        except BaselineError as exc:
+            raise PatchInputError(f"the delivered baseline for {os_name}: {exc}") from None
     if override:
         try:
             raw = json.loads(override)
@@ -81,23 +95,18 @@ def choose_baseline(
             raise PatchInputError("BaselineOverride is not JSON (a list of baselines)") from None
         entries = raw if isinstance(raw, list) else [raw]
         try:
-            baselines = [parse(e) for e in entries]
+            baselines = [parse(e, default_name="BaselineOverride") for e in entries]
         except BaselineError as exc:
             raise PatchInputError(f"BaselineOverride: {exc}") from None
         for b in baselines:
             if b.operating_system == os_name:
                 return b, group, snapshot
         raise PatchInputError(f"BaselineOverride has no baseline for {os_name}")
-    delivered = (delivery or {}).get("baselines")
-    if isinstance(delivered, dict) and isinstance(delivered.get(os_name), dict):
-        try:
-            return parse(delivered[os_name]), group, snapshot
-        except BaselineError as exc:
-            raise PatchInputError(f"the delivered baseline for {os_name}: {exc}") from None
-    if isinstance(delivered, dict):
+    if daemon:
         raise PatchInputError(
-            f"the command carries no baseline for {os_name} (the server sent baselines for "
-            f"{', '.join(sorted(delivered)) or 'no operating system'}): send it again"
+            "no baseline came with this run: the server resolves the node's baseline when it "
+            "sends the command (a State Manager run the agent started while the server was "
+            "out of reach has none); nothing was scanned or installed"
         )
     found = defaults.predefined(os_name)
     if found is None:
@@ -136,7 +145,10 @@ class RunPatchBaseline(Stoppable):
             install_override = load(override_text) if operation == "Install" else None
             here = node_os(ctx.platform, settings.root)
             baseline, group, snapshot = choose_baseline(
-                here.operating_system, settings.delivery, baseline_override
+                here.operating_system,
+                settings.delivery,
+                baseline_override,
+                daemon=ctx.patching is not None,
             )
             snapshot = _text(inputs, "SnapshotId") or snapshot
             left = max(ctx.deadline - time.monotonic(), 1.0)

@@ -34,6 +34,7 @@ from control_plane import __version__
 from control_plane.cli.activations import activations
 from control_plane.cli.associations import associations
 from control_plane.cli.audit import audit
+from control_plane.cli.baselines import baselines
 from control_plane.cli.calendars import calendars
 from control_plane.cli.commands import commands
 from control_plane.cli.completion import COMPLETE_VAR, PROG_NAME, completion, install_callback
@@ -47,6 +48,7 @@ from control_plane.cli.login import login
 from control_plane.cli.mw import mw
 from control_plane.cli.nodes import nodes
 from control_plane.cli.parameters import params
+from control_plane.cli.patch import patch
 from control_plane.cli.run import run
 from control_plane.cli.schedule import schedule
 from control_plane.cli.tokens import policies, tokens, whoami
@@ -194,6 +196,8 @@ cli.add_command(compliance)
 cli.add_command(inventory)
 cli.add_command(mw)
 cli.add_command(calendars)
+cli.add_command(baselines)
+cli.add_command(patch)
 
 
 def _flush_stdout() -> None:

@@ -69,7 +69,7 @@ def test_baselines_groups_and_defaults(run_api: RunApi) -> None:
         assert ids["AWS-UbuntuDefaultPatchBaseline"]["DefaultBaseline"] is True
         assert ids[bid]["DefaultBaseline"] is False
         # Update: given fields replace; the OS never changes; nothing changes on bad input.
-        changed = await ok(api, "PATCH", f"/v1/baselines/{bid}", json={"Description": "v2"})
+        changed = await ok(api, "PATCH", "/v1/baselines/ubuntu-strict", json={"Description": "v2"})
         assert changed["Description"] == "v2" and changed["RejectedPatches"] == ["telnet"]
         await refused(api, "PATCH", f"/v1/baselines/{bid}", 400, "OperatingSystem cannot "
                       "change", json={"OperatingSystem": "DEBIAN"})  # fmt: skip

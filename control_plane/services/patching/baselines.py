@@ -13,12 +13,14 @@ deleted (AWS's ResourceInUse).
 
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any, Final
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from agent.patching import defaults as predefined
 from agent.patching.baseline import Baseline, BaselineError, parse
+from agent.patching.names import PATCH_GROUP_RE
 from control_plane.errors import Conflict, InvalidRequest, NotFound
 from control_plane.services import audit_context
 from control_plane.services.clock import Clock, rfc3339
@@ -26,7 +28,6 @@ from control_plane.store import patching as store
 from control_plane.store.db import Database
 
 PATCH_GROUP_TAGS: Final = ("Patch Group", "PatchGroup")
-PATCH_GROUP_RE: Final = re.compile(r"^[\w\s.:/=+\-@]{1,256}$")
 
 
 def check_group(name: str) -> str:
@@ -159,9 +160,8 @@ class BaselineService:
             raise InvalidRequest("a patch baseline update is a JSON object of fields")
         now = self._clock()
         async with self._db.transaction() as conn:
-            row = await store.baseline(conn, baseline_id)
-            if row is None:
-                raise NotFound(f"patch baseline {baseline_id} not found")
+            row = await _row(conn, baseline_id)
+            baseline_id = row["id"]
             given_os = raw.get("OperatingSystem")
             if given_os is not None and given_os != row["operating_system"]:
                 raise InvalidRequest(
@@ -184,9 +184,8 @@ class BaselineService:
     async def delete(self, baseline_id: str) -> dict[str, Any]:
         _refuse_predefined(baseline_id, "deleted")
         async with self._db.transaction() as conn:
-            row = await store.baseline(conn, baseline_id)
-            if row is None:
-                raise NotFound(f"patch baseline {baseline_id} not found")
+            row = await _row(conn, baseline_id)
+            baseline_id = row["id"]
             chosen = await store.defaults(conn)
             if chosen.get(row["operating_system"]) == baseline_id:
                 raise Conflict(
@@ -266,6 +265,14 @@ class BaselineService:
             }
             for r in rows
         ]
+
+
+async def _row(conn: AsyncConnection, baseline_id: str) -> dict[str, Any]:
+    """An operator's baseline by id or name, or NotFound."""
+    row = await store.baseline(conn, baseline_id) or await store.baseline_named(conn, baseline_id)
+    if row is None:
+        raise NotFound(f"patch baseline {baseline_id} not found")
+    return row
 
 
 def _predefined(baseline_id: str) -> Baseline | None:
