@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import re
 import tarfile
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,8 @@ from pathlib import Path
 from agent.patching.base import PackageError
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.platform import detect_linux
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser, check
+from agent.tools import Completed
 
 # apk package names: letters, digits and + _ . - (never a leading "-": no option injection).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+_.-]*")
@@ -61,17 +61,9 @@ class _Change:
     new: str
 
 
-class Patcher:
+class Patcher(ToolUser):
     name = "apk"
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        path = Path(root)
-        if not path.is_absolute():
-            raise PackageError(f"invalid package root {root!r}: an absolute path")
-        self.root = path
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    root_refuses = ""
 
     # scan ------------------------------------------------------------------------------
 
@@ -143,9 +135,9 @@ class Patcher:
         sources: Sequence[Source] = (),
     ) -> InstallOutcome:
         self._seconds = 0.0
-        wanted = {_check(u.name, NAME, "package name"): u for u in updates}
+        wanted = {check(NAME, u.name, "apk package name"): u for u in updates}
         for update in updates:
-            _check(update.version, VERSION, "package version")
+            check(VERSION, update.version, "apk package version")
         failed: dict[str, str] = {}
         changes: dict[str, _Change] = {}
         while wanted:
@@ -217,22 +209,7 @@ class Patcher:
             argv += ["--root", str(self.root)]
         for url in _repositories(sources):
             argv += ["--repository", url]
-        argv += args
-        started = time.monotonic()
-        try:
-            return self._run(argv, {}, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run apk: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started
-
-
-def _check(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise PackageError(f"invalid apk {what} {value[:80]!r}")
-    return value
+        return self._tool([*argv, *args])
 
 
 def _repositories(sources: Sequence[Source]) -> list[str]:

@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -50,19 +49,18 @@ from agent.patching.base import (
 )
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.platform import detect_linux
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser
+from agent.tools import Completed
 
 _FORMAT = "${db:Status-Status}\t${Version}\n"
 LOCK_WAIT_SECONDS = 300
+# A root is written into APT_CONFIG's quoted strings: no quote, backslash or line break.
+_ROOT_REFUSES = '"\n\\'
 
 
-class Provider:
+class Provider(ToolUser):
     name = "apt"
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        self.root = check_root(root)
-        self.timeout = timeout
-        self._run = run
+    root_refuses = _ROOT_REFUSES
 
     @property
     def _admindir(self) -> Path:
@@ -113,23 +111,8 @@ class Provider:
         if done.returncode != 0:
             raise PackageError(f"{what} failed: {done.reason()}")
 
-    def _tool(self, argv: list[str], env: Mapping[str, str]) -> Completed:
-        try:
-            return self._run(argv, env, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-
     def _apt_env(self) -> contextlib.AbstractContextManager[dict[str, str]]:
         return apt_environment(self.root)
-
-
-def check_root(root: str) -> Path:
-    path = Path(root)
-    if not path.is_absolute() or any(c in root for c in '"\n\\'):
-        raise PackageError(f"invalid package root {root!r}: an absolute path")
-    return path
 
 
 @contextlib.contextmanager
@@ -166,7 +149,7 @@ _INSTALL_OPTIONS = (
 )
 
 
-class Patcher:
+class Patcher(ToolUser):
     """apt as Patch Manager uses it: ``apt-get update`` (the one change a scan makes),
     ``dpkg-query`` for what is installed, ``apt-get -s dist-upgrade`` for each upgradable
     package's candidate, ``apt-get indextargets`` and the lists' Packages files for where
@@ -176,12 +159,7 @@ class Patcher:
     nor retrying a download."""
 
     name = "apt"
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        self.root = check_root(root)
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    root_refuses = _ROOT_REFUSES
 
     # -- scan --
 
@@ -352,14 +330,3 @@ class Patcher:
     def _why(self, done: Completed) -> str:
         said = apt_failure(done.stdout, done.stderr)
         return f"{said} (exit {done.returncode})" if said else done.reason()
-
-    def _tool(self, argv: list[str], env: Mapping[str, str]) -> Completed:
-        started = time.monotonic()
-        try:
-            return self._run(argv, env, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started

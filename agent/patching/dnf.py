@@ -21,7 +21,8 @@ dnf shows the advisory's ``updated`` date when the repository writes one, else `
 (intermediate versions): the most urgent gives the metadata, all are advisories.  An update
 no advisory covers has classification "".  reboot_required: ``dnf needs-restarting -r``
 (dnf-plugins-core) on ``/``; without the plugin, a kernel installed after the newest one is
-not the running one; never for another root.  dnf_output.py parses these outputs.
+not the running one; never for another root.  dnf_output.py parses these outputs (rpm_db.py
+rpm's).
 
 Install: ``dnf install name-[epoch:]version-release.arch ...`` (never ``upgrade`` of all),
 without weak dependencies, ``--exclude=NAME`` for each blocked name so dnf's solver refuses
@@ -47,18 +48,16 @@ import os
 import re
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from agent.patching import rpm_db
 from agent.patching.base import PackageError, blocked_by
 from agent.patching.dnf_output import (
     REPOQUERY,
-    RPM_QUERY,
     Advisory,
     blocked_reason,
     dnf_error,
-    parse_installed,
     parse_updateinfo_info,
     parse_updateinfo_list,
     parse_upgrades,
@@ -66,7 +65,8 @@ from agent.patching.dnf_output import (
 )
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.platform import detect_linux
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser, check
+from agent.tools import Completed
 
 # rpm names and versions as dnf is given them (argv, never a shell; no leading "-", no globs).
 _NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
@@ -102,19 +102,12 @@ def check_source(source: Source) -> str:
     return source.configuration
 
 
-class Patcher:
+class Patcher(ToolUser):
     name = "dnf"
     tool = "dnf"
     config_files: tuple[str, ...] = ("etc/dnf/dnf.conf",)
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        path = Path(root)
-        if not path.is_absolute() or "\n" in root or "," in root:
-            raise PackageError(f"invalid package root {root!r}: an absolute path")
-        self.root = path
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    root_refuses = "\n,"  # a comma would split the root's reposdir list
+    tool_env = {"TZ": "UTC"}
 
     def scan(self, sources: Sequence[Source] = ()) -> Scan:
         self._seconds = 0.0
@@ -163,7 +156,7 @@ class Patcher:
         sources: Sequence[Source] = (),
     ) -> InstallOutcome:
         self._seconds = 0.0
-        blocked = [_check(_BLOCKED, b, "rejected patch") for b in dict.fromkeys(blocked)]
+        blocked = [check(_BLOCKED, b, "rejected patch") for b in dict.fromkeys(blocked)]
         targets = [_target(u) for u in updates]
         refused = [u.name for u in updates if blocked_by(u.name, blocked)]
         if refused:
@@ -195,10 +188,7 @@ class Patcher:
     # --- reading the node ----------------------------------------------------------------
 
     def installed(self) -> list[Package]:
-        done = self._tool(["rpm", "--root", str(self.root), "-qa", "--qf", RPM_QUERY])
-        if done.returncode != 0:
-            raise PackageError(f"rpm -qa failed: {done.reason()}")
-        return parse_installed(done.stdout)
+        return rpm_db.installed(self._tool, self.root)
 
     def _advisories(self, cached: list[str], ids: list[str]) -> dict[str, Advisory]:
         if not ids:
@@ -256,17 +246,6 @@ class Patcher:
             raise PackageError(f"{self.tool} {what} failed: {dnf_error(done)}")
         return done
 
-    def _tool(self, argv: list[str]) -> Completed:
-        started = time.monotonic()
-        try:
-            return self._run(argv, {"TZ": "UTC"}, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started
-
 
 class YumPatcher(Patcher):
     """yum where it is dnf (RHEL/CentOS 8+: ``/usr/bin/yum`` -> dnf-3): the same commands."""
@@ -276,15 +255,9 @@ class YumPatcher(Patcher):
     config_files = ("etc/yum.conf", "etc/dnf/dnf.conf")
 
 
-def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise PackageError(f"invalid {what} {value[:80]!r}")
-    return value
-
-
 def _target(update: Package) -> str:
     """``name-[epoch:]version-release.arch`` as dnf matches a NEVRA."""
-    name = _check(_NAME, update.name, "package name")
-    version = _check(_VERSION, update.version, "package version")
-    arch = _check(_ARCH, update.arch, "architecture")
+    name = check(_NAME, update.name, "package name")
+    version = check(_VERSION, update.version, "package version")
+    arch = check(_ARCH, update.arch, "architecture")
     return f"{name}-{version}.{arch}" if arch else f"{name}-{version}"

@@ -1,6 +1,6 @@
-"""dnf's and rpm's output read into the model, for the dnf Patcher (agent/patching/dnf.py):
-``rpm -qa --qf RPM_QUERY`` and ``dnf repoquery --qf REPOQUERY`` records (fields split by
-control characters), ``dnf updateinfo list`` columns and ``dnf updateinfo info`` blocks (the
+"""dnf's output read into the model, for the dnf Patcher (agent/patching/dnf.py):
+``dnf repoquery --qf REPOQUERY`` records (fields split by a control character, as rpm_db.py
+splits rpm's), ``dnf updateinfo list`` columns and ``dnf updateinfo info`` blocks (the
 one human format read), dnf's error as one line, and what the Patcher makes of them: a
 package with its advisories' metadata, the BLOCK refusal's reason.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from agent.patching.model import Package
+from agent.patching.rpm_db import FS
 from agent.tools import Completed
 
 CLASSIFICATIONS = {
@@ -24,13 +25,6 @@ CLASSIFICATIONS = {
 _TYPE_RANK = ("security", "bugfix", "enhancement", "newpackage")
 _SEVERITY_RANK = ("critical", "important", "moderate", "low")
 
-FS, RS = "\x1f", "\x1e"
-RPM_QUERY = (
-    FS.join(
-        ("%{NAME}", "%{ARCH}", "%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}", "%{INSTALLTIME}")
-    )
-    + RS
-)
 REPOQUERY = FS.join(("%{name}", "%{arch}", "%{epoch}", "%{version}", "%{release}", "%{repoid}"))
 _NOISE = re.compile(r"Unable to detect release version|Last metadata expiration check")
 
@@ -62,25 +56,6 @@ def split_nevra(nevra: str) -> tuple[str, str, str] | None:
     name, version, release = parts
     epoch, colon, bare = version.partition(":")
     return (name, arch, evr(epoch, bare, release) if colon else f"{version}-{release}")
-
-
-def parse_installed(stdout: str) -> list[Package]:
-    """``rpm -qa --qf RPM_QUERY`` records; gpg-pubkey pseudo packages left out."""
-    found: list[Package] = []
-    for record in stdout.split(RS):
-        fields = record.strip("\n").split(FS)
-        if len(fields) != 4 or fields[0] in ("", "gpg-pubkey"):
-            continue
-        name, arch, version, installed = fields
-        found.append(
-            Package(
-                name=name,
-                arch="" if arch == "(none)" else arch,
-                version=version,
-                installed_time=float(installed) if installed.isdigit() else None,
-            )
-        )
-    return sorted(found, key=lambda p: (p.name, p.arch))
 
 
 def parse_upgrades(stdout: str) -> list[Package]:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,8 @@ from typing import Any
 
 from agent.patching.base import PackageError
 from agent.patching.model import InstallOutcome, Package, Scan, Source
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser
+from agent.tools import Completed
 
 SOFTWAREUPDATE = "softwareupdate"
 BREW = "brew"
@@ -88,17 +88,9 @@ class _Item:
     restart: bool
 
 
-class Patcher:
+class Patcher(ToolUser):
     name = "macos"
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        path = Path(root)
-        if not path.is_absolute():
-            raise PackageError(f"invalid package root {root!r}: an absolute path")
-        self.root = path
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    root_refuses = ""
 
     # scan ------------------------------------------------------------------------------
 
@@ -320,17 +312,6 @@ class Patcher:
         if done.returncode != 0:
             raise PackageError(f"{what} failed: {_brew_error(done)}")
         return done
-
-    def _tool(self, argv: list[str], env: dict[str, str]) -> Completed:
-        started = time.monotonic()
-        try:
-            return self._run(argv, env, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started
 
 
 def parse_list(stdout: str) -> list[_Item]:

@@ -30,7 +30,6 @@ import contextlib
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +37,8 @@ from pathlib import Path
 from agent.patching.base import PackageError
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.platform import detect_linux
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser, check
+from agent.tools import Completed
 
 # Arch package names: lower case letters, digits and @ . _ + -, not starting with - or .
 _NAME = re.compile(r"[a-z0-9@_+][a-z0-9@._+-]*")
@@ -174,17 +174,9 @@ def kernel_replaced(
 # --- the provider ----------------------------------------------------------------------
 
 
-class Patcher:
+class Patcher(ToolUser):
     name = "pacman"
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        path = Path(root)
-        if not path.is_absolute() or "\n" in root:
-            raise PackageError(f"invalid package root {root!r}: an absolute path")
-        self.root = path
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    tool_env = _ENV
 
     def scan(self, sources: Sequence[Source] = ()) -> Scan:
         self._seconds = 0.0
@@ -219,10 +211,10 @@ class Patcher:
     ) -> InstallOutcome:
         self._seconds = 0.0
         for package in updates:
-            _check(_NAME, package.name, "package name")
-            _check(_VERSION, package.version, "package version")
+            check(_NAME, package.name, "package name")
+            check(_VERSION, package.version, "package version")
         for name in blocked:
-            _check(_NAME, name, "package name")
+            check(_NAME, name, "package name")
         failed: dict[str, str] = {}
         with self._config(sources) as config:
             before = {p.name: p.version for p in self.installed(config)}
@@ -315,20 +307,3 @@ class Patcher:
         if done.returncode != 0:
             raise PackageError(f"{what} failed: {pacman_error(done)}")
         return done
-
-    def _tool(self, argv: list[str]) -> Completed:
-        started = time.monotonic()
-        try:
-            return self._run(argv, _ENV, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started
-
-
-def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise PackageError(f"invalid {what} {value[:80]!r}")
-    return value

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +38,7 @@ from typing import Any, Final
 
 from agent.patching.base import PackageError
 from agent.patching.model import InstallOutcome, Package, Scan, Source
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser
 
 # AWS's Windows CLASSIFICATION values, as WUA names the categories without their spaces.
 CLASSIFICATIONS: Final = (
@@ -145,14 +144,12 @@ def install_script(ids: Sequence[str], kbs: Sequence[str]) -> str:
     )
 
 
-class Patcher:
+class Patcher(ToolUser):
     name = "windows_update"
 
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        self.root = Path(root)  # Windows Update manages the running system only
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    @classmethod
+    def _checked_root(cls, root: str) -> Path:
+        return Path(root)  # Windows Update manages the running system only
 
     def scan(self, sources: Sequence[Source] = ()) -> Scan:
         self._seconds = 0.0
@@ -220,15 +217,7 @@ class Patcher:
 
     def _powershell(self, script: str, what: str) -> Any:
         argv = ["powershell.exe", "-NoProfile", "-NonInteractive", "-Command", script]
-        started = time.monotonic()
-        try:
-            done: Completed = self._run(argv, {}, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(f"powershell ({what}): {exc}") from None
-        except OSError as exc:
-            raise PackageError(f"cannot run powershell.exe: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started
+        done = self._tool(argv, label=f"powershell ({what})")
         if done.returncode != 0:
             raise PackageError(f"{what} failed: {done.reason()}")
         text = done.stdout.strip().lstrip("\ufeff")

@@ -25,16 +25,17 @@ database found in that root: Debian's own rpm would otherwise use ~/.rpmdb).
 from __future__ import annotations
 
 import re
-import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from agent.patching import rpm_db
 from agent.patching.base import PackageError
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.platform import detect_linux
-from agent.tools import Completed, Runner, ToolTimeout, run_tool
+from agent.patching.tools import ToolUser, check
+from agent.tools import Completed
 
 CATEGORIES = {
     "security": "Security",
@@ -48,14 +49,6 @@ CATEGORIES = {
 _CATEGORY_RANK = ("security", "recommended", "optional", "feature", "yast", "document")
 _SEVERITY_RANK = ("critical", "important", "moderate", "low")
 
-DB_DIRS = ("/usr/lib/sysimage/rpm", "/var/lib/rpm")
-FS, RS = "\x1f", "\x1e"
-_QUERY = (
-    FS.join(
-        ("%{NAME}", "%{ARCH}", "%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}", "%{INSTALLTIME}")
-    )
-    + RS
-)
 # rpm names and editions as zypper is given them (argv, never a shell; no leading "-").
 _NAME = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]*")
 _EDITION = re.compile(r"(?:[0-9]+:)?[A-Za-z0-9_.+~^]+(?:-[A-Za-z0-9_.+~^]+)?")
@@ -82,7 +75,7 @@ class Patch:
     packages: tuple[str, ...] = ()  # "name" or "name.arch" as zypper writes them
 
 
-# --- parsers (zypper's and rpm's output -> model) ---------------------------------------
+# --- parsers (zypper's output -> model) ---------------------------------------
 
 
 def _xml(stdout: str) -> ET.Element | None:
@@ -123,25 +116,6 @@ def problems(stdout: str) -> list[str]:
         text = prompt.findtext("description") or ""
         found += [ln.strip() for ln in text.splitlines() if ln.strip().startswith("Problem:")]
     return found
-
-
-def parse_installed(stdout: str) -> list[Package]:
-    """``rpm -qa --qf _QUERY`` records; gpg-pubkey pseudo packages left out."""
-    found: list[Package] = []
-    for record in stdout.split(RS):
-        fields = record.strip("\n").split(FS)
-        if len(fields) != 4 or fields[0] in ("", "gpg-pubkey"):
-            continue
-        name, arch, version, installed = fields
-        found.append(
-            Package(
-                name=name,
-                arch="" if arch == "(none)" else arch,
-                version=version,
-                installed_time=float(installed) if installed.isdigit() else None,
-            )
-        )
-    return sorted(found, key=lambda p: (p.name, p.arch))
 
 
 def parse_updates(stdout: str) -> list[Package]:
@@ -277,17 +251,9 @@ def _nevra_name(nevra: str) -> str:
 # --- the provider ----------------------------------------------------------------------
 
 
-class Patcher:
+class Patcher(ToolUser):
     name = "zypper"
-
-    def __init__(self, root: str = "/", *, timeout: float = 3600.0, run: Runner = run_tool):
-        path = Path(root)
-        if not path.is_absolute() or "\n" in root:
-            raise PackageError(f"invalid package root {root!r}: an absolute path")
-        self.root = path
-        self.timeout = timeout
-        self._run = run
-        self._seconds = 0.0
+    tool_env = {"ZYPP_LOCK_TIMEOUT": "0"}
 
     def scan(self, sources: Sequence[Source] = ()) -> Scan:
         self._seconds = 0.0
@@ -319,7 +285,7 @@ class Patcher:
     ) -> InstallOutcome:
         self._seconds = 0.0
         for name in blocked:
-            _check(_NAME, name, "package name")
+            check(_NAME, name, "package name")
         targets = [_target(u) for u in updates]
         if not targets:
             return InstallOutcome(installed=[])
@@ -354,14 +320,7 @@ class Patcher:
     # --- reading the node --------------------------------------------------------------
 
     def installed(self) -> list[Package]:
-        argv = ["rpm", "--root", str(self.root)]
-        db = next((d for d in DB_DIRS if (self.root / d.lstrip("/")).is_dir()), None)
-        if db is not None:
-            argv += ["--dbpath", db]
-        done = self._tool([*argv, "-qa", "--qf", _QUERY])
-        if done.returncode != 0:
-            raise PackageError(f"rpm -qa failed: {done.reason()}")
-        return parse_installed(done.stdout)
+        return rpm_db.installed(self._tool, self.root, find_db=True)
 
     def _with_packages(self, patches: list[Patch], extra: list[str]) -> list[Patch]:
         if not patches:
@@ -397,28 +356,10 @@ class Patcher:
             raise PackageError(f"{what} failed: {zypper_error(done)}")
         return done
 
-    def _tool(self, argv: list[str]) -> Completed:
-        env: Mapping[str, str] = {"ZYPP_LOCK_TIMEOUT": "0"}
-        started = time.monotonic()
-        try:
-            return self._run(argv, env, self.timeout)
-        except ToolTimeout as exc:
-            raise PackageError(str(exc)) from None
-        except OSError as exc:
-            raise PackageError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            self._seconds += time.monotonic() - started
-
-
-def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.fullmatch(value):
-        raise PackageError(f"invalid {what} {value[:80]!r}")
-    return value
-
 
 def _target(update: Package) -> str:
-    name = _check(_NAME, update.name, "package name")
-    version = _check(_EDITION, update.version, "package version")
+    name = check(_NAME, update.name, "package name")
+    version = check(_EDITION, update.version, "package version")
     return f"{name}.{update.arch}={version}" if update.arch else f"{name}={version}"
 
 

@@ -1,6 +1,7 @@
 """A RHEL-like package repository and a throw-away root for dnf tests, built with the real
 tools: rpmbuild (tiny noarch packages), createrepo_c, and modifyrepo_c to add an
 updateinfo.xml (advisories: type, severity, issued date, CVE references) as dnf reads it.
+zypprepo.py builds its SUSE-like repository with the same rpms and pieces of updateinfo.
 
 The root gets its own etc/dnf/dnf.conf and etc/yum.repos.d (dnf --installroot reads those
 inside the root when they exist, so none of the host's dnf configuration is used), an
@@ -31,7 +32,7 @@ Vendor: Corral Tests
 BuildArch: noarch
 {requires}
 %description
-{name} for Corral's dnf tests.
+{name} for Corral's package manager tests.
 %install
 mkdir -p %{{buildroot}}/usr/share/{name}
 echo {version} > %{{buildroot}}/usr/share/{name}/VERSION
@@ -46,11 +47,11 @@ OS_RELEASE = (
 DNF_CONF = "[main]\ngpgcheck=1\ninstall_weak_deps=False\nskip_if_unavailable=False\n"
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in TOOLS if shutil.which(tool) is None]
+def missing_tools(tools: Sequence[str] = TOOLS) -> list[str]:
+    return [tool for tool in tools if shutil.which(tool) is None]
 
 
-def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), check=True, capture_output=True, text=True, timeout=120)
 
 
@@ -75,7 +76,7 @@ def build_rpm(
         )
     )
     top = work / "rpmbuild"
-    _run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}", str(spec)])
+    run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {top}", str(spec)])
     return top / "RPMS/noarch" / f"{name}-{version}-{release}.noarch.rpm"
 
 
@@ -93,20 +94,34 @@ class Advisory:
     updated: str = ""  # a later <updated date>, "" -> none written
 
 
+def references_xml(cves: Sequence[str]) -> str:
+    """An update's <reference> elements, one per CVE."""
+    return "".join(
+        f'<reference href="https://www.cve.org/CVERecord?id={cve}" id="{cve}" '
+        f'title="{cve}" type="cve"/>'
+        for cve in cves
+    )
+
+
+def pkglist_xml(packages: Sequence[tuple[str, int, str, str]]) -> str:
+    """An update's <pkglist>: (name, epoch, version, release) of noarch packages."""
+    listed = "".join(
+        f'<package name="{name}" epoch="{epoch}" version="{version}" release="{release}" '
+        f'arch="noarch" src="{name}-{version}-{release}.src.rpm">'
+        f"<filename>{name}-{version}-{release}.noarch.rpm</filename></package>"
+        for name, epoch, version, release in packages
+    )
+    return f'<pkglist><collection short="corral"><name>Corral</name>{listed}</collection></pkglist>'
+
+
+def updates_xml(updates: Sequence[str]) -> str:
+    """An updateinfo.xml document holding ``updates`` (<update> elements)."""
+    return '<?xml version="1.0" encoding="UTF-8"?>\n<updates>' + "".join(updates) + "</updates>\n"
+
+
 def updateinfo_xml(advisories: Sequence[Advisory]) -> str:
     updates = []
     for adv in advisories:
-        refs = "".join(
-            f'<reference href="https://www.cve.org/CVERecord?id={cve}" id="{cve}" '
-            f'title="{cve}" type="cve"/>'
-            for cve in adv.cves
-        )
-        packages = "".join(
-            f'<package name="{name}" epoch="{epoch}" version="{version}" release="{release}" '
-            f'arch="noarch" src="{name}-{version}-{release}.src.rpm">'
-            f"<filename>{name}-{version}-{release}.noarch.rpm</filename></package>"
-            for name, epoch, version, release in adv.packages
-        )
         severity = f"<severity>{adv.severity}</severity>" if adv.severity else ""
         updated = f'<updated date="{adv.updated}"/>' if adv.updated else ""
         title = escape(adv.title or adv.id)
@@ -114,11 +129,10 @@ def updateinfo_xml(advisories: Sequence[Advisory]) -> str:
             f'<update from="tests@example.org" status="final" type={quoteattr(adv.type)}'
             f' version="2"><id>{adv.id}</id><title>{title}</title>'
             f'{severity}<release>Corral Tests</release><issued date="{adv.issued}"/>{updated}'
-            f"<references>{refs}</references><description>{title}</description>"
-            f'<pkglist><collection short="corral"><name>Corral</name>{packages}'
-            "</collection></pkglist></update>"
+            f"<references>{references_xml(adv.cves)}</references>"
+            f"<description>{title}</description>{pkglist_xml(adv.packages)}</update>"
         )
-    return '<?xml version="1.0" encoding="UTF-8"?>\n<updates>' + "".join(updates) + "</updates>\n"
+    return updates_xml(updates)
 
 
 @dataclass
@@ -135,16 +149,22 @@ class Repo:
 
 
 def make_repo(path: Path, rpms: Sequence[Path], advisories: Sequence[Advisory]) -> Repo:
+    return publish(path, rpms, updateinfo_xml(advisories) if advisories else "")
+
+
+def publish(path: Path, rpms: Sequence[Path], updateinfo: str) -> Repo:
+    """A repository at ``path`` holding ``rpms`` (createrepo_c), with ``updateinfo`` (an
+    updateinfo.xml document, "" for none) added by modifyrepo_c."""
     path.mkdir(parents=True)
     repo = Repo(path)
     for rpm in rpms:
         shutil.copy2(rpm, path / rpm.name)
         repo.rpms[rpm.name.removesuffix(".noarch.rpm")] = rpm
-    _run(["createrepo_c", "--quiet", str(path)])
-    if advisories:
+    run(["createrepo_c", "--quiet", str(path)])
+    if updateinfo:
         info = path.parent / f"{path.name}-updateinfo.xml"
-        info.write_text(updateinfo_xml(advisories))
-        _run(["modifyrepo_c", "--mdtype=updateinfo", str(info), str(path / "repodata")])
+        info.write_text(updateinfo)
+        run(["modifyrepo_c", "--mdtype=updateinfo", str(info), str(path / "repodata")])
     return repo
 
 
@@ -163,22 +183,15 @@ def make_root(
     (root / "etc/dnf/dnf.conf").write_text(DNF_CONF)
     (root / f"etc/yum.repos.d/{repo_id}.repo").write_text(repo_file(repo_id, repo_url))
     rpm = ["rpm", "--root", str(root)]
-    _run([*rpm, "--initdb"])
+    run([*rpm, "--initdb"])
     if installed:
-        _run([*rpm, "-i", "--nodeps", "--noscripts", *map(str, installed)])
+        run([*rpm, "-i", "--nodeps", "--noscripts", *map(str, installed)])
     return root
 
 
-def installed_versions(root: Path) -> dict[str, str]:
-    """name -> [epoch:]version-release, read with rpm (not with the code under test)."""
-    done = _run(
-        [
-            "rpm",
-            "--root",
-            str(root),
-            "-qa",
-            "--qf",
-            "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n",
-        ]
-    )
+def installed_versions(root: Path, dbpath: str = "") -> dict[str, str]:
+    """name -> [epoch:]version-release, read with rpm (not with the code under test) from
+    the database rpm's ``%_dbpath`` names in ``root``, or from ``dbpath`` in it."""
+    rpm = ["rpm", "--root", str(root), *(["--dbpath", dbpath] if dbpath else [])]
+    done = run([*rpm, "-qa", "--qf", "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n"])
     return dict(line.split(" ", 1) for line in done.stdout.splitlines() if line)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.patching import dnf, dnf_output
+from agent.patching import dnf, dnf_output, rpm_db
 from agent.patching.base import PackageError
 from agent.patching.model import Package, Source
 from agent.tools import Completed
@@ -23,7 +23,7 @@ def _read(name: str) -> str:
 
 
 def test_rpm_query_gives_name_arch_version_with_epoch_and_install_time() -> None:
-    installed = dnf_output.parse_installed(_read("rpm-qa.txt"))
+    installed = rpm_db.parse_installed(_read("rpm-qa.txt"))
     assert [(p.name, p.arch, p.version) for p in installed] == [
         ("corral-dep", "noarch", "1.0-1"),
         ("corral-fix", "noarch", "1:1.0-1"),
@@ -31,8 +31,8 @@ def test_rpm_query_gives_name_arch_version_with_epoch_and_install_time() -> None
         ("corral-sec", "noarch", "1.0-1"),
     ]
     assert all(p.installed_time and p.installed_time > 1.7e9 for p in installed)
-    record = dnf_output.FS.join(["gpg-pubkey", "(none)", "1-2", "1"]) + dnf_output.RS
-    assert dnf_output.parse_installed(record + "garbage" + dnf_output.RS) == []
+    record = rpm_db.FS.join(["gpg-pubkey", "(none)", "1-2", "1"]) + rpm_db.RS
+    assert rpm_db.parse_installed(record + "garbage" + rpm_db.RS) == []
 
 
 def test_repoquery_gives_newest_candidates_with_repository() -> None:
@@ -225,8 +225,8 @@ def test_on_slash_a_newer_kernel_than_the_running_one_needs_a_reboot() -> None:
     import os
 
     running = os.uname().release
-    record = dnf_output.FS.join(["kernel-core", "x86_64", "999.0-1", "2000000000"]) + dnf_output.RS
-    old = dnf_output.FS.join(["kernel-core", "x86_64", "1.0-1", "1000000000"]) + dnf_output.RS
+    record = rpm_db.FS.join(["kernel-core", "x86_64", "999.0-1", "2000000000"]) + rpm_db.RS
+    old = rpm_db.FS.join(["kernel-core", "x86_64", "1.0-1", "1000000000"]) + rpm_db.RS
 
     def reply(argv: list[str]) -> Completed:
         if argv[0] == "rpm":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.patching import zypper
+from agent.patching import rpm_db, zypper
 from agent.patching.base import PackageError
 from agent.patching.model import Package, Source
 from agent.tools import Completed
@@ -103,10 +103,10 @@ def test_the_most_urgent_patch_wins_and_all_are_advisories() -> None:
 
 
 def test_rpm_query_gives_installed_packages_with_epoch_and_install_time() -> None:
-    rs, fs = zypper.RS, zypper.FS
+    rs, fs = rpm_db.RS, rpm_db.FS
     extra = f"gpg-pubkey{fs}(none){fs}abc-def{fs}1700000000{rs}"
     extra += f"\nbash{fs}x86_64{fs}1:5.2-3.1{fs}1700000001{rs}"
-    installed = zypper.parse_installed(_read("rpm-qa.txt") + extra)
+    installed = rpm_db.parse_installed(_read("rpm-qa.txt") + extra)
     assert [(p.name, p.version) for p in installed] == [
         ("bash", "1:5.2-3.1"),
         ("corral-app", "1.0-1"),
