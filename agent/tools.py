@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,24 @@ def run_tool(argv: list[str], env: Mapping[str, str], timeout: float) -> Complet
         out.decode("utf-8", "replace"),
         err.decode("utf-8", "replace"),
     )
+
+
+def as_owner(tool: Path, argv: list[str]) -> list[str]:
+    """``argv`` run as ``tool``'s owner when we are root and it is not (Homebrew refuses
+    root): ``sudo -n -u OWNER -H argv`` (``#UID``, sudo's spelling, for an owner with no
+    name); else ``argv`` unchanged."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return argv
+    try:
+        uid = tool.stat().st_uid
+    except OSError:
+        return argv
+    if uid == 0:
+        return argv
+    import pwd
+
+    try:
+        owner = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        owner = f"#{uid}"
+    return ["sudo", "-n", "-u", owner, "-H", *argv]

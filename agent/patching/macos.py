@@ -34,17 +34,15 @@ inventory's collector does; a Mac without Homebrew is scanned with softwareupdat
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agent.patching.base import PackageError
 from agent.patching.model import InstallOutcome, Package, Scan, Source
 from agent.patching.tools import ToolUser
-from agent.tools import Completed
+from agent.tools import Completed, as_owner
 
 SOFTWAREUPDATE = "softwareupdate"
 BREW = "brew"
@@ -302,9 +300,7 @@ class Patcher(ToolUser):
         for prefix in BREW_PREFIXES:
             brew = self.root / prefix / "bin/brew"
             if brew.is_file():
-                owner = _owner(brew)
-                argv = [str(brew)]
-                return ["sudo", "-n", "-u", owner, "-H", *argv] if owner else argv
+                return as_owner(brew, [str(brew)])
         return None
 
     def _brew_ok(self, brew: list[str], args: list[str], what: str) -> Completed:
@@ -347,24 +343,6 @@ def _update(item: _Item) -> Package:
         security=bool(SECURITY.search(item.title) or SECURITY.search(item.label)),
         title=item.title,
     )
-
-
-def _owner(brew: Path) -> str | None:
-    """The user to run brew as: its owner, when we are root and it is not."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return None
-    try:
-        uid = brew.stat().st_uid
-    except OSError:
-        return None
-    if uid == 0:
-        return None
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"#{uid}"  # sudo's spelling of a numeric uid
 
 
 def _su_error(done: Completed) -> str:

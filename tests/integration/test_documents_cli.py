@@ -126,6 +126,7 @@ def test_document_versions_through_the_cli(tmp_path: Path, server: Server) -> No
     builtins = corral.json("documents", "list", "--filter", "owner:corral")
     assert {d["name"] for d in builtins} == {
         "AWS-GatherSoftwareInventory",
+        "AWS-RunPatchBaseline",
         "AWS-RunShellScript",
         "AWS-RunPowerShellScript",
         "Corral-EnsureFile",

@@ -13,12 +13,11 @@ ApplicationType "Cask".  PackageManager "brew".
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from agent.inventory.application import item, rfc3339, tool_timeout
 from agent.inventory.base import CollectContext, CollectError, Item
-from agent.tools import ToolTimeout
+from agent.tools import ToolTimeout, as_owner
 
 # Apple silicon's prefix, then Intel's.
 PREFIXES = ("/opt/homebrew", "/usr/local")
@@ -29,10 +28,9 @@ def collect(ctx: CollectContext) -> list[Item]:
     if brew is None:
         ctx.warn("brew: Homebrew is not installed (no /opt/homebrew or /usr/local/bin/brew)")
         return []
-    argv = [brew + "/bin/brew", "info", "--json=v2", "--installed"]
-    owner = _owner(ctx, brew)
-    if owner is not None:
-        argv = ["sudo", "-n", "-u", owner, "-H", *argv]
+    argv = as_owner(
+        ctx.path(brew + "/bin/brew"), [brew + "/bin/brew", "info", "--json=v2", "--installed"]
+    )
     env = {
         "HOMEBREW_NO_AUTO_UPDATE": "1",
         "HOMEBREW_NO_ANALYTICS": "1",
@@ -64,24 +62,6 @@ def collect(ctx: CollectContext) -> list[Item]:
         else:
             items.append(got)
     return items
-
-
-def _owner(ctx: CollectContext, prefix: str) -> str | None:
-    """The user to run brew as: its prefix's owner, when we are root and it is not."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return None
-    try:
-        uid = ctx.path(prefix + "/bin/brew").stat().st_uid
-    except OSError:
-        return None
-    if uid == 0:
-        return None
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def _list(value: Any) -> list[dict[str, Any]]:
