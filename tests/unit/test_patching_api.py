@@ -366,3 +366,42 @@ def test_a_scheduled_patch_association_delivers_the_groups_baseline(run_api: Run
         assert patch["baselines"]["WINDOWS"]["BaselineId"] == "AWS-DefaultPatchBaseline"
 
     run_api(scenario)
+
+
+def test_a_maintenance_windows_scan_and_install_share_one_snapshot(run_api: RunApi) -> None:
+    """Scan at priority 1, Install at priority 2, both with SnapshotId={{WINDOW_EXECUTION_ID}}:
+    a baseline edited between the two does not change what the Install runs against."""
+    from tests.unit.test_windows_job import report as window_report
+    from tests.unit.test_windows_job import start, targets, task, tick, window
+
+    async def scenario(api: Api) -> None:
+        node = await api.new_node(tags={"Patch Group": "web"})
+        made = await ok(api, "POST", "/v1/baselines", json=UBUNTU_STRICT)
+        bid = made["BaselineId"]
+        await ok(api, "POST", f"/v1/baselines/{bid}/patch-groups", json={"patch_group": "web"})
+        created = await window(api)
+        wid = created["window_id"]
+        target = await targets(api, wid, "tag:Patch Group=web")
+        for priority, operation in ((1, "Scan"), (2, "Install")):
+            await task(
+                api, wid, priority=priority, document="AWS-RunPatchBaseline",
+                targets=[f"window-target:{target}"], max_concurrency="50%", max_errors="1",
+                parameters={"Operation": operation, "SnapshotId": "{{WINDOW_EXECUTION_ID}}"},
+            )  # fmt: skip
+        run = await start(api, created)
+        scan_id = run["tasks"][0]["command_ids"][0]
+        scan = await api.cp.dispatcher.expand({"command_id": scan_id}, node.node_id)
+        assert scan["patch"]["snapshot_id"] == run["window_execution_id"]
+        assert scan["parameters"]["Operation"] == "Scan"
+        await ok(api, "PATCH", f"/v1/baselines/{bid}", json={"Description": "edited meanwhile"})
+        await window_report(api, node, scan_id)
+        await tick(api)
+        run = await ok(api, "GET", f"/v1/windows/{wid}/executions/{run['window_execution_id']}")
+        install_id = next(t for t in run["tasks"] if t["priority"] == 2)["command_ids"][0]
+        install = await api.cp.dispatcher.expand({"command_id": install_id}, node.node_id)
+        assert install["parameters"]["Operation"] == "Install"
+        assert install["patch"]["snapshot_id"] == run["window_execution_id"]
+        ubuntu = install["patch"]["baselines"]["UBUNTU"]
+        assert ubuntu["Description"] == "security of Required priority only"  # the Scan's
+
+    run_api(scenario)
