@@ -24,7 +24,9 @@ def main() -> None:
     py = sys.executable
     step("ruff", [py, "-m", "ruff", "check", "agent", "control_plane", "tests", "bench"])
     step("mypy", [py, "-m", "mypy", "--strict", "agent", "control_plane"])
-    step("pytest", [py, "-m", "pytest", "-p", "no:cacheprovider", *sys.argv[1:]])
+    # Two workers, each test module on one of them (module fixtures build repositories once).
+    workers = ["-n", "2", "--dist", "loadfile"]
+    step("pytest", [py, "-m", "pytest", "-p", "no:cacheprovider", *workers, *sys.argv[1:]])
 
 
 if __name__ == "__main__":

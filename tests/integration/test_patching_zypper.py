@@ -205,7 +205,8 @@ def test_an_unreachable_repository_fails_the_scan(tmp_path: Path) -> None:
     root = zypprepo.make_root(tmp_path / "root", [], f"file://{tmp_path}/nowhere")
     with pytest.raises(
         PackageError,
-        match=r"^zypper refresh failed: Repository 'corral' is invalid\..*"
-        r"Specified path '\S+/nowhere' is not a directory",
+        # zypper's words, cut where the reason is cut (a long tmp path leaves less of it).
+        match=r"^zypper refresh failed: Repository 'corral' is invalid\. "
+        r"\[corral\|file:\S+/nowhere\]",
     ):
         Patcher(str(root)).scan()
