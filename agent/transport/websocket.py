@@ -164,6 +164,8 @@ class WebSocketTransport:
             try:
                 await self._sign_in(conn)
                 hello = await self._expect(conn, wire.FRAME_HELLO)
+            except ConnectionClosed:  # closed mid sign-in (a server shutting down): retried
+                raise _closed(conn) from None
             except BaseException:
                 with contextlib.suppress(Exception):
                     await conn.close()
