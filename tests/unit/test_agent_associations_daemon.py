@@ -6,6 +6,7 @@ same run, it is not run again and its result is reported again."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +44,41 @@ class Clock:
 
 class Server:
     """A transport that can be cut off: while ``up`` is False every poll and send fails as an
-    unreachable server does."""
+    unreachable server does.  A poll with nothing queued waits, as the server's long-poll
+    does, until something is queued or the link changes (``deliver``, ``up``), or its
+    ``wait`` passes."""
 
     def __init__(self) -> None:
         self.max_request_bytes: int | None = None
-        self.up = True
+        self._up = True
         self.to_deliver: list[list[Any]] = []
         self.acked: list[str] = []
         self.sent: list[Message] = []
+        self.changed = asyncio.Event()
+
+    @property
+    def up(self) -> bool:
+        return self._up
+
+    @up.setter
+    def up(self, value: bool) -> None:
+        self._up = value
+        self.changed.set()
+
+    def deliver(self, batch: list[Any]) -> None:
+        self.to_deliver.append(batch)
+        self.changed.set()
 
     async def poll(self, acks: list[str], wait: float) -> list[Any]:
-        await asyncio.sleep(0.01)
+        if self.up:
+            self.acked.extend(acks)
+            if not self.to_deliver:
+                self.changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await self.changed.wait()
         if not self.up:
             raise TransportError("cannot reach the server: connection refused")
-        self.acked.extend(acks)
         return self.to_deliver.pop(0) if self.to_deliver else []
 
     async def send(self, messages: list[Message]) -> SendAnswer:
@@ -147,7 +169,7 @@ def test_cut_off_at_its_slot_the_node_runs_the_association_and_reports_it_later(
             asyncio.create_task(daemon.scheduler.run()),
         ]
         try:
-            server.to_deliver.append(
+            server.deliver(
                 [
                     {
                         "id": "m-assoc-1",
@@ -183,7 +205,7 @@ def test_cut_off_at_its_slot_the_node_runs_the_association_and_reports_it_later(
             # The server's own run of that slot arrives: not run again, reported again.
             server_run = run_message(association(), SLOT)
             server_run["id"] = "m-server-run"
-            server.to_deliver.append([server_run])
+            server.deliver([server_run])
             await until(lambda: len(server.finals(COMMAND)) == 2, "the result reported again")
             again = server.finals(COMMAND)[1]
             assert again["id"] == message_id(NODE, COMMAND, "final/again/m-server-run")

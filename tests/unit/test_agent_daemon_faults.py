@@ -30,7 +30,9 @@ NODE = "mi-0123456789abcdef0"
 
 
 class Server:
-    """A transport that hands out queued server messages and records everything."""
+    """A transport that hands out queued server messages and records everything; a poll
+    with nothing queued waits, as the server's long-poll does, until something is queued
+    (``deliver``) or its ``wait`` passes."""
 
     def __init__(self) -> None:
         self.max_request_bytes: int | None = None
@@ -38,14 +40,21 @@ class Server:
         self.acks: list[list[str]] = []
         self.sent: list[Message] = []
         self.polled = asyncio.Event()
+        self.queued = asyncio.Event()
+
+    def deliver(self, batch: list[Any]) -> None:
+        self.to_deliver.append(batch)
+        self.queued.set()
 
     async def poll(self, acks: list[str], wait: float) -> list[Any]:
         self.acks.append(list(acks))
         self.polled.set()
-        if self.to_deliver:
-            return self.to_deliver.pop(0)
-        await asyncio.sleep(0.01)
-        return []
+        if not self.to_deliver:
+            self.queued.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self.queued.wait()
+        return self.to_deliver.pop(0) if self.to_deliver else []
 
     async def send(self, messages: list[Message]) -> SendAnswer:
         self.sent.extend(messages)

@@ -283,7 +283,8 @@ def test_tokens_expire_on_the_open_channel_unless_renewed(run_api: RunApi) -> No
         peer.frame(
             {"type": wire.FRAME_TOKEN, "token": await api.node_token(node.node_id, node.key)}
         )
-        await asyncio.sleep(0.8)  # past the first token: the renewed one holds it open
+        # Past the first token's expiry (real time): the renewed one holds the channel open.
+        await eventually(lambda: time.time() > claims.expires_at + 0.3, "the first token expired")
         ids = await queue(api, node)
         assert [m["id"] for m in (await peer.expect(wire.FRAME_DELIVER))["messages"]] == ids
         peer.leave()
@@ -492,9 +493,11 @@ def test_a_message_left_unacknowledged_is_delivered_again_on_the_open_channel(
         assert [m["id"] for m in again["messages"]] == ids[1:]
         assert peer.closed is None
         peer.frame({"type": wire.FRAME_ACK, "ids": ids[1:]})
-        async with asyncio.timeout(5):
-            while await inbox(api, node):
-                await asyncio.sleep(0.01)
+
+        async def emptied() -> bool:
+            return not await inbox(api, node)
+
+        await eventually(emptied, "the inbox emptied", timeout=5)
         peer.leave()
         await task
 

@@ -20,6 +20,7 @@ from control_plane.services.associations import AssociationJob
 from control_plane.services.hub import ControlPlane
 from control_plane.services.ratelimit import RateLimits
 from tests.unit.conftest import Api, FakeClock, Node, RunApi, ServerDir, assert_error
+from tests.unit.test_execution_support import eventually
 from tests.unit.test_server_api_messages import poll
 
 ECHO = {"commands": ["echo applied"]}
@@ -462,11 +463,12 @@ def test_results_follow_the_commands_events(run_api: RunApi) -> None:
         await report(api, node, runs[0]["command_id"])
         # The dispatcher's round publishes the event; it wakes the scheduler's loop, whose
         # tick applies the result.
-        for _ in range(250):
-            if (await show(api, view["association_id"]))["overview"]["status"] == "Success":
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("the result was not applied without a sweep")
+
+        async def applied() -> bool:
+            shown = await show(api, view["association_id"])
+            return bool(shown["overview"]["status"] == "Success")
+
+        await eventually(applied, "the result applied without a sweep", timeout=5)
 
     run_api(scenario)
 

@@ -156,6 +156,8 @@ def test_concurrent_transactions_keep_one_valid_chain(run_audit: RunAudit[Any]) 
     async def scenario(audit: AuditService) -> Any:
         async def one(n: int) -> int:
             async with audit._db.transaction() as conn:
+                # Yield inside the transaction so the other 49 queue behind it: the
+                # interleaving is what this test is about, not a wait for anything.
                 await asyncio.sleep(0)
                 entry = await audit.record(conn, event(n))
                 return int(entry["seq"])

@@ -19,6 +19,7 @@ from control_plane.services import channel_writer
 from control_plane.services.channel_writer import AfterCommit, MessageResult
 from control_plane.store.schema import processed_messages
 from tests.unit.conftest import Api, Node, RunApi
+from tests.unit.test_execution_support import eventually
 from tests.unit.test_server_api_messages import heartbeat, poll
 
 Items = list[tuple[str, Message]]
@@ -67,12 +68,12 @@ async def invocation(api: Api, command_id: str, node: Node) -> dict[str, Any]:
 
 async def command_status(api: Api, command_id: str, want: str) -> None:
     """Wait for the dispatcher to move the command to ``want`` (it runs after the commit)."""
-    async with asyncio.timeout(10):
-        while True:
-            shown = await api.client.get(f"/v1/commands/{command_id}", headers=api.admin)
-            if shown.json()["status"] == want:
-                return
-            await asyncio.sleep(0.02)
+
+    async def reached() -> bool:
+        shown = await api.client.get(f"/v1/commands/{command_id}", headers=api.admin)
+        return bool(shown.json()["status"] == want)
+
+    await eventually(reached, f"command {command_id} {want}", timeout=10)
 
 
 class Gate:
@@ -231,7 +232,8 @@ def test_a_handler_that_refuses_a_message_rejects_it_alone(run_api: RunApi) -> N
             asyncio.create_task(api.cp.channel.receive(a.node_id, first)),
             asyncio.create_task(api.cp.channel.receive(b.node_id, second)),
         ]
-        await asyncio.sleep(0)
+        # Both batches wait in the writer's queue behind the held group.
+        await eventually(lambda: len(api.cp.channel._writer._queue) == 2, "both batches queued")
         gate.open.set()
         await holding
         got_a, got_b = await asyncio.gather(*tasks)
