@@ -141,11 +141,11 @@ def run(
 ) -> Outcome:
     """Carry out ``request``; PackageError from a scan propagates (nothing to report)."""
     started = clock()
-    first = provider.scan(())
-    product = first.product or product_hint
-    sources = sources_for(request.baseline, product)
-    scan = provider.scan(sources) if sources else first
-    scan.product = scan.product or product
+    # Sources are chosen by the product the node's os-release names (Sources are for Linux,
+    # where the hint is always known): one scan, with them.
+    sources = sources_for(request.baseline, product_hint)
+    scan = provider.scan(sources)
+    product = scan.product = scan.product or product_hint
     if request.rebooted_for_this:  # the agent rebooted the node for this step, and it is back
         pending.keys.clear()
     installed: list[Package] = []

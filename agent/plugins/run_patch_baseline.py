@@ -25,7 +25,7 @@ from agent.plugins.base import Control, PatchSettings, PluginResult, StepContext
 
 if TYPE_CHECKING:
     from agent.patching.baseline import Baseline
-    from agent.patching.operation import Outcome
+    from agent.patching.operation import Outcome, Request
     from agent.patching.platform import NodeOS
 
 NAME = "corral:runPatchBaseline"
@@ -224,7 +224,7 @@ def _queue(settings: PatchSettings, outcome: Outcome) -> str:
     return ""
 
 
-def _report(ctx: StepContext, request: Any, outcome: Outcome, manager: str) -> None:
+def _report(ctx: StepContext, request: Request, outcome: Outcome, manager: str) -> None:
     from agent.patching import states
 
     s = outcome.summary

@@ -15,14 +15,13 @@ from urllib.parse import quote
 
 import click
 
+from agent.inventory import schema
 from agent.patching.states import STATES
 from control_plane.cli.context import Runtime, max_items_option, output_option, pass_runtime
 from control_plane.cli.errors import BadResponse
 from control_plane.cli.output import Column, emit_json, emit_list, emit_object, field
 from control_plane.cli.patch_args import UpperChoice, group_callback
 
-PATCH: Final = "Corral:Patch"
-SUMMARY: Final = "AWS:PatchSummary"
 NO_REPORT: Final = "run AWS-RunPatchBaseline with Operation=Scan on it"
 # The fleet's counts, in the order people read them, and what each is called in the table.
 COUNTS: Final = (
@@ -191,10 +190,10 @@ def history_detail(change: Mapping[str, Any]) -> str:
     old, new = change.get("old") or {}, change.get("new") or {}
     if kind in ("captured", "deleted"):
         items = (new if kind == "captured" else old).get("items")
-        if change.get("type_name") == SUMMARY or items is None:
+        if change.get("type_name") == schema.PATCH_SUMMARY or items is None:
             return "first report" if kind == "captured" else "report deleted"
         return f"first report: {items} patches" if kind == "captured" else f"{items} patches"
-    if change.get("type_name") == SUMMARY:
+    if change.get("type_name") == schema.PATCH_SUMMARY:
         item = new or old
         counts = [
             f"{label} {item.get(attr, '0')}"
@@ -215,7 +214,7 @@ def history_detail(change: Mapping[str, Any]) -> str:
 
 
 def _what(change: Mapping[str, Any]) -> Any:
-    if change.get("type_name") == SUMMARY:
+    if change.get("type_name") == schema.PATCH_SUMMARY:
         item = change.get("new") or change.get("old") or {}
         return f"operation {item.get('OperationType') or ''}".strip()
     key = change.get("key") or {}

@@ -7,12 +7,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from control_plane.store.inventory_tables import inventory_items
 from control_plane.store.patch_tables import (
     patch_baselines,
     patch_defaults,
     patch_groups,
     patch_snapshots,
 )
+from control_plane.store.schema import nodes
 
 
 # Baselines ---------------------------------------------------------------------------------
@@ -159,9 +161,6 @@ async def update_snapshot(conn: AsyncConnection, snapshot_id: str, content: dict
 # Per-node states (inventory's tables) ------------------------------------------------------
 async def summaries(conn: AsyncConnection, type_name: str) -> list[tuple[str, dict[str, Any]]]:
     """(node id, AWS:PatchSummary item) of every registered node that has one."""
-    from control_plane.store.inventory_tables import inventory_items
-    from control_plane.store.schema import nodes
-
     i = inventory_items.c
     query = (
         sa.select(i.node_id, i.data)

@@ -15,7 +15,7 @@ from control_plane.services import paging
 from control_plane.services.clock import Clock, rfc3339
 from control_plane.services.compliance import ComplianceService
 from control_plane.services.patching.baselines import BaselineService
-from control_plane.services.patching.reports import PatchReports, Visible, _epoch
+from control_plane.services.patching.reports import PatchReports, Visible, epoch
 from control_plane.services.patching.snapshots import Snapshots
 from control_plane.store import inventory as inventory_store
 from control_plane.store.db import Database
@@ -31,7 +31,7 @@ def package_of(item: dict[str, str]) -> Package:
         version=item.get("AvailableVersion", ""),
         classification=item.get("Classification", ""),
         severity=item.get("Severity", ""),
-        release_time=_epoch(item.get("ReleaseDate")),
+        release_time=epoch(item.get("ReleaseDate")),
         repository=item.get("Repository", ""),
         section=item.get("Section", ""),
         priority=item.get("Priority", ""),

@@ -12,7 +12,6 @@ in the summary, not listed: a node has thousands), with the severity its baselin
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent.inventory import schema
 from agent.patching import states as st
+from agent.timeparse import parse_rfc3339
 from control_plane.errors import InvalidRequest, NotFound
 from control_plane.services import paging
 from control_plane.services.clock import Clock
@@ -35,11 +35,12 @@ LISTED_STATES: Final = frozenset(st.STATES) - {st.INSTALLED_OTHER, st.NOT_APPLIC
 Visible = Callable[[str, dict[str, str]], bool]
 
 
-def _epoch(text: str | None) -> float | None:
+def epoch(text: str | None) -> float | None:
+    """An item's RFC 3339 time (agent/patching/states.py writes them), None if absent."""
     if not text:
         return None
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(text)
     except ValueError:
         return None
 
@@ -99,7 +100,7 @@ class PatchReports:
             execution_id=(summary.get("CommandId") or "patch-operation")[:100],
             execution_type="Command",
             # The node's clock may run ahead of the server's: never in the server's future.
-            execution_time=min(_epoch(summary.get("OperationEndTime")) or 0.0, self._clock())
+            execution_time=min(epoch(summary.get("OperationEndTime")) or 0.0, self._clock())
             or None,
         )
 
