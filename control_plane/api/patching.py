@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from agent.inventory import schema
 from control_plane.api.authz import Caller, allow
 from control_plane.api.deps import CP
 from control_plane.api.paging import DEFAULT, Limit, NextToken, body
@@ -213,8 +214,6 @@ async def node_history(
     next_token: NextToken = None,
 ) -> dict[str, Any]:
     """The node's operations and patch state changes, newest first."""
-    from agent.inventory import schema
-
     page = await cp.inventory.changes(
         node_id,
         since=since,
