@@ -104,6 +104,11 @@ MSG_ASSOCIATIONS: Final = "associations"
 # reported (InventoryResyncBody): the node forgets their hashes, so its next gathering
 # uploads them whole.
 MSG_INVENTORY_RESYNC: Final = "inventory_resync"
+# Session Manager (docs/sessions.md): open this session's side (StartSessionBody: the agent
+# dials ROUTE_AGENT_SESSION and runs the shell, the command or the port forwarding there), or
+# end it (TerminateSessionBody: the process group is killed).
+MSG_START_SESSION: Final = "start_session"
+MSG_TERMINATE_SESSION: Final = "terminate_session"
 # Agent -> server message types.
 MSG_HEARTBEAT: Final = "heartbeat"
 MSG_PONG: Final = "pong"
@@ -138,8 +143,60 @@ EVENT_OUTBOX_ROW_CORRUPT: Final = "outbox_row_corrupt"  # moved to the dead tabl
 # Texts the agent writes into a message (a reason, a node_event's message): at most this long.
 MAX_REASON_CHARS: Final = 2_000
 SERVER_TO_AGENT_TYPES: Final = frozenset(
-    {MSG_PING, MSG_RUN_COMMAND, MSG_CANCEL_COMMAND, MSG_ASSOCIATIONS, MSG_INVENTORY_RESYNC}
+    {
+        MSG_PING,
+        MSG_RUN_COMMAND,
+        MSG_CANCEL_COMMAND,
+        MSG_ASSOCIATIONS,
+        MSG_INVENTORY_RESYNC,
+        MSG_START_SESSION,
+        MSG_TERMINATE_SESSION,
+    }
 )
+
+# Session Manager ------------------------------------------------------------------------
+# Each end of a session dials the server's relay: the agent here (its node token as Bearer),
+# the operator's client at ROUTE_SESSION_STREAM (its operator token); both then speak the
+# data channel of agent/sessions/datachannel.py in binary websocket messages.
+ROUTE_AGENT_SESSION: Final = f"{AGENT_PREFIX}/sessions/{{session_id}}/stream"
+ROUTE_SESSION_STREAM: Final = f"{API_PREFIX}/sessions/{{session_id}}/stream"
+SESSION_ID_RE: Final = re.compile(r"^s-[0-9a-f]{20}$")
+SESSION_TYPE_SHELL: Final = "Standard_Stream"
+SESSION_TYPE_INTERACTIVE: Final = "InteractiveCommands"
+SESSION_TYPE_NON_INTERACTIVE: Final = "NonInteractiveCommands"
+SESSION_TYPE_PORT: Final = "Port"
+SESSION_TYPES: Final = (
+    SESSION_TYPE_SHELL,
+    SESSION_TYPE_INTERACTIVE,
+    SESSION_TYPE_NON_INTERACTIVE,
+    SESSION_TYPE_PORT,
+)
+# The relay closes a session's websocket with these codes; an end does not dial again.
+CLOSE_SESSION_UNKNOWN: Final = 4404  # no such live session (ended, or never started)
+CLOSE_SESSION_FORBIDDEN: Final = 4403  # not this caller's session (or its node's)
+CLOSE_SESSION_REPLACED: Final = 4409  # the same end dialled again; the newer connection wins
+CLOSE_SESSION_ENDED: Final = 1000  # the session ended (CLOSED or TERMINATE went through)
+
+
+class StartSessionBody(TypedDict):
+    session_id: str
+    session_type: str  # one of SESSION_TYPES
+    # Standard_Stream: the shell profile (commands typed into the shell first, may be "");
+    # InteractiveCommands / NonInteractiveCommands: the command line (run by /bin/sh -c).
+    command: str
+    run_as: str | None  # a user of the node; None: the agent's own user (root)
+    port: int | None  # Port: where the node connects, for every stream
+    host: str | None  # Port: None = localhost
+    cols: int
+    rows: int
+    expires_at: float  # a start_session delivered after this (node was away) is ignored
+    window: int  # bytes each end may leave unacknowledged
+
+
+class TerminateSessionBody(TypedDict):
+    session_id: str
+    reason: str
+
 
 # Run Command ------------------------------------------------------------------------------
 # Output kept in the command record per step (as SSM), and the full output per step kept in

@@ -35,8 +35,13 @@ OPEN: Final = 5  # port forwarding: a new connection on ``stream``
 CLOSE: Final = 6  # port forwarding: ``stream``'s connection ended (JSON {reason})
 EXIT: Final = 7  # the session's program ended: JSON {status}
 CLOSED: Final = 8  # the session ended: JSON {reason}
-TYPES: Final = frozenset({HELLO, DATA, RESIZE, ACK, OPEN, CLOSE, EXIT, CLOSED})
-UNNUMBERED: Final = frozenset({HELLO, ACK})
+TERMINATE: Final = 9  # from the relay, not an end: the session is over, JSON {reason}
+TYPES: Final = frozenset({HELLO, DATA, RESIZE, ACK, OPEN, CLOSE, EXIT, CLOSED, TERMINATE})
+UNNUMBERED: Final = frozenset({HELLO, ACK, TERMINATE})
+# Flags: a HELLO answering the peer's (it is not answered again); a CLOSE that only ends what
+# this end sends on the stream (its reader met EOF: a TCP half-close), not the whole stream.
+FLAG_REPLY: Final = 1
+FLAG_HALF: Final = 1
 
 HEADER: Final = struct.Struct(">BBHQQI")
 MAX_PAYLOAD: Final = 32 * 1024
@@ -92,6 +97,10 @@ class Outgoing:
         self._unacked: deque[Frame] = deque()
         self.unacked_bytes = 0
 
+    @property
+    def unacked_frames(self) -> int:
+        return len(self._unacked)
+
     def room(self) -> int:
         """Payload bytes that may be sent now (0: stop reading the source)."""
         return max(0, self.window - self.unacked_bytes)
@@ -130,17 +139,18 @@ class Incoming:
 
     def __init__(self) -> None:
         self.last = 0  # the highest sequence number received in order
+        self.skipped = 0  # frames dropped for arriving ahead of a gap
 
     def accept(self, frame: Frame) -> bool:
         """True for a frame to act on; False for one already received (resent after a
-        reconnect); ProtocolError for a gap (the peer skipped a frame)."""
+        reconnect) or one past a gap.  A gap only opens across a reconnect (a frame written
+        on the new websocket before the peer's HELLO was answered); the frames past it are
+        still unacknowledged at the peer, which resends them all after the HELLO."""
         if frame.type in UNNUMBERED:
             return True
-        if frame.seq <= self.last:
-            return False
         if frame.seq != self.last + 1:
-            raise ProtocolError(
-                f"frame {frame.seq} after {self.last}: {frame.seq - self.last - 1} missing"
-            )
+            if frame.seq > self.last:
+                self.skipped += 1
+            return False
         self.last = frame.seq
         return True
