@@ -48,6 +48,15 @@ class ServerConfig:
     # budget (a node over it has its uploads refused until the budget refills).
     inventory_history_retention: str = "30d"
     inventory_upload_mib_per_hour: float = 64.0
+    # Session Manager's preferences (docs/sessions.md), as SSM's SSM-SessionManagerRunShell:
+    # a session document's inputs override the first two.  "off": no limit.
+    session_idle_timeout: str = "20m"
+    session_max_duration: str = "off"
+    session_run_as_default_user: str = "corral-user"
+    session_recording: bool = True
+    session_resume_grace_seconds: float = 30.0
+    session_connect_timeout_seconds: float = 30.0
+    session_max_open: int = 1000
 
     @property
     def inventory_history_retention_seconds(self) -> float:
@@ -56,6 +65,16 @@ class ServerConfig:
     @property
     def compliance_history_retention_seconds(self) -> float:
         return duration_seconds(self.compliance_history_retention)
+
+    @property
+    def session_idle_timeout_seconds(self) -> float | None:
+        off = self.session_idle_timeout == "off"
+        return None if off else duration_seconds(self.session_idle_timeout)
+
+    @property
+    def session_max_duration_seconds(self) -> float | None:
+        off = self.session_max_duration == "off"
+        return None if off else duration_seconds(self.session_max_duration)
 
     @property
     def audit_retention_seconds(self) -> float:
@@ -121,6 +140,13 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "compliance_history_retention": (str,),
     "inventory_history_retention": (str,),
     "inventory_upload_mib_per_hour": (int, float),
+    "session_idle_timeout": (str,),
+    "session_max_duration": (str,),
+    "session_run_as_default_user": (str,),
+    "session_recording": (bool,),
+    "session_resume_grace_seconds": (int, float),
+    "session_connect_timeout_seconds": (int, float),
+    "session_max_open": (int,),
 }
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -158,17 +184,30 @@ def load_config(data_dir: Path) -> ServerConfig:
     for key, value in server.items():
         if key not in _FIELDS:
             raise SetupError(f"{path}: unknown setting server.{key}")
-        if isinstance(value, bool) or not isinstance(value, _TYPES[key]):
+        if (isinstance(value, bool) and bool not in _TYPES[key]) or not isinstance(
+            value, _TYPES[key]
+        ):
             raise SetupError(f"{path}: server.{key} has the wrong type")
-        if isinstance(value, int | float) and not (math.isfinite(value) and value > 0):
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and not (math.isfinite(value) and value > 0)
+        ):
             raise SetupError(f"{path}: server.{key} must be a positive number")
         values[key] = value
     if not all(isinstance(h, str) and h for h in values.get("hostnames", [])):
         raise SetupError(f"{path}: server.hostnames must be a list of names")
     if "listen" in values:
         parse_listen(values["listen"])
-    for key in ("audit_retention", "compliance_history_retention", "inventory_history_retention"):
-        if key in values:
+    durations = (
+        "audit_retention",
+        "compliance_history_retention",
+        "inventory_history_retention",
+        "session_idle_timeout",
+        "session_max_duration",
+    )
+    for key in durations:
+        if key in values and not (key.startswith("session_") and values[key] == "off"):
             try:
                 duration_seconds(values[key])
             except SetupError as exc:

@@ -107,6 +107,12 @@ class Conflict(CorralError):
     code = "conflict"
 
 
+class NodeUnavailable(Conflict):
+    """A session to a node that is not connected now (offline, or deregistered)."""
+
+    code = "node_unavailable"
+
+
 class CalendarClosed(Conflict):
     """A run gated by a change calendar that is CLOSED now: nothing was started."""
 

@@ -30,6 +30,7 @@ from agent.documents._model import (
 )
 from agent.documents._parameters import nested_parameters, parse_param_args, resolve_parameters
 from agent.documents._preconditions import evaluate_precondition
+from agent.documents._steps import build_parameters
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -41,6 +42,7 @@ __all__ = [
     "ParameterSpec",
     "PreconditionResult",
     "Step",
+    "build_parameters",
     "builtin_documents",
     "document_from_content",
     "evaluate_precondition",

@@ -30,6 +30,7 @@ from control_plane.api import (
     nodes,
     parameters,
     patching,
+    sessions,
     tokens,
     webhooks,
     windows,
@@ -90,6 +91,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         calendars,
         windows,
         inventory,
+        sessions,
     ):
         app.include_router(module.router)
     for router in patching.routers:

@@ -21,10 +21,11 @@ import json
 import string
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
+from starlette.requests import HTTPConnection
 
 from control_plane.api.deps import CP, bearer
-from control_plane.errors import Forbidden, MissingToken, RateLimited, Unauthorized
+from control_plane.errors import CorralError, Forbidden, MissingToken, RateLimited, Unauthorized
 from control_plane.security.actions import ACTIONS
 from control_plane.security.policy import Context, Decision, evaluate
 from control_plane.security.policy_conditions import ContextValue
@@ -155,7 +156,7 @@ class OutputReader:
         return self._command and self._caller.allowed("commands:GetOutput", f"node/{node_id}", tags)
 
 
-def client_ip(request: Request) -> str:
+def client_ip(request: HTTPConnection) -> str:
     return request.client.host if request.client else "0.0.0.0"
 
 
@@ -185,7 +186,7 @@ async def _request_summary(request: Request, redact: tuple[str, ...] = ()) -> di
     return summary
 
 
-async def authenticate(request: Request, cp: ControlPlane, action: str) -> Operator:
+async def authenticate(request: HTTPConnection, cp: ControlPlane, action: str) -> Operator:
     """The token's operator, or 401 (recorded, and the source address slowed down).
 
     An address that keeps presenting bad tokens waits before its next *unknown* token is
@@ -262,19 +263,8 @@ class Allow:
         self._fields = [f for _, f, _, _ in string.Formatter().parse(resource) if f]
 
     async def __call__(self, request: Request, cp: CP) -> Caller:
-        operator = await authenticate(request, cp, self.action)
-        ip = client_ip(request)
-        context: dict[str, ContextValue] = {
-            "current_time": dt.datetime.fromtimestamp(cp.clock(), dt.UTC),
-            "secure_transport": request.url.scheme == "https",
-            "token:id": operator.token_id,
-            "token:name": operator.name,
-        }
-        address = _ip(ip)
-        if address is not None:
-            context["source_ip"] = address
-        request_id = request.scope.get("state", {}).get("request_id")
-        caller = Caller(cp, operator, context, ip, request_id)
+        caller = await connection_caller(request, cp, self.action)
+        operator, ip, request_id = caller.operator, caller.ip, caller.request_id
         caller.request_summary = await _request_summary(request, self.redact)
         resource = self.resource.format(**{f: request.path_params.get(f, "") for f in self._fields})
         if not self.per_item and not self.implicit:
@@ -297,6 +287,35 @@ class Allow:
                 )
             )
         return caller
+
+
+async def connection_caller(conn: HTTPConnection, cp: ControlPlane, action: str) -> Caller:
+    """The authenticated operator of a request or a websocket, with its policy context
+    (nothing evaluated yet)."""
+    operator = await authenticate(conn, cp, action)
+    ip = client_ip(conn)
+    context: dict[str, ContextValue] = {
+        "current_time": dt.datetime.fromtimestamp(cp.clock(), dt.UTC),
+        "secure_transport": conn.url.scheme in ("https", "wss"),
+        "token:id": operator.token_id,
+        "token:name": operator.name,
+    }
+    address = _ip(ip)
+    if address is not None:
+        context["source_ip"] = address
+    request_id = conn.scope.get("state", {}).get("request_id")
+    return Caller(cp, operator, context, ip, request_id)
+
+
+async def socket_caller(websocket: WebSocket) -> Caller | CorralError:
+    """Who opens an operator's websocket (a session's stream): the token's caller, whose
+    policies the route evaluates on what it opens; a refusal is returned (the route answers
+    it as HTTP), not raised."""
+    cp: ControlPlane = websocket.app.state.control_plane
+    try:
+        return await connection_caller(websocket, cp, "sessions:Start")
+    except CorralError as exc:
+        return exc
 
 
 class Public:

@@ -41,6 +41,7 @@ RESOURCE_TYPES = (
     "node",
     "parameter",
     "policy",
+    "session",
     "token",
     "webhook",
     "window",
@@ -175,6 +176,16 @@ ACTIONS: Mapping[str, Action] = _catalog(
     ("patch:DescribeInstancePatches", "node", "r"),
     ("patch:GetHistory", "node", "r"),
     ("patch:DescribeEffectivePatches", "node,baseline", "r"),
+    # Session Manager: on the node (its tags in conditions), as SSM's StartSession; Start is
+    # also evaluated on the session document (``document/<name>``) and may condition on the
+    # run-as user (``sessions:run_as``: ``root`` only where a policy allows it).  Terminate and
+    # Get on the session's node (a session's owner may always see and end its own); the
+    # recording carries the node's output: GetRecording, sensitive.
+    ("sessions:Start", "node,document", ""),
+    ("sessions:Terminate", "node,session", ""),
+    ("sessions:List", "node", "r"),
+    ("sessions:Get", "node,session", "r"),
+    ("sessions:GetRecording", "node,session", "rs"),
     ("identity:WhoAmI", "*", "ri"),
 )
 

@@ -41,6 +41,7 @@ CONDITION_KEYS: Mapping[str, KeyType] = {
     "node:platform": "string",
     "command:document": "string",
     "parameter:type": "string",
+    "sessions:run_as": "string",
 }
 CONDITION_KEY_PREFIXES: Mapping[str, KeyType] = {"node:tag/": "string"}
 

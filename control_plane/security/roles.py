@@ -1,8 +1,9 @@
 """Built-in roles, written in the policy language itself (``corral policies show admin``).
 
 - ``admin``: every action on every resource.
-- ``operator``: everything, except creating or revoking tokens and reading SecureString
-  values (``parameters:GetDecrypted``).  It may read tokens, policies and the audit trail.
+- ``operator``: everything, except creating or revoking tokens, reading SecureString
+  values (``parameters:GetDecrypted``) and sessions as root.  It may read tokens, policies
+  and the audit trail.
 - ``viewer``: every read-only action that exposes neither command output nor secrets.
 
 The viewer's list is derived from the action catalog, so a new read-only action reaches it
@@ -39,6 +40,13 @@ def _documents() -> dict[str, dict[str, Any]]:
                     "Effect": "Deny",
                     "Action": list(OPERATOR_DENIED),
                     "Resource": "*",
+                },
+                {
+                    "Sid": "NoRootSessions",
+                    "Effect": "Deny",
+                    "Action": ["sessions:Start"],
+                    "Resource": "*",
+                    "Condition": {"StringEquals": {"sessions:run_as": ["root"]}},
                 },
             ],
         },

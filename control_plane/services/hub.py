@@ -47,6 +47,7 @@ from control_plane.services.presence import Presence
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.registration import RegistrationService
 from control_plane.services.scheduling import Lease, Scheduler
+from control_plane.services.sessions import Preferences, SessionService
 from control_plane.services.supervise import Passed, Supervisor
 from control_plane.services.webhooks import WebhookService
 from control_plane.services.windows import WindowJob, WindowService
@@ -147,6 +148,23 @@ class ControlPlane:
         self.associations.check_calendars = self.calendars.check_names
         self.nodes.on_targeting_changed = self._associations_changed
         self.registration.on_registered = self._associations_changed
+        # Session Manager (services/sessions/, the relay in control_plane/relay/).
+        self.sessions = SessionService(
+            self.db,
+            self.channel,
+            self.audit,
+            config.data_dir / "blobs",
+            clock,
+            Preferences(
+                idle_timeout=config.session_idle_timeout_seconds,
+                max_duration=config.session_max_duration_seconds,
+                run_as_default=config.session_run_as_default_user,
+                recording=config.session_recording,
+                resume_grace=config.session_resume_grace_seconds,
+                connect_timeout=config.session_connect_timeout_seconds,
+                max_live=config.session_max_open,
+            ),
+        )
         self.supervisor = Supervisor()
         self._keyring: KeyRing | None = None
         self._keyring_seen: float | None = None
@@ -185,6 +203,7 @@ class ControlPlane:
             tg.create_task(run("webhooks", self.webhooks.run), name="webhooks")
             tg.create_task(run("scheduler", self.scheduler.run), name="scheduler")
             tg.create_task(run("audit", self._audit_upkeep), name="audit")
+            tg.create_task(run("sessions", lambda _passed: self.sessions.run()), name="sessions")
             tg.create_task(
                 run("parameter-policies", lambda _passed: self.parameters.run_policies()),
                 name="parameter-policies",
@@ -256,6 +275,10 @@ class ControlPlane:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        try:
+            await self.sessions.close_all("the server shut down")
+        except SQLAlchemyError as exc:
+            log.warning("could not end the open sessions", extra={"error": str(exc)})
         await self.flush()
         try:
             await self.audit.sign_checkpoint()

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from control_plane.store import inventory_tables as inventory_tables
 from control_plane.store import patch_tables as patch_tables
+from control_plane.store import session_tables as session_tables
 from control_plane.store.association_tables import (
     association_executions as association_executions,
 )

@@ -153,6 +153,8 @@ def cases(world: World) -> dict[tuple[str, str], Case]:
         ("POST", "/v1/baselines/{baseline_id}/default"): Case(
             f"baseline/{world['spare_baseline']}"
         ),
+        ("POST", "/v1/sessions"): Case(f"node/{node}", {"node_id": node, "run_as": "nobody"}),
+        ("POST", "/v1/sessions/{session_id}/terminate"): Case(f"node/{node}"),
         ("PUT", "/v1/compliance/nodes/{node_id}/items"): Case(
             f"node/{node}",
             {
@@ -237,7 +239,9 @@ async def build_world(api: Api) -> World:
         await ok(post("/v1/baselines", json={"Name": n, "OperatingSystem": "DEBIAN"}, headers=h))
         for n in ("audit-old", "audit-spare")
     ]
+    session = await ok(post("/v1/sessions", json={"node_id": node.node_id}, headers=h))
     return {
+        "session": session["session_id"],
         "baseline": baselines[0]["BaselineId"],
         "spare_baseline": baselines[1]["BaselineId"],
         "association": association["association_id"],
@@ -298,6 +302,7 @@ def test_every_change_names_the_resource_it_changed(run_api: RunApi, server_dir:
                 "token_id": world["token"], "association_id": world["association"],
                 "window_id": world["window"], "target_id": world["target"],
                 "task_id": world["task"], "type_name": "Custom:Audit",
+                "session_id": world["session"],
                 "baseline_id": world["baseline"]}}  # fmt: skip
             if path == "/v1/nodes/{node_id}/deregister":
                 values["node_id"] = world["spare"]

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, APIWebSocketRoute
 
-from control_plane.api import deps
+from agent import wire
+from control_plane.api import authz, deps
 from control_plane.api.app import create_app
 from control_plane.api.authz import Allow, Public
 from control_plane.api.query import known_query_only
@@ -28,7 +29,11 @@ def _declarations(dependant: Dependant) -> list[Any]:
     found: list[Any] = []
     for sub in dependant.dependencies:
         call = sub.call
-        if isinstance(call, Allow | Public) or call in (deps.node, deps.node_channel):
+        if isinstance(call, Allow | Public) or call in (
+            deps.node,
+            deps.node_channel,
+            authz.socket_caller,
+        ):
             found.append(call)
         found.extend(_declarations(sub))
     return found
@@ -100,9 +105,16 @@ def test_websocket_routes_authenticate_the_node(server_dir: ServerDir) -> None:
     app = create_app(ControlPlane(load_config(server_dir.path)))
     sockets: list[APIWebSocketRoute] = []
     _walk(list(app.routes), sockets=sockets)
-    assert [s.path for s in sockets] == ["/v1/agent/connect"]
+    paths = sorted(s.path for s in sockets)
+    assert paths == sorted(
+        ["/v1/agent/connect", wire.ROUTE_AGENT_SESSION, wire.ROUTE_SESSION_STREAM]
+    )
     for socket in sockets:
-        assert _declarations(socket.dependant) == [deps.node_channel], socket.path
+        # The node's websockets take its token; a session's client end, an operator's.
+        expected = (
+            authz.socket_caller if socket.path == wire.ROUTE_SESSION_STREAM else (deps.node_channel)
+        )
+        assert _declarations(socket.dependant) == [expected], socket.path
 
 
 def test_only_asking_who_you_are_is_every_tokens_right(server_dir: ServerDir) -> None:

@@ -123,6 +123,7 @@ class World:
         self.association_id = ""
         self.association_run = ""  # an association execution: its nodes printed marks
         self.window_id = ""
+        self.session_id = ""
 
     def path_values(self, path: str) -> dict[str, str]:
         values = {
@@ -143,6 +144,7 @@ class World:
         elif path.startswith("/v1/calendars/"):
             values["name"] = "freeze"
         values["baseline_id"] = "AWS-UbuntuDefaultPatchBaseline"
+        values["session_id"] = self.session_id
         values["association_id"] = self.association_id
         values["window_id"] = self.window_id
         values["execution_id"] = (
@@ -237,6 +239,11 @@ async def association_world(api: Api, world: World) -> None:
         headers=api.admin,
     )
     assert calendar.status_code == 201, calendar.text
+    session = await api.client.post(
+        "/v1/sessions", json={"node_id": world.db.node_id}, headers=api.admin
+    )
+    assert session.status_code == 201, session.text
+    world.session_id = session.json()["session_id"]
 
 
 async def walk(

@@ -139,7 +139,7 @@ PARSE_ERRORS: list[tuple[Any, str]] = [
         doc(stmt(resource="xyz/1")),
         'Statement[0].Resource: unknown resource type "xyz" (known: activation, association, '
         "audit, baseline, calendar, command, document, group, inventory, node, parameter, policy, "
-        "token, "
+        "session, token, "
         "webhook, window)",
     ),
     # Condition

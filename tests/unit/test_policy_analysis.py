@@ -96,6 +96,7 @@ def test_operator_cannot_grant_admin_and_is_told_what_it_lacks() -> None:
         "tokens:Create on *",
         "tokens:Revoke on *",
         "parameters:GetDecrypted on *",
+        "sessions:Start on *",  # as root
     ]
 
 
@@ -228,6 +229,7 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
                 "associations:*",
                 "inventory:*",
                 "patch:*",
+                "sessions:*",
                 "nodes:Deregister",
             ],
             "*",
@@ -252,6 +254,11 @@ def test_denies_in_the_requested_policy_only_narrow() -> None:
         "patch:DescribeInstancePatches on node/*",
         "patch:GetHistory on node/*",
         "patch:DescribeEffectivePatches on node/*",
+        "sessions:Start on node/*",
+        "sessions:Terminate on node/*",
+        "sessions:List on node/*",
+        "sessions:Get on node/*",
+        "sessions:GetRecording on node/*",
     ]
 
 

@@ -47,7 +47,7 @@ def test_each_action_is_well_formed(name: str) -> None:
 
 def test_only_command_output_and_secret_values_are_sensitive() -> None:
     sensitive = {name for name, action in ACTIONS.items() if action.sensitive}
-    assert sensitive == {"commands:GetOutput", "parameters:GetDecrypted"}
+    assert sensitive == {"commands:GetOutput", "parameters:GetDecrypted", "sessions:GetRecording"}
 
 
 def test_lookup_and_wildcards_are_case_insensitive() -> None:
