@@ -91,6 +91,10 @@ class AgentConfig:
     # Patch Manager: the tree whose packages AWS-RunPatchBaseline scans and patches ("/";
     # another absolute path for an image or chroot kept by this node).
     patch_root: str = "/"
+    # Session Manager: whether this node opens sessions at all, and how many at once (one
+    # more is refused with a reason the operator sees).
+    sessions_enabled: bool = True
+    max_sessions: int = 20
 
     @property
     def state_file(self) -> Path:
@@ -132,6 +136,7 @@ class AgentConfig:
 _NUMBERS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("float", float)}
 _ZERO_MEANS_NEVER = {"fork_server_idle_seconds"}
 _BOOLS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("bool", bool)}
+_INTS = {f.name for f in dataclasses.fields(AgentConfig) if f.type in ("int", int)}
 
 
 def load_config(state_dir: Path | None) -> AgentConfig:
@@ -155,6 +160,10 @@ def load_config(state_dir: Path | None) -> AgentConfig:
                     raise ConfigError(f"{path}: {key} must be positive")
                 values[key] = float(value)
             elif key in _BOOLS and isinstance(value, bool):
+                values[key] = value
+            elif key in _INTS and isinstance(value, int) and not isinstance(value, bool):
+                if value < 1:
+                    raise ConfigError(f"{path}: {key} must be a positive integer")
                 values[key] = value
             elif key == "inventory_file_roots":
                 if not (

@@ -6,9 +6,12 @@ outbox in bounded batches: agent/transport/sender.py), the heartbeat, the creden
 the command executor (Run Command: its workers run outside the agent and outlive it; see
 agent/execution/), and the local association scheduler (agent/associations/: a scheduled
 association runs here by itself when the server has been out of reach since its slot; it
-never wakes while the node holds none).  This module alone owns signals: the first
-SIGTERM/SIGINT stops polling and flushes the outbox within a bounded budget; a second one
-exits at once.  A revoked credential (node deregistered) ends the daemon with exit code 3.
+never wakes while the node holds none), and the session manager (Session Manager,
+agent/sessions/: each session a task it owns; start_session and terminate_session return at
+once; on stop every session ends and its processes are killed).  This module alone owns
+signals: the first SIGTERM/SIGINT stops polling and flushes the outbox within a bounded
+budget; a second one exits at once.  A revoked credential (node deregistered) ends the
+daemon with exit code 3.
 
 One server message that cannot be handled (whatever the exception) is logged with its id and
 type, reported to the server as that message's failure (a run_command as a Failed invocation,
@@ -40,6 +43,9 @@ from agent.execution.launcher import Launcher
 from agent.execution.outcomes import describe_failure
 from agent.execution.settings import worker_settings
 from agent.outbox import Outbox
+from agent.sessions.dial import agent_dial
+from agent.sessions.endpoint import Dial
+from agent.sessions.manager import SessionManager
 from agent.state import Registration, load_registration, save_status
 from agent.state_recovery import (
     Recovered,
@@ -94,6 +100,7 @@ class Daemon:
             ),
             backoff=self._backoff,
         )
+        self.sessions = SessionManager(config, self._session_dial)
         self.stopping = asyncio.Event()
         self.renew_now = False  # the certificate was unreadable: renew at once
         self._seen: dict[str, float] = {}
@@ -203,6 +210,10 @@ class Daemon:
             await self._associations(message)
         elif message["type"] == wire.MSG_INVENTORY_RESYNC:
             await self._inventory_resync(message)
+        elif message["type"] == wire.MSG_START_SESSION:
+            self.sessions.start(message["body"])  # runs as the manager's task
+        elif message["type"] == wire.MSG_TERMINATE_SESSION:
+            self.sessions.terminate(message["body"])
         else:
             log.warning(
                 "ignoring unknown message type",
@@ -280,6 +291,9 @@ class Daemon:
                     )
             await asyncio.sleep(RENEW_CHECK_SECONDS)
 
+    def _session_dial(self, session_id: str) -> Dial:
+        return agent_dial(self.config, self.credentials, session_id)
+
     # Lifecycle --------------------------------------------------------------------------
     def _backoff(self) -> Backoff:
         return Backoff(self.config.backoff_base_seconds, self.config.backoff_cap_seconds)
@@ -331,6 +345,7 @@ class Daemon:
                     tg.create_task(self.executor.run(), name="commands"),
                     tg.create_task(self.fork_server_loop(), name="fork-server"),
                     tg.create_task(self.scheduler.run(), name="associations"),
+                    tg.create_task(self.sessions.run(), name="sessions"),
                 ]
                 sender = tg.create_task(self.send_loop(), name="send")
                 await self.stopping.wait()

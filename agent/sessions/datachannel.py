@@ -105,7 +105,9 @@ class Outgoing:
         """Payload bytes that may be sent now (0: stop reading the source)."""
         return max(0, self.window - self.unacked_bytes)
 
-    def number(self, kind: int, payload: bytes = b"", stream: int = 0, ack: int = 0) -> Frame:
+    def number(
+        self, kind: int, payload: bytes = b"", stream: int = 0, ack: int = 0, *, flags: int = 0
+    ) -> Frame:
         """The next numbered frame, kept for resending; ProtocolError past the window."""
         if kind in UNNUMBERED:
             raise ProtocolError(f"frame type {kind} is not numbered")
@@ -114,7 +116,7 @@ class Outgoing:
                 f"{len(payload)} bytes past the window ({self.unacked_bytes} of "
                 f"{self.window} unacknowledged)"
             )
-        frame = Frame(kind, payload, stream, self._next, ack)
+        frame = Frame(kind, payload, stream, self._next, ack, flags)
         self._next += 1
         self._unacked.append(frame)
         self.unacked_bytes += len(payload)

@@ -93,16 +93,18 @@ class Endpoint:
 
     # Sending -----------------------------------------------------------------------------
 
-    async def send(self, kind: int, payload: bytes = b"", stream: int = 0) -> None:
+    async def send(
+        self, kind: int, payload: bytes = b"", stream: int = 0, *, flags: int = 0
+    ) -> None:
         """Number and send one frame; waits while the window is full.  Payloads longer than
-        MAX_PAYLOAD are cut into several frames."""
+        MAX_PAYLOAD are cut into several frames (each with ``flags``)."""
         for start in range(0, max(len(payload), 1), dc.MAX_PAYLOAD):
-            await self._send_one(kind, payload[start : start + dc.MAX_PAYLOAD], stream)
+            await self._send_one(kind, payload[start : start + dc.MAX_PAYLOAD], stream, flags)
 
     async def send_json(self, kind: int, body: dict[str, Any], stream: int = 0) -> None:
         await self.send(kind, json.dumps(body).encode(), stream)
 
-    async def _send_one(self, kind: int, payload: bytes, stream: int) -> None:
+    async def _send_one(self, kind: int, payload: bytes, stream: int, flags: int = 0) -> None:
         async with self._sending:
             async with self._room:
                 await self._room.wait_for(
@@ -115,7 +117,7 @@ class Endpoint:
             if self.ended is not None:
                 raise SessionLost(self.ended)
             async with self._write:
-                frame = self.out.number(kind, payload, stream, self.inc.last)
+                frame = self.out.number(kind, payload, stream, self.inc.last, flags=flags)
                 self._owed = 0
                 await self._put(frame)
 
@@ -280,6 +282,10 @@ class Endpoint:
         if not self.inc.accept(frame):
             return
         if frame.type == dc.CLOSED:
+            # Acknowledged at once: the peer waits for that before it lets go.
+            async with self._write:
+                self._owed = 0
+                await self._put(dc.Frame(dc.ACK, ack=self.inc.last))
             self._end(str(_json(frame.payload).get("reason") or "closed by the peer"))
         self._frames.put_nowait(frame)
 
@@ -303,7 +309,9 @@ class Endpoint:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(self.grace, 5.0)):
                 async with self._room:
-                    await self._room.wait_for(lambda: self.out.unacked_frames == 0)
+                    await self._room.wait_for(
+                        lambda: self.out.unacked_frames == 0 or self.ended is not None
+                    )
         self._end(reason)
         conn, self._conn = self._conn, None
         if conn is not None:

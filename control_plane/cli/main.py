@@ -51,6 +51,8 @@ from control_plane.cli.parameters import params
 from control_plane.cli.patch import patch
 from control_plane.cli.run import run
 from control_plane.cli.schedule import schedule
+from control_plane.cli.session import session
+from control_plane.cli.sessions import sessions
 from control_plane.cli.tokens import policies, tokens, whoami
 from control_plane.cli.webhooks import webhooks
 
@@ -198,6 +200,8 @@ cli.add_command(mw)
 cli.add_command(calendars)
 cli.add_command(baselines)
 cli.add_command(patch)
+cli.add_command(session)
+cli.add_command(sessions)
 
 
 def _flush_stdout() -> None:

@@ -60,8 +60,15 @@ async def serving(api: Api) -> AsyncIterator[str]:
     try:
         yield f"ws://127.0.0.1:{port}"
     finally:
+        for conn in _opened:  # every client websocket of the test, closed before the loop
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+        _opened.clear()
         server.should_exit = True
         await task
+
+
+_opened: list[ClientConnection] = []
 
 
 class Ends:
@@ -101,12 +108,14 @@ class Ends:
 
 async def dial_raw(url: str, token: str) -> ClientConnection:
     try:
-        return await connect(
+        conn = await connect(
             url,
             additional_headers={"authorization": f"Bearer {token}"},
             max_size=None,
             compression=None,
         )
+        _opened.append(conn)
+        return conn
     except InvalidStatus as exc:
         status = exc.response.status_code
         code = {403: wire.CLOSE_SESSION_FORBIDDEN, 404: wire.CLOSE_SESSION_UNKNOWN}.get(status)
@@ -455,6 +464,7 @@ def test_bad_frames_close_that_end_and_a_client_that_never_reads_stalls_the_node
                 compression=None,
                 max_size=None,
             )
+            _opened.append(raw)
             await raw.send(dc.Frame(dc.HELLO, b'{"last_received": 0}').encode())
             agent = Endpoint(
                 session_id,

@@ -63,8 +63,9 @@ class Live:
                 size = _json(frame.payload)
                 kind = recording.RESIZE
                 data = f"{size.get('cols', 0)}x{size.get('rows', 0)}".encode()
-            if kind is not None and self.recorder.add(kind, data):
-                await self.recorder.flush()
+            if kind is not None:
+                self.recorder.add(kind, data)
+                await self.recorder.flush_soon()
         if frame.type == dc.EXIT and side == AGENT:
             status = _json(frame.payload).get("status")
             if isinstance(status, int) and not isinstance(status, bool):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,10 @@ FLUSH_BYTES = 64 * 1024
 FLUSH_SECONDS = 1.0
 # A recording is cut here (a runaway `cat` must not fill the disk); the record says so.
 MAX_RECORDING_BYTES = 1024 * 1024 * 1024
+# Flushes run beside the relay; past this much waiting, the relay waits for the disk.
+MAX_BUFFERED = 4 * 1024 * 1024
+
+log = logging.getLogger("corral.sessions")
 
 
 class Recorder:
@@ -38,6 +43,7 @@ class Recorder:
         self.chunks = 0
         self.truncated = False
         self._lock = asyncio.Lock()
+        self._flushing: asyncio.Task[None] | None = None
 
     @property
     def sha256(self) -> str:
@@ -63,6 +69,16 @@ class Recorder:
         waited = self._clock() - (self._first_waiting or self._clock())
         return self._buffered >= FLUSH_BYTES or waited >= FLUSH_SECONDS
 
+    async def flush_soon(self) -> None:
+        """After ``add``: start a due flush beside the relay (a frame never waits for the
+        disk), and wait only when a flush is running and MAX_BUFFERED bytes are waiting."""
+        running = self._flushing is not None and not self._flushing.done()
+        if running and self._buffered >= MAX_BUFFERED:
+            assert self._flushing is not None
+            await asyncio.shield(self._flushing)
+        elif not running and self.due():
+            self._flushing = asyncio.create_task(self.flush(), name="session-recording")
+
     async def flush(self) -> None:
         async with self._lock:
             if not self._buffer:
@@ -70,7 +86,17 @@ class Recorder:
             data = b"".join(self._buffer)
             self._buffer, self._buffered, self._first_waiting = [], 0, None
             path = self.directory / f"{self.chunks:06d}.rec"
-            await asyncio.to_thread(_write_durably, path, data)
+            try:
+                await asyncio.to_thread(_write_durably, path, data)
+            except OSError as exc:  # kept to try again; a disk that stays broken cuts it
+                log.error(
+                    "cannot write a session recording", extra={"path": str(path), "error": str(exc)}
+                )
+                self._buffer.insert(0, data)
+                self._buffered += len(data)
+                if self._buffered > MAX_BUFFERED:
+                    self._buffer, self._buffered, self.truncated = [], 0, True
+                return
             self.chunks += 1
             self.size += len(data)
             self._digest.update(data)

@@ -353,7 +353,7 @@ class SessionService:
             if why is not None:
                 await self.finish(live, status, why)
             elif live.recorder is not None and live.recorder.due():
-                await live.recorder.flush()
+                await live.recorder.flush_soon()
 
     async def run(self) -> None:
         """Sweep every second until cancelled; sessions left open by a previous run end."""
