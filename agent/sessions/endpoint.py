@@ -206,6 +206,9 @@ class Endpoint:
                     finally:
                         self._conn = None
                         self.connected.clear()
+                        # Let go of the websocket beside what follows (a dead link's close
+                        # handshake must not delay the next dial).
+                        self._spawn(_let_go(conn))
                     if self.ended is not None:
                         break
                 if loop.time() >= deadline:
@@ -317,6 +320,12 @@ class Endpoint:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close(wire.CLOSE_SESSION_ENDED, reason[:100])
+
+
+async def _let_go(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(5.0):
+            await conn.close()
 
 
 async def _notify(condition: asyncio.Condition) -> None:

@@ -47,9 +47,16 @@ def session() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A document parameter (repeatable; a name given twice is a list).")  # fmt: skip
 @click.option("--reason", metavar="TEXT", help="Why (kept in the session's record).")
+@click.option("--run-as", metavar="USER",
+              help="The node's user to run as (your policies decide which you may).")  # fmt: skip
 @pass_runtime
 def start(
-    rt: Runtime, node: str, document: str, params: tuple[str, ...], reason: str | None
+    rt: Runtime,
+    node: str,
+    document: str,
+    params: tuple[str, ...],
+    reason: str | None,
+    run_as: str | None,
 ) -> None:
     """Start an interactive session on NODE (its id or its name).
 
@@ -74,6 +81,8 @@ def start(
     cols, rows = terminal_size(*fds) if tty_fd is not None else DEFAULT_SIZE
     body: dict[str, Any] = {"document": document, "parameters": parameters}
     body |= {"cols": cols, "rows": rows} | ({"reason": reason} if reason is not None else {})
+    if run_as is not None:
+        body["run_as"] = run_as
     profile = rt.profile()
     session_id, target, _node_id = _open(rt, profile, node, body)
 

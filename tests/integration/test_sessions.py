@@ -358,6 +358,12 @@ def test_a_missing_run_as_user_fails_the_session_with_that_reason(
     terminals.append(term)
     term.expect(r"run-as user 'no-such-user' does not exist on this node")
     assert term.wait() == 1
+    # --run-as names another user: one that exists works.
+    term = Terminal(["session", "start", node.node_id, "--run-as", "nobody"], cli_env(server))
+    terminals.append(term)
+    term.type("id -un; exit\r")
+    term.expect(r"(?<!-)\bnobody\r\n")
+    assert term.wait() == 0
 
 
 def test_a_token_without_sessions_start_is_refused(server: Server, node: Agent) -> None:
