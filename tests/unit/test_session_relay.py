@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import dataclasses
+import gc
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
