@@ -184,6 +184,7 @@ class ControlPlane:
         await self.dispatcher.load()
         await self.operators.install_roles()
         await self.audit.signing_key()  # made now (mode 0600), not in the first request
+        await self.sessions.end_orphans()
         self.ready = True
         log.info("control plane started", extra={"nodes": len(generations)})
 

@@ -500,3 +500,15 @@ def test_bad_frames_close_that_end_and_a_client_that_never_reads_stalls_the_node
 async def _send_forever(end: Endpoint, chunk: bytes) -> None:
     while True:
         await end.send(dc.DATA, chunk)
+
+
+def test_sessions_a_previous_server_left_open_end_at_start(run_api: RunApi) -> None:
+    async def scenario(api: Api) -> None:
+        node = await api.new_node()
+        session_id = await start(api, node)
+        api.cp.sessions.live.clear()  # as a new server process finds it: no relay for it
+        await api.cp.sessions.end_orphans()
+        shown = await record(api, session_id)
+        assert (shown["status"], shown["status_reason"]) == ("Terminated", "the server restarted")
+
+    run_api(scenario)

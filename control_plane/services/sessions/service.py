@@ -356,13 +356,14 @@ class SessionService:
                 await live.recorder.flush_soon()
 
     async def run(self) -> None:
-        """Sweep every second until cancelled; sessions left open by a previous run end."""
-        await self.end_orphans()
+        """Sweep every second until cancelled."""
         while True:
             await asyncio.sleep(1.0)
             await self.sweep()
 
     async def end_orphans(self) -> None:
+        """Sessions a previous run of the server left open end (their relay is gone); called
+        by the server's start, before any background work (never cancelled half-way)."""
         async with self._db.transaction() as conn:
             for session_id in await store.active_ids(conn):
                 if session_id in self.live:
