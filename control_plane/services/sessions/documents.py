@@ -44,6 +44,14 @@ _PORT_PARAMETERS = {
     },
 }
 
+_COMMAND_PARAMETERS = {
+    "command": {
+        "type": "String",
+        "description": "The command line to run.",
+        "allowedPattern": _COMMAND,
+    }
+}
+
 BUILTIN: dict[str, dict[str, Any]] = {
     "Corral-StartShell": {
         "schemaVersion": "1.0",
@@ -65,13 +73,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "be a password).",
         "sessionType": wire.SESSION_TYPE_INTERACTIVE,
         "inputs": {"runAsEnabled": True, "logInput": False},
-        "parameters": {
-            "command": {
-                "type": "String",
-                "description": "The command line to run.",
-                "allowedPattern": _COMMAND,
-            }
-        },
+        "parameters": _COMMAND_PARAMETERS,
         "properties": {
             "linux": {"commands": "{{ command }}"},
             "macos": {"commands": "{{ command }}"},
@@ -82,13 +84,7 @@ BUILTIN: dict[str, dict[str, Any]] = {
         "description": "One command without a terminal: its output streams back.",
         "sessionType": wire.SESSION_TYPE_NON_INTERACTIVE,
         "inputs": {"runAsEnabled": True, "logInput": False},
-        "parameters": {
-            "command": {
-                "type": "String",
-                "description": "The command line to run.",
-                "allowedPattern": _COMMAND,
-            }
-        },
+        "parameters": _COMMAND_PARAMETERS,
         "properties": {
             "linux": {"commands": "{{ command }}"},
             "macos": {"commands": "{{ command }}"},
