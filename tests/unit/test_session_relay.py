@@ -456,7 +456,15 @@ def test_bad_frames_close_that_end_and_a_client_that_never_reads_stalls_the_node
         token = api.admin["authorization"].split()[1]
         async with serving(api) as base:
             url = base + wire.ROUTE_SESSION_STREAM.format(session_id=session_id)
-            for bad in (b"\x00" * 5, "text", dc.Frame(dc.DATA, b"x", seq=1).encode() + b"y"):
+            big = dc.MAX_PAYLOAD + 1
+            oversized = dc.HEADER.pack(dc.DATA, 0, 0, 1, 0, big) + b"x" * big
+            bad_frames = (
+                b"\x00" * 5,
+                "text",
+                dc.Frame(dc.DATA, b"x", seq=1).encode() + b"y",
+                oversized,
+            )
+            for bad in bad_frames:
                 raw = await dial_raw(url, token)
                 await raw.send(bad)
                 with pytest.raises(ConnectionClosed) as closed:
