@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,7 +38,7 @@ async def _open_sqlite(path: str) -> Any:
     return conn
 
 
-def _sqlite_creator(path: str) -> Any:
+def _sqlite_creator(path: str, opened: weakref.WeakSet[Any]) -> Any:
     """Open SQLite connections out of reach of cancellation: a request cancelled while the pool
     opens a connection (a long-poll whose client went away) would otherwise drop a half-made
     aiosqlite connection unclosed (aiosqlite#259, sqlalchemy#8145).  The opening finishes in a
@@ -43,6 +46,7 @@ def _sqlite_creator(path: str) -> Any:
 
     async def creator() -> Any:
         opening = asyncio.ensure_future(_open_sqlite(path))
+        opening.add_done_callback(lambda done: _remember(done, opened))
         try:
             return await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -50,6 +54,11 @@ def _sqlite_creator(path: str) -> Any:
             raise
 
     return creator
+
+
+def _remember(task: asyncio.Future[Any], opened: weakref.WeakSet[Any]) -> None:
+    if not task.cancelled() and task.exception() is None:
+        opened.add(task.result())
 
 
 def _close_orphan(task: asyncio.Future[Any]) -> None:
@@ -71,11 +80,15 @@ class Database:
         # Runs inside every write transaction just before it commits (the audit trail).
         self.before_commit: BeforeCommit | None = None
         self.is_sqlite = url.startswith("sqlite")
+        # Every SQLite connection this handle opened, so that close() leaves none open.
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             # One writer at a time is SQLite's rule; a small pool avoids lock contention.
             kwargs["pool_size"] = 4
-            kwargs["async_creator"] = _sqlite_creator(sa.make_url(url).database or "")
+            kwargs["async_creator"] = _sqlite_creator(
+                sa.make_url(url).database or "", self._opened
+            )
         self._write_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
 
@@ -106,3 +119,13 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        # dispose() closes the pool's idle connections only.  One still checked out by a task
+        # that is being torn down, or one whose opening outlived its caller, would otherwise be
+        # left for the garbage collector (an unclosed aiosqlite connection and its thread).
+        pending = [task for task in _orphans if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        for conn in list(self._opened):
+            if getattr(conn, "_connection", None) is not None:
+                with contextlib.suppress(sqlite3.Error, TimeoutError, ValueError):
+                    await asyncio.wait_for(conn.close(), timeout=5)
