@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent import __version__
+from agent import __version__, logs
 from agent.errors import AgentError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the agent daemon in the foreground")
     run.add_argument("--state-dir", type=Path, default=None)
-    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("--log-format", choices=logs.FORMATS, default="auto")
 
     status = sub.add_parser("status", help="show this node's registration and outbox")
     status.add_argument("--state-dir", type=Path, default=None)
@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
     config = load_config(args.state_dir)
     forkserver = _fork_server(config)  # it preloads while the daemon starts
-    from agent import daemon, logs
+    from agent import daemon
     from agent.execution.launcher import Launcher
     from agent.execution.settings import worker_settings
 

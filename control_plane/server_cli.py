@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from agent import logs
 from control_plane.errors import CorralError
 
 DATA_DIR = click.option(
@@ -24,12 +25,15 @@ def _fail(message: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="auto",
+    help="auto: journald's format under systemd, else text.",
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, log_format: str) -> None:
     """Corral control plane."""
-    from agent import logs
-
     ctx.obj = {"debug": debug}
     logs.configure(log_format, logging.DEBUG if debug else logging.INFO)
 
