@@ -46,7 +46,7 @@ from agent.outbox import Outbox
 from agent.sessions.dial import agent_dial
 from agent.sessions.endpoint import Dial
 from agent.sessions.manager import SessionManager
-from agent.state import Registration, load_registration, save_status
+from agent.state import Registration, load_registration, save_status, write_atomic
 from agent.state_recovery import (
     Recovered,
     check_certificate,
@@ -65,6 +65,16 @@ RENEW_CHECK_SECONDS = 3600.0
 # How often an idle sender looks at the outbox for rows another process put there
 # (``corral-agent outbox retry-dead``).
 OUTBOX_RESCAN_SECONDS = 10.0
+
+
+def _rss_bytes() -> int | None:
+    """This process's resident memory (None where the OS will not say)."""
+    import psutil
+
+    try:
+        return int(psutil.Process().memory_info().rss)
+    except (psutil.Error, OSError):
+        return None
 
 
 class Daemon:
@@ -260,6 +270,11 @@ class Daemon:
             try:
                 counts = await asyncio.to_thread(self.outbox.counts)
                 body["outbox_depth"], body["outbox_dead"] = counts
+                # The agent's own figures, shown by the server's /metrics per node.
+                body["workers"] = self.executor.running
+                rss = await asyncio.to_thread(_rss_bytes)
+                if rss is not None:
+                    body["rss_bytes"] = rss
                 if self.associations.revision is not None:  # the set this node holds
                     body["associations_revision"] = self.associations.revision
                 await self.outbox.put(wire.make_message(wire.MSG_HEARTBEAT, body))
@@ -336,6 +351,10 @@ class Daemon:
         for item in self._recovered:
             await self.outbox.put(item.event())
         self._recovered = []
+        try:  # for Corral-UpdateAgent without a service manager (agent/updates/restart.py)
+            write_atomic(self.config.pid_file, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            log.warning("cannot write the pid file", extra={"error": str(exc)})
         try:
             async with asyncio.TaskGroup() as tg:
                 work = [

@@ -112,6 +112,11 @@ class Executor:
         self._ssm_values: dict[str, dict[str, str]] = {}
         self._pruned = time.monotonic()
 
+    @property
+    def running(self) -> int:
+        """Commands followed now: each has a document worker running (or starting)."""
+        return len(self._active)
+
     # Server messages ----------------------------------------------------------------------
     def journaled(self, command_id: str) -> bool:
         """Is this command in the journal (received, or made by the local scheduler)?"""

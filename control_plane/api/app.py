@@ -27,7 +27,9 @@ from control_plane.api import (
     groups,
     health,
     inventory,
+    metrics,
     nodes,
+    packages,
     parameters,
     patching,
     sessions,
@@ -40,6 +42,7 @@ from control_plane.api.limits import BodyLimitMiddleware
 from control_plane.api.query import known_query_only
 from control_plane.api.request_log import RequestLogMiddleware
 from control_plane.services.hub import ControlPlane
+from control_plane.services.metrics import Metrics
 
 log = logging.getLogger("corral.api")
 
@@ -70,6 +73,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
         dependencies=[Depends(known_query_only)],
     )
     app.state.control_plane = cp
+    app.state.metrics = Metrics.attach(cp)
     errors.install(app)
     cp.db.before_commit = audit_scope.hook(cp.audit)
     for module in (
@@ -92,6 +96,8 @@ def create_app(cp: ControlPlane) -> FastAPI:
         windows,
         inventory,
         sessions,
+        metrics,
+        packages,
     ):
         app.include_router(module.router)
     for router in patching.routers:
@@ -99,7 +105,7 @@ def create_app(cp: ControlPlane) -> FastAPI:
     app.include_router(documents.router)
 
     app.add_middleware(AuditMiddleware, db=cp.db)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(RequestLogMiddleware, observe=app.state.metrics.observe_request)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=cp.config.max_request_bytes,

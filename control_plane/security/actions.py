@@ -186,6 +186,11 @@ ACTIONS: Mapping[str, Action] = _catalog(
     ("sessions:List", "node", "r"),
     ("sessions:Get", "node,session", "r"),
     ("sessions:GetRecording", "node,session", "rs"),
+    # Prometheus' scrape of ``GET /metrics`` (fleet-wide figures, no output, no secrets).
+    ("metrics:Read", "*", "r"),
+    # Package distribution: the agent packages, their signed manifest and signing key (node
+    # tokens and valid activations may read them too; see api/packages.py).
+    ("packages:Read", "*", "r"),
     ("identity:WhoAmI", "*", "ri"),
 )
 

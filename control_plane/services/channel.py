@@ -65,6 +65,7 @@ class AgentChannel:
         self._validators: dict[str, Validator] = {}
         self._expanders: dict[str, Expander] = {}
         self._writer = ChannelWriter(db, clock, self._handlers)
+        self.polls_held = 0  # long-polls held open now (/metrics: corral_agent_connections)
 
     def register_handler(self, msg_type: str, handler: Handler) -> None:
         """A handler called once per message (within the group's transaction)."""
@@ -113,6 +114,7 @@ class AgentChannel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         node.polls_held += 1
+        self.polls_held += 1
         try:
             while True:
                 self._presence.seen(node_id, self._clock())
@@ -130,6 +132,7 @@ class AgentChannel:
                         await node.wake.wait()
         finally:
             node.polls_held -= 1
+            self.polls_held -= 1
             self._presence.seen(node_id, self._clock())
 
     async def next_batch(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent import wire
 from agent.wire import Message
 from control_plane.errors import InvalidRequest, NotFound, Timeout
-from control_plane.services import paging
+from control_plane.services import node_filters, paging
 from control_plane.services.channel import AgentChannel
 from control_plane.services.channel_writer import AfterCommit
 from control_plane.services.clock import Clock, rfc3339
@@ -28,17 +28,6 @@ log = logging.getLogger("corral.nodes")
 
 MAX_PING_TIMEOUT = 300.0
 TAGS_CACHE_SECONDS = 30.0
-
-
-def parse_filters(filters: list[str]) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for item in filters:
-        kind, _, rest = item.partition(":")
-        key, eq, value = rest.partition("=")
-        if kind != "tag" or not eq or not key:
-            raise InvalidRequest(f"unsupported filter {item!r}: expected tag:KEY=VALUE")
-        out.append((key, value))
-    return out
 
 
 def _key(row: dict[str, Any]) -> paging.Key:
@@ -99,9 +88,11 @@ class NodeService:
         visible: Callable[[dict[str, Any]], bool] = lambda _node: True,
     ) -> paging.Page[dict[str, Any]]:
         """Nodes in registration order, a page at a time: every node, or those matching
-        every ``tag:K=V`` filter; with ``targets``, only the nodes those target specs resolve
-        to (what a command to them would reach); only those ``visible(view)``."""
-        tag_filters = parse_filters(filters)
+        every filter (services/node_filters.py); with ``targets``, only the nodes those
+        target specs resolve to (what a command to them would reach); only those
+        ``visible(view)``."""
+        parsed = node_filters.parse(filters)
+        tag_filters = parsed.tags
         specs = check_specs(targets) if targets else None
         ids: list[str] | None = None
         if tag_filters or specs is not None:
@@ -126,7 +117,7 @@ class NodeService:
             limit=limit,
             next_token=next_token,
             shape=(float, str),
-            visible=visible,
+            visible=lambda view: parsed.matches(view) and visible(view),
         )
         return paging.Page(
             [{k: v for k, v in n.items() if k != "_key"} for n in page.items], page.next_token
@@ -247,9 +238,9 @@ class NodeService:
             addresses = []
         boot = body.get("boot_time")
 
-        def count(key: str) -> int | None:
+        def count(key: str, limit: int = 2**31) -> int | None:
             value = body.get(key)
-            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < limit
             return value if ok else None
 
         await store.update(
@@ -265,6 +256,10 @@ class NodeService:
             last_seen=self._clock(),
             outbox_depth=count("outbox_depth"),
             outbox_dead=count("outbox_dead"),
+            # The agent's own figures (GET /metrics shows them per node); an older agent
+            # omits them, a value out of bounds is dropped.
+            workers=count("workers"),
+            rss_bytes=count("rss_bytes", 2**48),
         )
         held = body.get("associations_revision")
         held = held[:64] if isinstance(held, str) else None

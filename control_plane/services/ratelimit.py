@@ -149,6 +149,7 @@ class AuthFailures:
         self._max_keys = max_keys
         # Ordered by last failure, oldest first, so expiry only ever looks at the front.
         self._ips: OrderedDict[str, _Failures] = OrderedDict()
+        self.refused_total = 0  # attempts refused unevaluated, ever (for /metrics)
 
     @property
     def enabled(self) -> bool:
@@ -191,6 +192,7 @@ class AuthFailures:
 
     def refused(self, ip: str) -> None:
         """Count an attempt refused unevaluated while ``ip`` waits."""
+        self.refused_total += 1
         entry = self._ips.get(ip)
         if entry is not None:
             entry.refused += 1
@@ -236,11 +238,18 @@ class RateLimits:
         self.auth = AuthFailures(
             clock, auth_base_delay, auth_max_delay, auth_forget_after, max_keys
         )
+        # Requests refused so far, by limit (``corral_rate_limited_total`` in /metrics).
+        self.refusals = {"operator": 0, "node": 0}
 
     def operator(self, token_id: str) -> float:
         """Take one request for an operator token; the wait in seconds, 0.0 if allowed."""
-        return self.operators.take(token_id)
+        return self._counted("operator", self.operators.take(token_id))
 
     def node(self, node_id: str) -> float:
         """Take one request for a node; the wait in seconds, 0.0 if allowed."""
-        return self.nodes.take(node_id)
+        return self._counted("node", self.nodes.take(node_id))
+
+    def _counted(self, limit: str, wait: float) -> float:
+        if wait > 0:
+            self.refusals[limit] += 1
+        return wait

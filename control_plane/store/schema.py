@@ -120,6 +120,10 @@ nodes = sa.Table(
     # The agent's outbox as its last heartbeat told: waiting, and refused (its dead table).
     sa.Column("outbox_depth", sa.Integer, nullable=True),
     sa.Column("outbox_dead", sa.Integer, nullable=True),
+    # The agent's document workers running and its resident memory, as its last heartbeat
+    # told (migration 0018; NULL: an agent that does not send them).
+    sa.Column("workers", sa.Integer, nullable=True),
+    sa.Column("rss_bytes", sa.BigInteger, nullable=True),
 )
 
 # What agents report about themselves (agent/state_recovery.py), newest 1,000 per node.
@@ -199,6 +203,7 @@ commands = sa.Table(
     sa.Column("parameter_refs", sa.JSON, nullable=True),
     # AWS-RunPatchBaseline: {"snapshot_id", "groups": {node id: patch group}} (services/patching).
     sa.Column("patch", sa.JSON, nullable=True),
+    sa.Index("ix_commands_status", "status"),  # /metrics counts by status (migration 0018)
 )
 
 invocations = sa.Table(
@@ -226,6 +231,7 @@ invocations = sa.Table(
     # delivery timed out): the result is stored, the final status is kept.
     sa.Column("late_result_at", sa.Float, nullable=True),
     sa.Index("ix_invocations_node_id", "node_id"),
+    sa.Index("ix_invocations_status", "status"),  # /metrics counts by status (migration 0018)
 )
 
 node_groups = sa.Table(

@@ -73,6 +73,7 @@ class Active:
     cancel_all: bool = False
     gone: set[str] = field(default_factory=set)  # deregistered nodes not dealt with yet
     last_word: dict[str, float] = field(default_factory=dict)  # running node -> last report
+    delivered: set[str] = field(default_factory=set)  # nodes its run_command went out to
 
 
 class Dispatcher:
@@ -109,6 +110,9 @@ class Dispatcher:
         self.patch_delivery: Callable[[dict[str, Any], str], Awaitable[dict[str, Any]]] | None = (
             None
         )
+        # Told the seconds from a command's creation to its first delivery to each node
+        # (the metrics wire their dispatch latency histogram in).
+        self.on_delivered: Callable[[float], None] | None = None
 
     # Start-up ------------------------------------------------------------------------------
     async def load(self) -> None:
@@ -249,6 +253,11 @@ class Dispatcher:
         else:
             refs = self._refs.get(command_id)
             patch = self._patches.get(command_id)
+        delivering = self._active.get(command_id)
+        if delivering is not None and node_id and node_id not in delivering.delivered:
+            delivering.delivered.add(node_id)
+            if self.on_delivered is not None:
+                self.on_delivered(max(0.0, self._clock() - delivering.row["created_at"]))
         body_out = dict(full)
         if patch and self.patch_delivery is not None:
             body_out["patch"] = await self.patch_delivery(patch, node_id)
@@ -342,6 +351,7 @@ class Dispatcher:
                     fresh.cancel_nodes |= old.cancel_nodes
                     fresh.cancel_all = fresh.cancel_all or old.cancel_all
                     fresh.gone |= old.gone
+                    fresh.delivered |= old.delivered
                     for node_id, when in old.last_word.items():
                         if node_id in fresh.last_word:
                             fresh.last_word[node_id] = max(fresh.last_word[node_id], when)
