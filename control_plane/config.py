@@ -57,6 +57,9 @@ class ServerConfig:
     session_resume_grace_seconds: float = 30.0
     session_connect_timeout_seconds: float = 30.0
     session_max_open: int = 1000
+    # Package distribution (docs/install.md): the agent/server packages served to nodes;
+    # "" means <data_dir>/packages.
+    packages_dir: str = ""
 
     @property
     def inventory_history_retention_seconds(self) -> float:
@@ -79,6 +82,11 @@ class ServerConfig:
     @property
     def audit_retention_seconds(self) -> float:
         return duration_seconds(self.audit_retention)
+
+    @property
+    def packages_path(self) -> Path:
+        """Relative to the data dir unless absolute."""
+        return self.data_dir / (self.packages_dir or "packages")
 
     @property
     def ca_file(self) -> Path:
@@ -147,6 +155,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "session_resume_grace_seconds": (int, float),
     "session_connect_timeout_seconds": (int, float),
     "session_max_open": (int,),
+    "packages_dir": (str,),
 }
 _DURATION = re.compile(r"^(\d{1,6})([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -24,6 +24,7 @@ from control_plane.config import (
 from control_plane.errors import SetupError
 from control_plane.security.ca import CertificateAuthority, ca_hash, create_ca, write_private
 from control_plane.security.keyring import KeyRing
+from control_plane.services.packages.signing import SigningKey
 from control_plane.store import migrate
 
 # Files init creates; --force replaces exactly these (and never anything else in the dir).
@@ -36,6 +37,7 @@ _OWNED = (
     "audit.key",
     "audit.pub",
     "keyring.json",
+    "package-signing.key",
     CONFIG_FILE,
     "corral.db",
     "corral.db-wal",
@@ -103,6 +105,7 @@ def init_data_dir(
     write_private(config.key_file, key_pem)
     write_private(config.secret_file, secrets.token_bytes(32))
     KeyRing.load_or_create(data_dir)  # SecureString's first key (unless supplied from outside)
+    SigningKey.load_or_create(data_dir)  # signs the package manifest (docs/install.md)
     (data_dir / CONFIG_FILE).write_text(tomli_w.dumps(config_to_toml(config)), encoding="utf-8")
     os.chmod(data_dir / CONFIG_FILE, 0o600)
     migrate.upgrade(config.sync_database_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
@@ -38,16 +39,31 @@ def _path(node_id: str, action: str = "") -> str:
     return f"/v1/nodes/{quote(node_id, safe='')}" + (f"/{action}" if action else "")
 
 
+_COMPARISON = re.compile(r"^(agent_version|platform|status)(<=|>=|!=|<|>|=)(.+)$")
+_VERSION = re.compile(r"^[0-9][0-9A-Za-z.+~-]{0,63}$")
+FILTER_FORMS = "tag:KEY=VALUE, agent_version<OP>VERSION (OP: < <= > >= = !=), platform=P, status=S"
+
+
 def _filters_callback(
     _ctx: click.Context, _param: click.Parameter, value: Sequence[str]
 ) -> list[str]:
+    """Checked here for a one-line error before any request; the server checks them too."""
     for item in value:
-        kind, _, pair = item.partition(":")
-        key, sep, tag_value = pair.partition("=")
-        if kind != "tag" or not sep:
-            raise click.BadParameter(f"filter {item!r} must be tag:KEY=VALUE")
-        check_tag_key(key)
-        check_tag_value(key, tag_value)
+        if item.startswith("tag:"):
+            key, sep, tag_value = item.removeprefix("tag:").partition("=")
+            if not sep:
+                raise click.BadParameter(f"filter {item!r} must be tag:KEY=VALUE")
+            check_tag_key(key)
+            check_tag_value(key, tag_value)
+            continue
+        match = _COMPARISON.match(item)
+        if match is None:
+            raise click.BadParameter(f"filter {item!r}: expected {FILTER_FORMS}")
+        name, op, operand = match.groups()
+        if name == "agent_version" and not _VERSION.match(operand):
+            raise click.BadParameter(f"filter {item!r}: {operand!r} is not a version like 0.2.0")
+        if name != "agent_version" and op not in ("=", "!="):
+            raise click.BadParameter(f"filter {item!r}: {name} takes = or !=")
     return list(value)
 
 
@@ -62,8 +78,9 @@ def nodes() -> None:
     "filters",
     multiple=True,
     callback=_filters_callback,
-    metavar="tag:KEY=VALUE",
-    help="Only nodes with this tag (repeatable: all must match).",
+    metavar="FILTER",
+    help="Only nodes with tag:KEY=VALUE, agent_version<OP>VERSION (OP: < <= > >= = !=; "
+    "quote it: 'agent_version<0.2.0'), platform=P or status=S (repeatable: all must match).",
 )
 @click.option(
     "--targets",

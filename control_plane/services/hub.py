@@ -41,6 +41,7 @@ from control_plane.services.node_events import NodeEventService
 from control_plane.services.nodes import NodeService
 from control_plane.services.openings import Openings
 from control_plane.services.operators import OperatorService
+from control_plane.services.packages import PackageService, package_dirs
 from control_plane.services.parameters.service import ParameterService
 from control_plane.services.patching import PatchService
 from control_plane.services.presence import Presence
@@ -90,6 +91,9 @@ class ControlPlane:
             self.db, self.documents, self.dispatcher, self.channel, clock, self.parameters
         )
         self.dispatcher.parameter_values = self.parameters.values_for
+        # Package distribution (services/packages/): an agent upgrade names a version we have.
+        self.packages = PackageService(config.data_dir, package_dirs(config.packages_path))
+        self.commands.agent_update_check = self.packages.check_update
         self.compliance = ComplianceService(
             self.db, clock, config.compliance_history_retention_seconds
         )
@@ -184,6 +188,7 @@ class ControlPlane:
         await self.dispatcher.load()
         await self.operators.install_roles()
         await self.audit.signing_key()  # made now (mode 0600), not in the first request
+        await self.packages.start()  # the package signing key, likewise
         await self.sessions.end_orphans()
         self.ready = True
         log.info("control plane started", extra={"nodes": len(generations)})

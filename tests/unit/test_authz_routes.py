@@ -21,6 +21,8 @@ from tests.unit.conftest import ServerDir
 
 # Reads that take a body (nothing changes, so nothing to audit).
 READS_BY_POST = {"/v1/policies/simulate"}
+# Public routes outside /v1/agent/: health, and the install script (it holds no secret).
+PUBLIC_PATHS = {"/healthz", "/readyz", "/install.sh"}
 # FastAPI's own route: the OpenAPI document (public by design).
 FRAMEWORK_PATHS = {"/v1/openapi.json"}
 
@@ -96,7 +98,7 @@ def test_agent_routes_use_node_tokens_or_are_public(server_dir: ServerDir) -> No
         if route.path.startswith("/v1/agent/"):
             (decl,) = _declarations(route.dependant)
             assert decl is deps.node or isinstance(decl, Public), route.path
-        elif route.path not in ("/healthz", "/readyz") and not route.path.startswith("/v1/docs"):
+        elif route.path not in PUBLIC_PATHS and not route.path.startswith("/v1/docs"):
             (decl,) = _declarations(route.dependant)
             assert isinstance(decl, Allow), route.path
 

@@ -144,6 +144,7 @@ class World:
         elif path.startswith("/v1/calendars/"):
             values["name"] = "freeze"
         values["baseline_id"] = "AWS-UbuntuDefaultPatchBaseline"
+        values["file"] = "corral-agent_0.1.0_amd64.deb"  # /v1/packages/files/{file}
         values["session_id"] = self.session_id
         values["association_id"] = self.association_id
         values["window_id"] = self.window_id

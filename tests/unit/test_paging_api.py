@@ -39,6 +39,7 @@ NOT_LISTS = {  # answers that hold a list of objects, but are one resource
     "node_statuses names the first 1,000 (each run's nodes are paged at .../targets)",
     "/v1/inventory/nodes/{node_id}": "one node's types: at most 14 built-in and 20 custom, "
     "and its last gathering's errors (at most 50)",
+    "/v1/packages/manifest": "one signed document: a page of it would not verify",
 }
 REQUIRED = {  # query parameters some lists need
     "/v1/parameters/by-path": {"path": "/app"},

@@ -114,6 +114,9 @@ class CommandService:
         # AWS-RunPatchBaseline's baselines, frozen in the send's transaction (the hub wires
         # Patch Manager's snapshots in; None: no command may run the patch action).
         self.patching: Snapshots | None = None
+        # Corral-UpdateAgent's version must be a package the server has (the hub wires
+        # services/packages/ in): raises InvalidRequest with the versions there are.
+        self.agent_update_check: Callable[[str, dict[str, Any]], None] | None = None
         reports = UpdateStore(dispatcher, clock)
         channel.register_validator(wire.MSG_INVOCATION_UPDATE, check_update)
         channel.register_batch_handler(wire.MSG_INVOCATION_UPDATE, reports.store)
@@ -333,6 +336,8 @@ class CommandService:
             values,
             authorize_document or (lambda _name: True),
         )
+        if self.agent_update_check is not None:
+            self.agent_update_check(resolved.name, values)
         if runs_patch_baseline(content):
             if self.patching is None:
                 raise InvalidRequest("this server does not run Patch Manager documents")
