@@ -8,6 +8,9 @@ State dir (mode 0700)::
     ca.pem          the server's CA, pinned by hash at registration
     outbox.db       durable outbox (SQLite): reports not yet acknowledged by the server
     status.json     last successful contact, written by the running daemon
+    agent.pid       the running daemon's pid, written at its start (agent/updates/restart.py)
+    package-signing.pem   the server's package signing key, pinned (agent/updates/)
+    updates/        packages downloaded by Corral-UpdateAgent (the new and the previous one)
     agent.toml      optional settings (see AgentConfig)
     commands/       the Run Command journal, one directory per command (agent/execution/)
     associations.json, association_slots.json   State Manager (agent/associations/)
@@ -95,6 +98,9 @@ class AgentConfig:
     # more is refused with a reason the operator sees).
     sessions_enabled: bool = True
     max_sessions: int = 20
+    # Corral-UpdateAgent: how long the new agent has to start and reach the server before
+    # the previous version is installed again (agent/updates/).
+    update_start_timeout_seconds: float = 90.0
 
     @property
     def state_file(self) -> Path:
@@ -123,6 +129,10 @@ class AgentConfig:
     @property
     def status_file(self) -> Path:
         return self.state_dir / "status.json"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "agent.pid"
 
     @property
     def commands_dir(self) -> Path:

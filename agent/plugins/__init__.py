@@ -20,6 +20,7 @@ from agent.plugins import (
     run_powershell_script,
     run_shell_script,
     software_inventory,
+    update_agent,
 )
 from agent.plugins.base import (
     Control,
@@ -56,6 +57,7 @@ ACTIONS: dict[str, Action] = {
     software_inventory.NAME: Action(
         software_inventory.SoftwareInventory, software_inventory.PLATFORMS
     ),
+    update_agent.NAME: Action(update_agent.UpdateAgent, update_agent.PLATFORMS),
 }
 
 __all__ = [

@@ -39,6 +39,10 @@ class ServiceManager(Protocol):
 
     def stop(self, service: str) -> None: ...
 
+    def restart(self, service: str) -> None:
+        """Stop it and start it again (started when stopped); ServiceError when it does not
+        run afterwards."""
+
 
 def check_service_name(name: str) -> str:
     if not SERVICE_NAME.fullmatch(name):

@@ -98,6 +98,9 @@ class Manager:
     def stop(self, service: str) -> None:
         self._change(unit(service), "stop", want_running=False)
 
+    def restart(self, service: str) -> None:
+        self._change(unit(service), "restart", want_running=True)
+
     def _change(self, name: str, verb: str, *, want_running: bool) -> None:
         self._state(name)  # systemd reachable, the unit known: else a clear reason
         done = self._systemctl([verb, "--", name])

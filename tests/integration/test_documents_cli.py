@@ -133,6 +133,7 @@ def test_document_versions_through_the_cli(tmp_path: Path, server: Server) -> No
         "Corral-EnsurePackage",
         "Corral-EnsureService",
         "Corral-RunDocument",
+        "Corral-UpdateAgent",
     }
     code, out, _ = corral("documents", "list")
     assert code == 0 and "Disk-Report" in out and "AWS-RunShellScript" in out

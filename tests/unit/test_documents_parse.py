@@ -453,6 +453,7 @@ def test_the_builtin_documents_parse() -> None:
         "Corral-EnsurePackage",
         "Corral-EnsureService",
         "Corral-RunDocument",
+        "Corral-UpdateAgent",
     ]
     for name in ("AWS-RunShellScript", "AWS-RunPowerShellScript"):
         doc = docs[name]
@@ -477,7 +478,7 @@ def test_the_builtin_documents_parse() -> None:
 def test_builtin_documents_returns_a_new_mapping_each_time() -> None:
     first = builtin_documents()
     first.clear()
-    assert len(builtin_documents()) == 8
+    assert len(builtin_documents()) == 9
 
 
 # --- import cost --------------------------------------------------------------------------------

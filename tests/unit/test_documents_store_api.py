@@ -24,6 +24,7 @@ BUILTINS = [
     "Corral-EnsurePackage",
     "Corral-EnsureService",
     "Corral-RunDocument",
+    "Corral-UpdateAgent",
 ]
 
 

@@ -56,6 +56,7 @@ def test_resolve_gives_the_builtins_as_version_1(run_api: RunApi) -> None:
             "Corral-EnsurePackage",
             "Corral-EnsureService",
             "Corral-RunDocument",
+            "Corral-UpdateAgent",
         }
         for name, expected in builtins.items():
             for version in (None, "$DEFAULT", "$LATEST", "1"):
