@@ -647,14 +647,17 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
 
 
 def register_agent(
-    server: Server, state_dir: Path, activation: dict[str, Any] | None = None
+    server: Server,
+    state_dir: Path,
+    activation: dict[str, Any] | None = None,
+    program: list[str] | None = None,
 ) -> str:
     """``corral-agent register`` into ``state_dir`` (with ``activation``, or a new one for one
-    node); the node id."""
+    node; ``program``: another corral-agent command, e.g. a packaged one); the node id."""
     activation = activation or server.create_activation(1)
     result = run_cli(
         [
-            str(BIN / "corral-agent"),
+            *(program or [str(BIN / "corral-agent")]),
             "register",
             "--url",
             server.url,

@@ -1,0 +1,195 @@
+"""Corral itself in the runtime: a wheel of the repository (at the requested version, patched in
+a copy, never in the repository), its dependencies, compiled .pyc and the console scripts."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+from buildlib.errors import BuildError
+from buildlib.proc import run
+
+# The agent never imports these base dependencies: they are the operator CLI's (corral).
+AGENT_SKIPS = {"click", "rich", "tomli-w"}
+AGENT_BUILD_ONLY = ("cffi", "pycparser")
+SOURCES = ("pyproject.toml", "README.md", "agent", "control_plane")
+OWN = ("agent", "control_plane")  # keep their sources: tracebacks of our code show the line
+VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+~-]*$")
+
+
+def repo_version(repo: Path) -> str:
+    text = (repo / "agent" / "__init__.py").read_text(encoding="utf-8")
+    m = re.search(r'^__version__ = "([^"]+)"', text, re.M)
+    if not m:
+        raise BuildError("agent/__init__.py has no __version__")
+    return m.group(1)
+
+
+def build_wheel(repo: Path, version: str, work: Path) -> Path:
+    """A wheel of the repository whose agent reports ``version``."""
+    src = work / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    src.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in SOURCES:
+        path = repo / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=ignore)
+        else:
+            shutil.copy2(path, src / name)
+    init = src / "agent" / "__init__.py"
+    init.write_text(
+        re.sub(
+            r'^__version__ = "[^"]+"',
+            f'__version__ = "{version}"',
+            init.read_text(encoding="utf-8"),
+            count=1,
+            flags=re.M,
+        ),
+        encoding="utf-8",
+    )
+    pyproject = src / "pyproject.toml"
+    pyproject.write_text(
+        re.sub(
+            r'^version = "[^"]+"',
+            f'version = "{version}"',
+            pyproject.read_text(encoding="utf-8"),
+            count=1,
+            flags=re.M,
+        ),
+        encoding="utf-8",
+    )
+    out = work / "wheel"
+    shutil.rmtree(out, ignore_errors=True)
+    isolation = ["--no-build-isolation"] if _has_setuptools() else []
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, "-w", out, src])
+    wheels = list(out.glob("corral-*.whl"))
+    if len(wheels) != 1:
+        raise BuildError(f"building the wheel left {len(wheels)} wheels in {out}")
+    return wheels[0]
+
+
+def _has_setuptools() -> bool:
+    """Whether this Python can build the wheel itself (setuptools >= 68, bdist_wheel); if
+    not, pip builds it in an isolated environment (fetching setuptools)."""
+    try:
+        major = int(metadata.version("setuptools").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    if major >= 71:  # bdist_wheel built in
+        return True
+    return major >= 68 and importlib.util.find_spec("wheel") is not None
+
+
+def requirements(repo: Path, side: str) -> list[str]:
+    """The agent: the base dependencies it imports; the server: all of base and ``server``."""
+    project = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base: list[str] = project["dependencies"]
+    if side == "server":
+        return [*base, *project["optional-dependencies"]["server"]]
+    return [d for d in base if _req_name(d) not in AGENT_SKIPS]
+
+
+def _req_name(req: str) -> str:
+    m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", req)
+    return (m.group(0) if m else req).lower().replace("_", "-")
+
+
+def _pip(site: Path) -> list[str | Path]:
+    # The builder's pip: the same Python version as the runtime, so the same wheels.
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-compile",
+        "--no-warn-script-location",
+        "--target",
+        site,
+    ]
+
+
+def install_dependencies(site: Path, reqs: list[str], side: str) -> None:
+    run([*_pip(site), *reqs])
+    if side == "agent":
+        # PyNaCl's compiled module needs only _cffi_backend at run time; cffi's Python half
+        # (and its C parser) serve building it.
+        for name in AGENT_BUILD_ONLY:
+            shutil.rmtree(site / name, ignore_errors=True)
+    shutil.rmtree(site / "bin", ignore_errors=True)  # pip's scripts name the build's python
+    for tests in [*site.glob("*/tests"), *site.glob("*/benchmarks")]:
+        shutil.rmtree(tests)
+    for cache in site.rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def install_corral(site: Path, wheel: Path, side: str) -> None:
+    run([*_pip(site), "--no-deps", wheel])
+    shutil.rmtree(site / "bin", ignore_errors=True)
+    if side == "agent":
+        shutil.rmtree(site / "control_plane")  # the agent never imports the server
+
+
+def _compile(python: Path, runtime: Path, installed_at: str) -> list[str | Path]:
+    # unchecked-hash: a .pyc is used as is (package files do not change under it), never
+    # rewritten at run time, so nothing is left in /opt that the package does not own.
+    return [
+        python,
+        "-I",
+        "-B",
+        "-m",
+        "compileall",
+        "-q",
+        "-f",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        "-s",
+        runtime,
+        "-p",
+        installed_at,
+    ]
+
+
+def compile_libraries(python: Path, runtime: Path, installed_at: str) -> None:
+    """The standard library and the dependencies ship as .pyc only, next to where the .py
+    was (as the official embeddable CPython does): half the installed size.  The .pyc name
+    the installed paths, for tracebacks.  A data file named .py that is not Python (a
+    template) does not compile: it stays a .py."""
+    lib = runtime / "lib"
+    run([*_compile(python, runtime, installed_at), "-b", lib], check=False)
+    for source in lib.rglob("*.py"):
+        if source.with_suffix(".pyc").exists():
+            source.unlink()
+
+
+def compile_corral(python: Path, runtime: Path, installed_at: str, site: Path) -> None:
+    """Corral's own packages keep their sources (tracebacks of our code show the line), with
+    their .pyc in __pycache__."""
+    own = [site / name for name in OWN if (site / name).is_dir()]
+    run([*_compile(python, runtime, installed_at), *own], check=False)
+
+
+def console_script(runtime: Path, installed_at: str, version: str, name: str, func: str) -> Path:
+    """``runtime/bin/NAME``: a script whose shebang is the vendored interpreter (isolated mode:
+    the node's PYTHON* variables and user site-packages cannot change the daemon)."""
+    module, attr = func.split(":")
+    script = runtime / "bin" / name
+    script.write_text(
+        f"#!{installed_at}/bin/python{version} -I\n"
+        "import sys\n"
+        f"from {module} import {attr}\n"
+        "if __name__ == '__main__':\n"
+        f"    sys.exit({attr}())\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script

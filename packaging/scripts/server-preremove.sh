@@ -1,0 +1,3 @@
+if [ "$(corral_removing "$@")" = yes ]; then
+    corral_service_removing corral-server.service
+fi
