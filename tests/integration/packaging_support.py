@@ -8,6 +8,7 @@ reuses the one cache in the session's shared temporary directory, one build at a
 from __future__ import annotations
 
 import fcntl
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +48,25 @@ def build(
             f"packaging/build {' '.join(args)} failed:\n{done.stdout}{done.stderr}"
         )
     return done
+
+
+def build_missing(tools: tuple[str, ...] = ("patchelf", "objdump", "strip")) -> list[str]:
+    """What ``packaging/build`` (and a test's own ``tools``) need and this machine lacks."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    sys.path.insert(0, str(REPO / "packaging"))
+    try:
+        from buildlib.errors import BuildError
+        from buildlib.nfpm import find_nfpm
+        from buildlib.runtime import probe
+
+        try:
+            find_nfpm()
+        except BuildError:
+            missing.append("nfpm")
+        try:
+            probe(sys.executable)
+        except BuildError:
+            missing.append("a self-contained CPython to vendor (this one is the distribution's)")
+    finally:
+        sys.path.remove(str(REPO / "packaging"))
+    return missing

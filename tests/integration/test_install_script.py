@@ -1,7 +1,9 @@
 """packaging/install.sh end to end: served by a real server on loopback, run with ``chroot ROOT
 sh -s -- ...`` in a throw-away Debian root (mmdebstrap, cached as a tarball between runs),
-installing a real .deb (built here with dpkg-deb: a ``corral-agent`` whose
-/usr/bin/corral-agent records how it was called) from the server's packages_dir.
+installing a .deb from the server's packages_dir: a stand-in built here with dpkg-deb (a
+``corral-agent`` whose /usr/bin/corral-agent records how it was called) for the script's own
+paths, and the real agent package ``packaging/build`` makes, which registers, comes Online
+and runs a command.
 
 Nothing is installed on the host: dpkg runs inside the root.  Needs root (chroot), dpkg-deb,
 mmdebstrap and a reachable Debian mirror the first time (skipped otherwise).
@@ -9,19 +11,26 @@ mmdebstrap and a reachable Debian mirror the first time (skipped otherwise).
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 import shutil
+import signal
 import subprocess
 import textwrap
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from agent import wire
 from agent.identity import NodeKey
-from tests.integration.harness import Server
+from tests.integration.harness import Proc, Server, wait_for
+from tests.integration.packaging_support import build, build_missing
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +38,7 @@ SUITE = "bookworm"
 INCLUDE = "curl,openssl,ca-certificates"
 BUILD_BUDGET = 240  # seconds for mmdebstrap, the first time only
 VERSION = "0.1.0"
+MARK = "CORRAL_INSTALL_TEST"  # in the environment of the node's processes, to end them
 SUPPORTED = "supported: Debian, Ubuntu, RHEL/Fedora family, SUSE, Alpine, Arch"
 
 STUB = """\
@@ -288,3 +298,90 @@ def test_an_unsupported_distribution_says_which_are_supported(
         f"corral-install: error: unsupported distribution plan9; {SUPPORTED}"
     )
     assert result.stdout == ""  # nothing was fetched or said before
+
+
+@pytest.fixture(scope="module")
+def real_agent_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The agent .deb ``packaging/build`` makes (its runtime cached for the session)."""
+    missing = build_missing(("unshare", "mount"))
+    if missing:
+        pytest.skip(f"cannot build the agent package here: missing {', '.join(missing)}")
+    out = tmp_path_factory.mktemp("real-deb")
+    build(tmp_path_factory, out, "deb", "--only", "agent", "--version", VERSION)
+    arch = _run("dpkg", "--print-architecture").stdout.strip()
+    return out / f"corral-agent_{VERSION}_{arch}.deb"
+
+
+def end_marked(mark: str) -> None:
+    """SIGKILL every process whose environment carries ``CORRAL_INSTALL_TEST=mark``."""
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(MARK) == mark:
+                os.kill(proc.pid, signal.SIGKILL)
+        except (psutil.Error, OSError):
+            continue
+
+
+def test_the_real_package_installs_registers_and_runs_commands(
+    server: Server, root: Path, tmp_path: Path, real_agent_deb: Path
+) -> None:
+    """The whole path a sysadmin takes, for real: the one-liner installs the package the build
+    made into a Debian root with no Python, the vendored agent registers with the activation,
+    and started as its unit would start it, the node comes Online and runs a command."""
+    assert not (root / "usr/bin/python3").exists()
+    publish(server, real_agent_deb)
+    done = run_script(root, served_script(server), *activation_args(server), "--name", "pkg-1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert installed_version(root) == f"{VERSION}-1"  # the package's release, as nfpm numbers it
+    state = root / "var/lib/corral-agent"
+    node_id = json.loads((state / "state.json").read_text())["node_id"]
+    assert server.node(node_id)["name"] == "pkg-1"
+
+    # No systemd in a chroot: start the agent as the unit's ExecStart does, with a /proc.
+    q = shlex.quote
+    mark = str(tmp_path)
+    unit = (root / "lib/systemd/system/corral-agent.service").read_text()
+    exec_start = re.search(r"^ExecStart=(.+)$", unit, re.M)
+    assert exec_start is not None
+    agent = Proc(
+        [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f"mount -t proc proc {q(str(root / 'proc'))} && exec chroot {q(str(root))} "
+            f"{exec_start.group(1)}",
+        ],
+        tmp_path,
+        "agent",
+        env={MARK: mark, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+    )  # fmt: skip
+    try:
+
+        def online() -> dict[str, Any] | None:
+            node = server.node(node_id)
+            return node if node["status"] == "Online" and node.get("agent_version") else None
+
+        node = wait_for(online, 60, "the packaged agent to come Online")
+        assert node["agent_version"] == VERSION and node["platform"] == "Linux"
+        with server.api() as api:
+            sent = api.post(
+                "/v1/commands",
+                json={
+                    "targets": [node_id],
+                    "document": "AWS-RunShellScript",
+                    "parameters": {"commands": ["cat /etc/debian_version; id -un"]},
+                },
+            )
+        assert sent.status_code == 201, sent.text
+        command_id = sent.json()["command_id"]
+
+        def ended() -> dict[str, Any] | None:
+            with server.api() as api:
+                shown = api.get(f"/v1/commands/{command_id}/invocations/{node_id}").json()
+            return shown if shown["status"] not in ("Pending", "InProgress", "Delayed") else None
+
+        invocation = wait_for(ended, 60, "the command to end")
+        assert invocation["status"] == "Success", (invocation, agent.stderr[-2000:])
+        debian = (root / "etc/debian_version").read_text()
+        assert invocation["steps"][0]["stdout"] == f"{debian.strip()}\nroot\n"
+    finally:
+        agent.stop()
+        end_marked(mark)

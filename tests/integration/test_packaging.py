@@ -12,45 +12,21 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.packaging_support import build
+from tests.integration.packaging_support import build, build_missing
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "packaging" / "build"
 TOOLS = ("dpkg", "dpkg-deb", "rpm", "bsdtar", "patchelf", "mmdebstrap", "objdump", "strip")
 
 
-def _missing() -> list[str]:
-    """What the build and the tests need and this machine lacks."""
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    sys.path.insert(0, str(REPO / "packaging"))
-    try:
-        from buildlib.errors import BuildError
-        from buildlib.nfpm import find_nfpm
-        from buildlib.runtime import probe
-
-        try:
-            find_nfpm()
-        except BuildError:
-            missing.append("nfpm")
-        try:
-            probe(sys.executable)
-        except BuildError:
-            missing.append("a self-contained CPython to vendor (this one is the distribution's)")
-    finally:
-        sys.path.remove(str(REPO / "packaging"))
-    return missing
-
-
-MISSING = _missing()
+MISSING = build_missing(TOOLS)
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
