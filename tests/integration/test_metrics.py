@@ -7,16 +7,25 @@ the dashboard and the rules use is in the scrape; no token, or a token without
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from agent import __version__
-from tests.integration.harness import BIN, Agent, Server, run, wait_for
+from tests.integration.harness import BIN, Agent, Proc, Server, free_port, run, wait_for
 from tests.unit.test_metrics import Samples, parse
-from tests.unit.test_metrics_packaging import SCRAPER_POLICY, dashboard_exprs, referenced, rules
+from tests.unit.test_metrics_packaging import (
+    RULES,
+    SCRAPER_POLICY,
+    dashboard_exprs,
+    referenced,
+    rules,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +142,83 @@ def test_a_scrape_without_the_right_token_is_refused(tmp_path: Path, server: Ser
     refused = get_metrics(server, scraper_token(tmp_path, server, policy))
     assert refused.status_code == 403
     assert "metrics:Read" in refused.json()["error"]["message"]
+
+
+PROMETHEUS_YML = Path(__file__).resolve().parents[2] / "packaging" / "prometheus" / "prometheus.yml"
+
+
+def test_a_real_prometheus_scrapes_with_the_shipped_config_and_rules(
+    tmp_path: Path, server: Server
+) -> None:
+    """Prometheus itself (Debian's package), with packaging/prometheus/prometheus.yml as
+    shipped but for its paths and target: it scrapes over TLS pinned to the CA with a scraper
+    token, and evaluates every shipped rule without an error."""
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if prometheus is None or promtool is None:
+        pytest.skip(
+            "prometheus and promtool are not installed (Debian: apt-get install prometheus)"
+        )
+    token_file = tmp_path / "corral-scraper.token"
+    token_file.write_text(scraper_token(tmp_path, server, SCRAPER_POLICY) + "\n")
+    config = yaml.safe_load(PROMETHEUS_YML.read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(RULES)]
+    (job,) = config["scrape_configs"]
+    job["tls_config"]["ca_file"] = server.ca_file
+    job["authorization"]["credentials_file"] = str(token_file)
+    job["static_configs"] = [{"targets": [server.listen]}]
+    config_file = tmp_path / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    checked = run(promtool, "check", "config", str(config_file))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    port = free_port()
+    proc = Proc(
+        [
+            prometheus,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path,
+        "prometheus",
+    )
+    api = f"http://127.0.0.1:{port}/api/v1"
+
+    def get(path: str, **params: str) -> Any:
+        try:
+            response = httpx.get(api + path, params=params, timeout=5)
+        except httpx.TransportError:
+            return None
+        return response.json()["data"] if response.status_code == 200 else None
+
+    try:
+
+        def target_up() -> dict[str, Any] | None:
+            data = get("/targets")
+            targets = data["activeTargets"] if data else []
+            return targets[0] if targets and targets[0]["health"] == "up" else None
+
+        target = wait_for(target_up, 60, f"Prometheus to scrape the server ({proc.stderr[-500:]})")
+        assert target["labels"]["job"] == "corral"
+
+        def nodes_series() -> list[Any] | None:
+            data = get(
+                "/query", query='corral_http_request_duration_seconds_count{route="/metrics"}'
+            )
+            return data["result"] if data and data["result"] else None
+
+        assert wait_for(nodes_series, 30, "the scraped series to be queryable")
+
+        def every_rule_evaluated() -> list[dict[str, Any]] | None:
+            data = get("/rules")
+            found = [rule for group in (data or {}).get("groups", []) for rule in group["rules"]]
+            evaluated = [r for r in found if r.get("lastEvaluation", "").startswith("20")]
+            return found if found and len(evaluated) == len(found) else None
+
+        evaluated = wait_for(every_rule_evaluated, 60, "every rule to be evaluated")
+        assert len(evaluated) == len(rules()), "Prometheus loaded every shipped rule"
+        broken = [(r["name"], r.get("lastError")) for r in evaluated if r["health"] != "ok"]
+        assert broken == []
+    finally:
+        proc.stop()
