@@ -9,16 +9,24 @@ dpkg and rpm run on the host with ``--root`` and run the maintainer scripts chro
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
 import os
+import shlex
+import ssl
 import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from tests.integration.harness import Proc, free_port, wait_for
 from tests.integration.packaging_support import build, build_missing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -310,3 +318,61 @@ def test_apk_listing(built: Built) -> None:
         "etc/init.d/corral-agent",
     ):
         assert name in members
+
+
+def test_the_packaged_server_runs_and_serves_the_agent_packages_it_carries(
+    built: Built, root: Path, tmp_path: Path
+) -> None:
+    """The server package, started as its unit starts it (as the ``corral`` user, in a root
+    with no Python), initializes, serves over TLS, and hands out the agent package it was
+    built with (from /opt/corral-server/packages) in its signed manifest."""
+    dpkg(root, "-i", built.server)
+    port = free_port()
+    data = "/var/lib/corral-server"
+    as_corral = "setpriv --reuid corral --regid corral --init-groups"
+    inside = (
+        f"{as_corral} /usr/bin/corral-server init --data-dir {data} --listen 127.0.0.1:{port}"
+        f" --output json > /tmp/init.json && exec {as_corral} /usr/bin/corral-server serve"
+        f" --data-dir {data}"
+    )
+    q = shlex.quote
+    server = Proc(
+        [
+            "unshare", "--mount", "--propagation", "private", "sh", "-c",
+            f"mount -t proc proc {q(str(root / 'proc'))} && "
+            f"exec chroot {q(str(root))} /bin/sh -c {q(inside)}",
+        ],
+        tmp_path,
+        "server",
+    )  # fmt: skip
+    try:
+        init = wait_for(
+            lambda: (root / "tmp/init.json").exists() and (root / "tmp/init.json").read_text(),
+            120,
+            f"the packaged server's init ({server.stderr[-1000:]})",
+        )
+        info = json.loads(init)
+        tls = ssl.create_default_context(cafile=str(root / data.lstrip("/") / "ca.pem"))
+        base = f"https://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(base + "/readyz", verify=tls, timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, 120, f"the packaged server to serve ({server.stderr[-1000:]})")
+        auth = {"authorization": f"Bearer {info['admin_token']}"}
+        answer = httpx.get(base + "/v1/packages/manifest", headers=auth, verify=tls, timeout=30)
+        assert answer.status_code == 200, answer.text
+        listed = {p["file"]: p for p in json.loads(answer.content)["packages"]}
+        agent = built.agent()
+        assert listed[agent.name]["sha256"] == hashlib.sha256(agent.read_bytes()).hexdigest()
+        pem = httpx.get(base + "/v1/packages/signing-key", headers=auth, verify=tls, timeout=30)
+        key = serialization.load_pem_public_key(pem.content)
+        assert isinstance(key, Ed25519PublicKey)
+        key.verify(base64.b64decode(answer.headers["x-corral-signature"]), answer.content)
+        owner = (root / data.lstrip("/") / "package-signing.key").stat().st_uid
+        assert owner == int(read_passwd(root, "corral")[2])  # type: ignore[index]
+    finally:
+        server.stop()
