@@ -202,6 +202,26 @@ class Server:
         result: dict[str, Any] = response.json()
         return result
 
+    def run_document(
+        self, node_id: str, document: str, parameters: dict[str, Any], timeout: float = 60
+    ) -> dict[str, Any]:
+        """Send ``document`` to the node; its invocation once it has ended."""
+        with self.api() as api:
+            sent = api.post(
+                "/v1/commands",
+                json={"targets": [node_id], "document": document, "parameters": parameters},
+            )
+        assert sent.status_code == 201, sent.text
+        command_id = sent.json()["command_id"]
+
+        def ended() -> dict[str, Any] | None:
+            with self.api() as api:
+                shown = api.get(f"/v1/commands/{command_id}/invocations/{node_id}").json()
+            return shown if shown["status"] not in ("Pending", "InProgress", "Delayed") else None
+
+        invocation: dict[str, Any] = wait_for(ended, timeout, f"{document} to end")
+        return invocation
+
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.data_dir / "corral.db", timeout=10)
 

@@ -95,22 +95,7 @@ def start_in_namespace(agent: Agent, root: Path) -> None:
 
 def send(server: Server, node_id: str, document: str, parameters: dict[str, Any]) -> dict[str, Any]:
     """Run ``document`` on the node and return its invocation once it has ended."""
-    with server.api() as api:
-        sent = api.post(
-            "/v1/commands",
-            json={"targets": [node_id], "document": document, "parameters": parameters},
-        )
-    assert sent.status_code == 201, sent.text
-    command_id = sent.json()["command_id"]
-
-    def ended() -> dict[str, Any] | None:
-        with server.api() as api:
-            shown = api.get(f"/v1/commands/{command_id}/invocations/{node_id}").json()
-        done = shown["status"] not in ("Pending", "InProgress", "Delayed")
-        return shown if done else None
-
-    invocation: dict[str, Any] = wait_for(ended, 60, f"{document} to end")
-    return invocation
+    return server.run_document(node_id, document, parameters)
 
 
 def stdout(invocation: dict[str, Any]) -> str:

@@ -361,24 +361,9 @@ def test_the_real_package_installs_registers_and_runs_commands(
 
         node = wait_for(online, 60, "the packaged agent to come Online")
         assert node["agent_version"] == VERSION and node["platform"] == "Linux"
-        with server.api() as api:
-            sent = api.post(
-                "/v1/commands",
-                json={
-                    "targets": [node_id],
-                    "document": "AWS-RunShellScript",
-                    "parameters": {"commands": ["cat /etc/debian_version; id -un"]},
-                },
-            )
-        assert sent.status_code == 201, sent.text
-        command_id = sent.json()["command_id"]
-
-        def ended() -> dict[str, Any] | None:
-            with server.api() as api:
-                shown = api.get(f"/v1/commands/{command_id}/invocations/{node_id}").json()
-            return shown if shown["status"] not in ("Pending", "InProgress", "Delayed") else None
-
-        invocation = wait_for(ended, 60, "the command to end")
+        invocation = server.run_document(
+            node_id, "AWS-RunShellScript", {"commands": ["cat /etc/debian_version; id -un"]}
+        )
         assert invocation["status"] == "Success", (invocation, agent.stderr[-2000:])
         debian = (root / "etc/debian_version").read_text()
         assert invocation["steps"][0]["stdout"] == f"{debian.strip()}\nroot\n"

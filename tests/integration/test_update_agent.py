@@ -221,25 +221,7 @@ def node(tmp_path: Path, server: Server, packages: Path) -> Iterator[Node]:
 
 def send(server: Server, node_id: str, version: str) -> dict[str, Any]:
     """Run Corral-UpdateAgent on the node; its invocation once it has ended."""
-    with server.api() as api:
-        sent = api.post(
-            "/v1/commands",
-            json={
-                "targets": [node_id],
-                "document": "Corral-UpdateAgent",
-                "parameters": {"version": [version]},
-            },
-        )
-    assert sent.status_code == 201, sent.text
-    command_id = sent.json()["command_id"]
-
-    def ended() -> dict[str, Any] | None:
-        with server.api() as api:
-            shown = api.get(f"/v1/commands/{command_id}/invocations/{node_id}").json()
-        return shown if shown["status"] not in ("Pending", "InProgress", "Delayed") else None
-
-    invocation: dict[str, Any] = wait_for(ended, 120, f"Corral-UpdateAgent {version} to end")
-    return invocation
+    return server.run_document(node_id, "Corral-UpdateAgent", {"version": [version]}, 120)
 
 
 def other_key_pem() -> str:
