@@ -40,7 +40,7 @@ from typing import Any
 
 from agent import wire
 from agent.backoff import Backoff
-from agent.errors import CredentialRevoked, ServerRejected, TransportError
+from agent.errors import CredentialRevoked
 from agent.execution.bounds import bound_update
 from agent.execution.journal import (
     COMMAND_ID_RE,
@@ -65,6 +65,7 @@ from agent.execution.outcomes import (
 from agent.execution.reboots import RebootSettings as RebootSettings
 from agent.execution.reboots import rebooted, run_reboot_command
 from agent.execution.ssm_values import take
+from agent.execution.uploads import upload_output
 from agent.outbox import Outbox
 from agent.transport.base import Transport
 from agent.wire import Message
@@ -74,12 +75,6 @@ log = logging.getLogger("corral.agent.execution")
 REATTACH_POLL_SECONDS = 1.0
 PRUNE_EVERY_SECONDS = 3600.0
 SUPERVISE_TRIES = 3
-# Answers that say the upload itself can never be stored (unknown command, too large, ...).
-UPLOAD_REFUSED = frozenset({400, 404, 409, 413, 422})
-
-
-# Output up to this many bytes is all in the step's record (it keeps that many characters,
-# and a character is at least a byte): nothing more to upload.
 
 
 def message_id(node_id: str, command_id: str, kind: str) -> str:
@@ -416,39 +411,10 @@ class Executor:
     async def _upload(self, cmd: CommandDir, index: int, stream: str) -> str:
         if self.transport is None:
             return "skipped"
-        path = cmd.output_dir / f"{index}.{stream}"
-        backoff = self._backoff()
-        while True:
-            try:
-                size, digest = await self.transport.upload_output(
-                    cmd.command_id, index, stream, path
-                )
-                break
-            except CredentialRevoked:
-                raise
-            except ServerRejected as exc:
-                if exc.status in UPLOAD_REFUSED:
-                    log.warning(
-                        "the server refused a step's output; the record keeps its head",
-                        extra={
-                            "command_id": cmd.command_id,
-                            "error": exc.message,
-                            "key": path.name,
-                        },
-                    )
-                    return "refused"
-                delay = backoff.next_delay()
-            except TransportError as exc:
-                delay = backoff.next_delay()
-                log.warning(
-                    "output upload failed; retrying",
-                    extra={
-                        "command_id": cmd.command_id,
-                        "error": exc.message,
-                        "retry_in": round(delay, 2),
-                    },
-                )
-            await asyncio.sleep(delay)
+        sent = await upload_output(self.transport, cmd, index, stream, self._backoff())
+        if sent is None:
+            return "refused"
+        size, digest = sent
         body = {
             "command_id": cmd.command_id,
             "step_index": index,
