@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _chaos_run import KINDS, Chaos, Excuse
+from _chaos_fleet import Excuse
+from _chaos_run import KINDS, Chaos
 from _chaos_stream import COMMAND_KINDS, FINAL, MULTI_STEPS, Spec, log
 from _common import (
     code_under_test,

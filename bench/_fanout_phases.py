@@ -184,7 +184,7 @@ def real_phase(root: Path, args: argparse.Namespace, runs: list[Run], transport:
 
 # Phase 2: simulated agents -------------------------------------------------------------------
 class SimWorker:
-    """One bench/_simagent.py worker process: JSON commands on stdin, one answer per line."""
+    """One bench/_simworker.py worker process: JSON commands on stdin, one answer per line."""
 
     def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
         self.proc = proc
@@ -198,7 +198,7 @@ class SimWorker:
         with (log_dir / f"{name}.err").open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
-                str(HERE / "_simagent.py"),
+                str(HERE / "_simworker.py"),
                 "worker",
                 "--url",
                 server.url,
