@@ -268,7 +268,7 @@ def test_one_group_commit_handles_each_id_once_in_arrival_order(run_api: RunApi)
         tasks = [
             asyncio.create_task(api.cp.channel.receive(node.node_id, batch)) for batch in batches
         ]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one turn: the three receives start and queue (not a wait)
         gate.open.set()
         await holding
         answers = await asyncio.gather(*tasks)
@@ -345,7 +345,7 @@ def test_acknowledgements_of_the_inbox_ride_the_same_group(run_api: RunApi) -> N
         holding = asyncio.create_task(api.cp.channel.receive(node.node_id, [pong()]))
         await gate.entered.wait()
         acking = asyncio.create_task(api.cp.channel.acknowledge(node.node_id, [ping["id"]]))
-        for _ in range(20):
+        for _ in range(20):  # turns of the loop in which it must not finish (not a wait)
             await asyncio.sleep(0)
         assert not acking.done()
         gate.open.set()

@@ -106,7 +106,7 @@ def test_two_uploads_of_one_blob_at_once_never_mix(tmp_path: Path) -> None:
     async def slow(fill: bytes) -> AsyncIterator[bytes]:
         for _ in range(50):
             yield fill * 1000
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a slow body: the loop turns between chunks
 
     async def both() -> None:
         await asyncio.gather(store.write(path, slow(b"a")), store.write(path, slow(b"b")))
