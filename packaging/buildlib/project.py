@@ -43,28 +43,8 @@ def build_wheel(repo: Path, version: str, work: Path) -> Path:
             shutil.copytree(path, src / name, ignore=ignore)
         else:
             shutil.copy2(path, src / name)
-    init = src / "agent" / "__init__.py"
-    init.write_text(
-        re.sub(
-            r'^__version__ = "[^"]+"',
-            f'__version__ = "{version}"',
-            init.read_text(encoding="utf-8"),
-            count=1,
-            flags=re.M,
-        ),
-        encoding="utf-8",
-    )
-    pyproject = src / "pyproject.toml"
-    pyproject.write_text(
-        re.sub(
-            r'^version = "[^"]+"',
-            f'version = "{version}"',
-            pyproject.read_text(encoding="utf-8"),
-            count=1,
-            flags=re.M,
-        ),
-        encoding="utf-8",
-    )
+    _set_version(src / "agent" / "__init__.py", "__version__", version)
+    _set_version(src / "pyproject.toml", "version", version)
     out = work / "wheel"
     shutil.rmtree(out, ignore_errors=True)
     isolation = ["--no-build-isolation"] if _has_setuptools() else []
@@ -193,3 +173,10 @@ def console_script(runtime: Path, installed_at: str, version: str, name: str, fu
     )
     script.chmod(0o755)
     return script
+
+
+def _set_version(path: Path, key: str, version: str) -> None:
+    """``key = "..."`` (the first, at a line's start) in the staged copy becomes ``version``."""
+    text = path.read_text(encoding="utf-8")
+    pattern = rf'^{re.escape(key)} = "[^"]+"'
+    path.write_text(re.sub(pattern, f'{key} = "{version}"', text, count=1, flags=re.M), "utf-8")
