@@ -16,14 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from agent.sessions import recording
-from control_plane.cli.context import Runtime
 from control_plane.cli.main import cli
-from control_plane.cli.profiles import save_profile
 from control_plane.cli.session_terminal import EscapeFilter, raw_mode
 from control_plane.cli.sessions import IDLE_LIMIT, play
+from tests.unit.test_cli_nodes import profile, run  # noqa: F401 (profile: the fixture)
 
 URL = "https://corral.test:8443"
 SID = "s-0123456789abcdef0123"
@@ -46,15 +45,6 @@ RECORD: dict[str, Any] = {
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture(autouse=True)
-def profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("CORRAL_URL", "CORRAL_TOKEN", "CORRAL_CA_FILE"):
-        monkeypatch.delenv(var, raising=False)
-    path = tmp_path / "config.toml"
-    monkeypatch.setenv("CORRAL_CONFIG", str(path))
-    save_profile("dev", url=URL, token="crl_t", ca_file="/ca.pem", path=path)
-
-
 class Server:
     """Answers each request with ``reply(request)`` and remembers what it was asked."""
 
@@ -65,10 +55,6 @@ class Server:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         return self.reply(request)
-
-
-def run(server: Handler, *args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), obj=Runtime(transport=httpx.MockTransport(server)))
 
 
 def usage_error(result: Result) -> str:
