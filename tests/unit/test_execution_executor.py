@@ -30,8 +30,7 @@ from tests.unit.test_execution_support import (
     document,
     eventually,
     group_members,
-    kill_sessions,
-    kill_under,
+    kill_workers,
     live,
     read_pids,
     refused,
@@ -68,13 +67,7 @@ def launcher(forkserver: ForkServer) -> Launcher:
 def _kill_workers(tmp_path: Path) -> Iterator[None]:
     """Whatever a test leaves running in a worker's session is killed."""
     yield
-    sids = set()
-    for worker in tmp_path.glob("**/commands/*/worker.json"):
-        pid = Journal(worker.parent.parent).command(worker.parent.name).worker_pid()
-        if pid:
-            sids.add(pid)
-    kill_sessions(sids)
-    kill_under(tmp_path)
+    kill_workers(tmp_path)
 
 
 class AgentSide:
@@ -540,7 +533,7 @@ def test_forkserver_forks_workers_that_outlive_it(tmp_path: Path) -> None:
         result = cmd.read("result.json")
         assert result is not None and result["steps"][0]["stdout"] == "survived\n"
     finally:
-        kill_sessions({cmd.worker_pid() or 0})
+        kill_workers(tmp_path)
     assert sys.platform != "win32"
 
 

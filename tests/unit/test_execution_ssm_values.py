@@ -26,8 +26,7 @@ from agent.outbox import Outbox
 from tests.unit.test_execution_executor import NODE, SETTINGS, AgentSide, wait_file
 from tests.unit.test_execution_support import (
     document,
-    kill_sessions,
-    kill_under,
+    kill_workers,
     run_message,
     shell,
     sync,
@@ -64,13 +63,7 @@ def state(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _kill_workers(tmp_path: Path) -> Iterator[None]:
     yield
-    sids = set()
-    for worker in tmp_path.glob("**/commands/*/worker.json"):
-        pid = Journal(worker.parent.parent).command(worker.parent.name).worker_pid()
-        if pid:
-            sids.add(pid)
-    kill_sessions(sids)
-    kill_under(tmp_path)
+    kill_workers(tmp_path)
 
 
 def files_holding(root: Path, needle: str) -> list[Path]:

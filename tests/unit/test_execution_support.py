@@ -19,6 +19,7 @@ from agent import wire
 from agent.documents import document_from_content, resolve_parameters
 from agent.errors import ServerRejected, TransportError
 from agent.execution.engine import DocumentRun, EngineSettings, Outcome, Reboots, file_outputs
+from agent.execution.journal import CommandDir, State
 from agent.transport.base import SendAnswer
 from agent.wire import Message
 
@@ -146,6 +147,27 @@ def kill_sessions(sids: set[int]) -> None:
                 os.kill(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
             continue
+
+
+def worker_sessions(root: Path) -> set[int]:
+    """The sessions of the workers of the commands under ``root`` that may still have
+    processes: a worker holding its command's lock, or one that is gone (its pid cannot be
+    reused while its session has members).  A live process with a gone worker's pid is
+    someone else's (the pid was reused, e.g. by another test's worker): never included."""
+    sids = set()
+    for worker in root.glob("**/commands/*/worker.json"):
+        cmd = CommandDir(worker.parent)
+        pid = cmd.worker_pid()
+        if pid and (cmd.state() is State.RUNNING or not psutil.pid_exists(pid)):
+            sids.add(pid)
+    return sids
+
+
+def kill_workers(root: Path) -> None:
+    """Kill what the commands under ``root`` left running: their workers' sessions and every
+    process working under ``root``."""
+    kill_sessions(worker_sessions(root))
+    kill_under(root)
 
 
 def kill_under(root: Path) -> None:
