@@ -20,6 +20,7 @@ from control_plane.services.ratelimit import RateLimits
 from control_plane.store import messages
 from tests.unit.conftest import Api, Node, RunApi
 from tests.unit.test_agent_link import Peer, open_link
+from tests.unit.test_execution_support import eventually
 from tests.unit.test_server_api_messages import poll as http_poll
 
 HOLD = 3600.0  # a lost wake-up would hold the poll this long
@@ -37,6 +38,7 @@ class ReadHook:
         self.when: str | None = None
         self.fire: Queue | None = None
         self.fired = 0
+        self.reads = 0  # inbox reads finished
         self._sending: set[asyncio.Task[str]] = set()
         real = messages.pending
 
@@ -44,6 +46,7 @@ class ReadHook:
             if self.when == "before-read":
                 await self._fire()
             found = await real(conn, node_id, limit, exclude)
+            self.reads += 1
             if self.when == "after-read":
                 await self._fire()
             return found
@@ -223,6 +226,9 @@ def test_a_channel_sends_what_was_pushed_behind_its_inbox_read(
         peer = Peer()
         link = open_link(api, node, peer)
         await peer.expect(wire.FRAME_HELLO)
+        # The channel's first read (of an empty inbox) is over before anything is queued: it
+        # is the next read, the one the test wakes, that the hook runs in.
+        await eventually(lambda: hook.reads >= 1, "the channel's first inbox read", DEADLINE)
         first = [wire.make_message(wire.MSG_PING, {}) for _ in range(2)]
         last = wire.make_message(wire.MSG_PING, {})
         async with api.cp.db.transaction() as conn:
