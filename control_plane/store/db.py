@@ -38,15 +38,30 @@ async def _open_sqlite(path: str) -> Any:
     return conn
 
 
-def _sqlite_creator(path: str, opened: weakref.WeakSet[Any]) -> Any:
+class _Connections:
+    """The SQLite connections of one Database: those open, those being opened, and whether
+    the database is closing (then no new one opens)."""
+
+    def __init__(self) -> None:
+        self.opened: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.opening: set[asyncio.Future[Any]] = set()
+        self.closing = False
+
+
+def _sqlite_creator(path: str, conns: _Connections) -> Any:
     """Open SQLite connections out of reach of cancellation: a request cancelled while the pool
     opens a connection (a long-poll whose client went away) would otherwise drop a half-made
     aiosqlite connection unclosed (aiosqlite#259, sqlalchemy#8145).  The opening finishes in a
-    task of its own; if nobody is left to take the connection, it is closed."""
+    task of its own; if nobody is left to take the connection, it is closed.  Once the
+    database is closing, no connection opens: one opened by a task that outlived the shutdown
+    (a request still finishing) would be left for the garbage collector."""
 
     async def creator() -> Any:
+        if conns.closing:
+            raise sqlite3.OperationalError("the database is closed (the server is stopping)")
         opening = asyncio.ensure_future(_open_sqlite(path))
-        opening.add_done_callback(lambda done: _remember(done, opened))
+        conns.opening.add(opening)
+        opening.add_done_callback(lambda done: _remember(done, conns))
         try:
             return await asyncio.shield(opening)
         except asyncio.CancelledError:
@@ -56,9 +71,10 @@ def _sqlite_creator(path: str, opened: weakref.WeakSet[Any]) -> Any:
     return creator
 
 
-def _remember(task: asyncio.Future[Any], opened: weakref.WeakSet[Any]) -> None:
+def _remember(task: asyncio.Future[Any], conns: _Connections) -> None:
+    conns.opening.discard(task)
     if not task.cancelled() and task.exception() is None:
-        opened.add(task.result())
+        conns.opened.add(task.result())
 
 
 def _close_orphan(task: asyncio.Future[Any]) -> None:
@@ -81,14 +97,12 @@ class Database:
         self.before_commit: BeforeCommit | None = None
         self.is_sqlite = url.startswith("sqlite")
         # Every SQLite connection this handle opened, so that close() leaves none open.
-        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._conns = _Connections()
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
             # One writer at a time is SQLite's rule; a small pool avoids lock contention.
             kwargs["pool_size"] = 4
-            kwargs["async_creator"] = _sqlite_creator(
-                sa.make_url(url).database or "", self._opened
-            )
+            kwargs["async_creator"] = _sqlite_creator(sa.make_url(url).database or "", self._conns)
         self._write_lock = asyncio.Lock()
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
 
@@ -118,14 +132,16 @@ class Database:
             await conn.execute(sa.text("SELECT 1"))
 
     async def close(self) -> None:
+        self._conns.closing = True
         await self.engine.dispose()
         # dispose() closes the pool's idle connections only.  One still checked out by a task
-        # that is being torn down, or one whose opening outlived its caller, would otherwise be
-        # left for the garbage collector (an unclosed aiosqlite connection and its thread).
-        pending = [task for task in _orphans if not task.done()]
+        # that is being torn down, one being opened, or one whose opening outlived its caller,
+        # would otherwise be left for the garbage collector (an unclosed aiosqlite connection
+        # and its thread).
+        pending = [task for task in (*_orphans, *self._conns.opening) if not task.done()]
         if pending:
             await asyncio.wait(pending, timeout=5)
-        for conn in list(self._opened):
+        for conn in list(self._conns.opened):
             if getattr(conn, "_connection", None) is not None:
                 with contextlib.suppress(sqlite3.Error, TimeoutError, ValueError):
                     await asyncio.wait_for(conn.close(), timeout=5)

@@ -25,8 +25,18 @@ from control_plane.config import load_config
 from control_plane.datadir import init_data_dir
 from control_plane.services.hub import ControlPlane
 from control_plane.services.ratelimit import RateLimits
+from tests.unit import sqlite_leaks
 
 T = TypeVar("T")
+sqlite_leaks.install()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Any:
+    sqlite_leaks.current_test[0] = item.nodeid
+    return (yield)
+
+
 RunApi = Callable[[Callable[["Api"], Awaitable[Any]]], Any]
 
 

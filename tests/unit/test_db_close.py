@@ -54,3 +54,36 @@ def test_close_after_ordinary_use_is_quiet(tmp_path: Path) -> None:
 
     asyncio.run(main())
     gc.collect()
+
+
+def test_no_connection_opens_once_closed_and_one_being_opened_is_closed(tmp_path: Path) -> None:
+    raw: list[Any] = []
+
+    async def main() -> None:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'z.db'}")
+        await db.ping()
+        await db.engine.dispose()  # the pool is empty: the next use opens a connection
+
+        async def late_reader() -> None:  # a request still finishing while the server stops
+            async with db.engine.connect() as conn:
+                fairy = await conn.get_raw_connection()
+                raw.append(fairy.driver_connection)
+                await conn.execute(sa.text("SELECT 1"))
+
+        opening = asyncio.create_task(late_reader())
+        await asyncio.sleep(0)  # a turn of the loop: the reader's opening has started
+        await db.close()
+        await asyncio.gather(opening, return_exceptions=True)
+        assert all(conn._connection is None for conn in raw)
+        try:
+            await db.ping()
+        except sa.exc.OperationalError as exc:
+            assert "the database is closed" in str(exc)
+        else:
+            raise AssertionError("a closed database opened a connection")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        asyncio.run(main())
+        raw.clear()
+        gc.collect()
