@@ -148,8 +148,15 @@ def base_runtime(
     runtime.strip_all(site)
     libs = runtime.vendor_libraries(tmp)
     runtime.check_extensions(python)
-    project.compile_libraries(python, tmp, installed_at)
-    runtime.zip_libraries(tmp, interp.version, project.OWN)
+    project.compile_libraries(python, tmp, installed_at, optimize=side == "agent")
+    if side == "agent":
+        runtime.trim_stdlib(tmp, interp.version, runtime.AGENT_STDLIB_DROP)
+    keep = (
+        runtime.idle_tops(python, interp.version, project.AGENT_IDLE_IMPORTS, REPO)
+        if side == "agent"
+        else set()
+    )
+    runtime.zip_libraries(tmp, interp.version, project.OWN, keep)
     runtime.check_extensions(python)
     (tmp / ".vendored").write_text(" ".join(libs))
     shutil.rmtree(base, ignore_errors=True)
@@ -172,7 +179,10 @@ def stage_side(
     for script, entry in SIDES[side][1].items():
         project.console_script(rt, installed_at, interp.version, script, entry)
     project.compile_corral(python, rt, installed_at, site)
-    runtime.check_import(python, "agent.daemon" if side == "agent" else "control_plane.serve")
+    if side == "agent":
+        runtime.check_package(python, "agent")
+    else:
+        runtime.check_import(python, "control_plane.serve")
     return runtime.min_glibc(rt), libs
 
 

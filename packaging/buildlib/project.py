@@ -19,6 +19,22 @@ AGENT_SKIPS = {"click", "rich", "tomli-w"}
 AGENT_BUILD_ONLY = ("cffi", "pycparser")
 SOURCES = ("pyproject.toml", "README.md", "agent", "control_plane")
 OWN = ("agent", "control_plane")  # keep their sources: tracebacks of our code show the line
+# What an idle agent imports: the daemon, its transports, what they load once connected.  The
+# standard-library modules and dependencies these reach are left out of the runtime's zip
+# (runtime.idle_tops): importing them from the zip would cost the daemon's memory and start.
+AGENT_IDLE_IMPORTS = (
+    "agent.cli",
+    "agent.daemon",
+    "agent.facts",
+    "agent.transport.auto",
+    "agent.transport.https",
+    "agent.transport.websocket",
+    "concurrent.futures.thread",
+    "encodings.idna",
+    "glob",
+    "queue",
+    "shlex",
+)
 VERSION_RE = re.compile(r"^[0-9][0-9A-Za-z.+~-]*$")
 
 
@@ -117,7 +133,7 @@ def install_corral(site: Path, wheel: Path, side: str) -> None:
         shutil.rmtree(site / "control_plane")  # the agent never imports the server
 
 
-def _compile(python: Path, runtime: Path, installed_at: str) -> list[str | Path]:
+def _compile(python: Path, runtime: Path, installed_at: str, jobs: int = 0) -> list[str | Path]:
     # unchecked-hash: a .pyc is used as is (package files do not change under it), never
     # rewritten at run time, so nothing is left in /opt that the package does not own.
     return [
@@ -129,7 +145,7 @@ def _compile(python: Path, runtime: Path, installed_at: str) -> list[str | Path]
         "-q",
         "-f",
         "-j",
-        "0",
+        str(jobs),
         "--invalidation-mode",
         "unchecked-hash",
         "-s",
@@ -139,13 +155,18 @@ def _compile(python: Path, runtime: Path, installed_at: str) -> list[str | Path]
     ]
 
 
-def compile_libraries(python: Path, runtime: Path, installed_at: str) -> None:
+def compile_libraries(python: Path, runtime: Path, installed_at: str, optimize: bool) -> None:
     """The standard library and the dependencies ship as .pyc only, next to where the .py
     was (as the official embeddable CPython does): half the installed size.  The .pyc name
     the installed paths, for tracebacks.  A data file named .py that is not Python (a
-    template) does not compile: it stays a .py."""
+    template) does not compile: it stays a .py.
+
+    ``optimize`` (the agent's): compiled as ``python -OO`` would, without docstrings and
+    asserts: 1.1 MB less on disk and in the daemon's memory.  The interpreter loads a
+    sourceless .pyc whatever its level; Corral's own code is compiled as usual."""
     lib = runtime / "lib"
-    run([*_compile(python, runtime, installed_at), "-b", lib], check=False)
+    level = ["-o", "2"] if optimize else []
+    run([*_compile(python, runtime, installed_at), "-b", *level, lib], check=False)
     for source in lib.rglob("*.py"):
         if source.with_suffix(".pyc").exists():
             source.unlink()
@@ -155,7 +176,9 @@ def compile_corral(python: Path, runtime: Path, installed_at: str, site: Path) -
     """Corral's own packages keep their sources (tracebacks of our code show the line), with
     their .pyc in __pycache__."""
     own = [site / name for name in OWN if (site / name).is_dir()]
-    run([*_compile(python, runtime, installed_at), *own], check=False)
+    # One process: the agent's runtime has no multiprocessing (runtime.AGENT_STDLIB_DROP).
+    # All of it compiles, or the build fails.
+    run([*_compile(python, runtime, installed_at, jobs=1), *own])
 
 
 def console_script(runtime: Path, installed_at: str, version: str, name: str, func: str) -> Path:

@@ -44,6 +44,19 @@ STDLIB_DROP = {
     "crypt.py",
 }
 STDLIB_DROP_PREFIX = ("config-",)
+# Left out of the agent's runtime as well: what neither the agent nor its dependencies import
+# (checked by the build: every agent module imports on the staged runtime), the development
+# tools (debugger, profilers, doctest, unittest, pydoc), mail and network clients the agent
+# does not speak, old media formats, and the pure-Python fallbacks of extensions it has
+# (_pydecimal, _pyio).  The server keeps them (uvicorn's workers use multiprocessing).
+AGENT_STDLIB_DROP = {
+    "unittest", "doctest", "pydoc", "pdb", "profile", "cProfile", "pstats",
+    "trace", "timeit", "tabnanny", "pyclbr", "zipapp", "multiprocessing",
+    "xmlrpc", "wsgiref", "mailbox", "imaplib", "nntplib", "smtplib", "poplib",
+    "ftplib", "telnetlib", "cgi", "cgitb", "mailcap", "dbm", "shelve",
+    "xdrlib", "chunk", "sndhdr", "imghdr", "aifc", "sunau", "wave",
+    "_pydecimal", "_pyio",
+}  # fmt: skip
 DYNLOAD_DROP = re.compile(
     r"^(_test\w*|_ctypes_test|_xxtestfuzz|xxlimited\w*|_tkinter|_curses\w*|readline|nis"
     r"|ossaudiodev|_xxsubinterpreters|_crypt|_codecs_\w+|_multibytecodec|audioop)\."
@@ -133,6 +146,17 @@ def stage(interp: Interpreter, dest: Path, installed_at: str) -> Path:
     return python
 
 
+def trim_stdlib(runtime: Path, version: str, names: set[str]) -> None:
+    """Remove these top-level modules and packages from the staged standard library (once
+    compiled: compileall itself needs multiprocessing)."""
+    stdlib = runtime / "lib" / f"python{version}"
+    for name in names:
+        if (stdlib / name).is_dir():
+            shutil.rmtree(stdlib / name)
+        for suffix in (".py", ".pyc"):
+            (stdlib / f"{name}{suffix}").unlink(missing_ok=True)
+
+
 def _stdlib_ignore(folder: str, names: list[str]) -> set[str]:
     dropped = {n for n in names if n in STDLIB_DROP or n.startswith(STDLIB_DROP_PREFIX)}
     if folder.endswith("lib-dynload"):
@@ -196,20 +220,78 @@ def _inside(path: Path | None, root: Path) -> bool:
     return path is not None and path.resolve().is_relative_to(root.resolve())
 
 
-def zip_libraries(runtime: Path, version: str, own: tuple[str, ...]) -> None:
+_IMPORTED = """
+import json, sys
+sys.path.append(sys.argv[1])
+for name in sys.argv[2:]:
+    __import__(name)
+print(json.dumps([getattr(m, "__file__", None) or "" for m in list(sys.modules.values())]))
+"""
+
+
+def idle_tops(python: Path, version: str, imports: tuple[str, ...], source: Path) -> set[str]:
+    """The top-level modules and packages of the standard library and the dependencies that
+    ``imports`` (Corral's modules, from ``source``) bring in, where that is at least half of
+    the package's compiled bytes: kept out of the zip by ``zip_libraries``.  A package is
+    kept or zipped whole (its ``__path__`` is one place); most of ``encodings``, say, is
+    codecs nothing loads, so it stays zipped."""
+    stdlib = python.parent.parent / "lib" / f"python{version}"
+    site = stdlib / "site-packages"
+    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
+    done = subprocess.run(
+        [str(python), "-I", "-B", "-c", _IMPORTED, str(source), *imports],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["?"]
+        raise BuildError(f"the staged runtime cannot import the agent: {tail[0]}")
+    hot: dict[str, int] = {}
+    for name in json.loads(done.stdout):
+        top = _top(Path(name), stdlib, site)
+        if top and name.endswith(".pyc"):
+            hot[top] = hot.get(top, 0) + Path(name).stat().st_size
+    keep = set()
+    for top, size in hot.items():
+        base = site / top if (site / top).exists() else stdlib / top
+        total = sum(p.stat().st_size for p in base.rglob("*.pyc")) if base.is_dir() else size
+        if 2 * size >= total:
+            keep.add(top)
+    return keep
+
+
+def _top(path: Path, stdlib: Path, site: Path) -> str | None:
+    """The name of the top-level module or package (``email``, ``queue.pyc``) ``path`` is in,
+    relative to site-packages or the standard library; None for extensions and the rest."""
+    for base in (site, stdlib):
+        if path.is_relative_to(base):
+            first = path.relative_to(base).parts[0]
+            return None if first in ("lib-dynload", "site-packages") else first
+    return None
+
+
+def zip_libraries(
+    runtime: Path, version: str, own: tuple[str, ...], keep: set[str] | None = None
+) -> None:
     """Move the standard library's .pyc into ``lib/pythonXY.zip`` (deflated), which CPython
     puts first on sys.path by itself, as the official embeddable distribution does: a third
     of their size on disk.  So do the dependencies that are nothing but .pyc (no extension,
     no data file).  Data files, extensions (lib-dynload) and Corral's own packages stay
-    files; os.pyc stays as well (it is how the interpreter finds its prefix)."""
+    files; os.pyc stays as well (it is how the interpreter finds its prefix), and so do the
+    top-level modules and packages named in ``keep`` (``idle_tops``)."""
     stdlib = runtime / "lib" / f"python{version}"
     site = stdlib / "site-packages"
     archive = runtime / "lib" / f"python{version.replace('.', '')}.zip"
     moved: list[Path] = []
-    pure = [p for p in site.iterdir() if p.name not in own and _pure_python(p)]
+    kept = keep or set()
+    pure = [p for p in site.iterdir() if p.name not in {*own, *kept} and _pure_python(p)]
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for pyc in sorted(stdlib.rglob("*.pyc")):
             if "__pycache__" in pyc.parts or pyc.is_relative_to(stdlib / "lib-dynload"):
+                continue
+            if _top(pyc, stdlib, site) in kept:
                 continue
             if pyc.is_relative_to(site):
                 if not any(pyc == p or pyc.is_relative_to(p) for p in pure):
@@ -272,6 +354,42 @@ def check_extensions(python: Path) -> None:
     )
     if done.returncode != 0:
         raise BuildError(f"the staged runtime cannot load: {done.stdout}{done.stderr}".strip())
+
+
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+other_os = {"msvcrt", "winreg", "_winapi", "_overlapped", "win32api", "win32con", "pywintypes"}
+package = importlib.import_module(sys.argv[1])
+bad = []
+for found in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+    if found.name.endswith(".__main__"):
+        continue
+    try:
+        importlib.import_module(found.name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in other_os:
+            bad.append(f"{found.name}: {exc}")
+    except Exception as exc:
+        bad.append(f"{found.name}: {exc}")
+print("; ".join(bad))
+sys.exit(1 if bad else 0)
+"""
+
+
+def check_package(python: Path, package: str) -> None:
+    """The staged runtime imports every module of ``package`` (those of another OS aside):
+    nothing a module needs was trimmed out or left behind."""
+    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
+    done = subprocess.run(
+        [str(python), "-I", "-B", "-c", _IMPORT_ALL, package],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        reason = (done.stdout.strip() or done.stderr.strip()).splitlines()[-1:] or ["?"]
+        raise BuildError(f"the staged runtime cannot import {package}: {reason[0]}")
 
 
 def check_import(python: Path, module: str) -> None:

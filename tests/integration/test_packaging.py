@@ -148,6 +148,7 @@ def read_passwd(root: Path, user: str) -> list[str] | None:
 def test_agent_deb_installs_a_self_contained_agent(built: Built, root: Path) -> None:
     dpkg(root, "-i", built.agent())
     opt = root / "opt" / "corral-agent"
+    installed = sorted(str(p) for p in opt.rglob("*"))
     assert json.loads((opt / "PACKAGE").read_text()) == {
         "name": "corral-agent",
         "version": "0.1.0",
@@ -179,12 +180,23 @@ def test_agent_deb_installs_a_self_contained_agent(built: Built, root: Path) -> 
         "import sys, ssl, sqlite3, lzma, bz2, ctypes, uuid, agent.daemon, nacl.signing, yaml;"
         "nacl.signing.SigningKey.generate(); print(sys.prefix)"
     )
-    prefix = chroot(root, "/opt/corral-agent/runtime/bin/python3.11", "-I", "-c", probe)
+    python = "/opt/corral-agent/runtime/bin/python3.11"
+    prefix = chroot(root, python, "-I", "-c", probe)
     assert prefix.strip() == "/opt/corral-agent/runtime"
+    # The libraries are compiled as -OO would (no docstrings), Corral's code as usual; what an
+    # idle agent imports is files, the rest in the zip; the development tools are left out.
+    layout = (
+        "import asyncio, encodings.cp1252, json, agent.daemon, importlib.util as u;"
+        "print(json.__doc__ is None, bool(agent.daemon.__doc__),"
+        " '.zip' in asyncio.__file__, '.zip' in encodings.cp1252.__file__,"
+        " *(u.find_spec(m) is None for m in ('unittest', 'pydoc', 'multiprocessing')))"
+    )
+    assert (
+        chroot(root, python, "-I", "-c", layout).split() == ["True", "True", "False"] + ["True"] * 4
+    )
     # The .pyc were compiled at build time and are used as they are: nothing new is written.
-    before = sorted(p.name for p in opt.rglob("*"))
     chroot(root, "/usr/bin/corral-agent", "--help")
-    assert sorted(p.name for p in opt.rglob("*")) == before
+    assert sorted(str(p) for p in opt.rglob("*")) == installed
 
 
 def test_upgrade_keeps_the_state_dir_and_an_edited_config(built: Built, root: Path) -> None:
