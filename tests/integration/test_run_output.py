@@ -109,15 +109,15 @@ def test_run_wait_output_modes_and_exit_codes(
     tmp_path: Path, server: Server, make_agent: Callable[..., Agent], corral: Corral
 ) -> None:
     (a, b) = agents(make_agent, server, 2)
-    fail_b = f'case "$0" in *agent-{b.name}/*) echo bad >&2; exit 3;; esac; echo fine'
+    fail_b = f'case "$0" in *agent-{b.name}/*) echo wrong >&2; exit 3;; esac; echo fine'
 
     code, out, _ = corral("run", "--targets", "all", "--wait", "--", fail_b)
     assert code == 1
     assert f"{a.node_id} " in out and "| Success | rc=0\nfine\n" in out
-    assert f"{b.node_id} " in out and "| Failed | rc=3\n[stderr]\nbad\n" in out
+    assert f"{b.node_id} " in out and "| Failed | rc=3\n[stderr]\nwrong\n" in out
 
     code, out, _ = corral("run", "--targets", "all", "--wait", "--no-output", "--", fail_b)
-    assert code == 1 and "fine" not in out and "bad" not in out
+    assert code == 1 and "fine" not in out and "wrong" not in out
     assert "| Failed | rc=3" in out and "| Success | rc=0" in out
 
     code, out, _ = corral("run", "--targets", "all", "--wait", "--output", "json", "--", fail_b)
@@ -125,7 +125,7 @@ def test_run_wait_output_modes_and_exit_codes(
     result = json.loads(out)
     steps = {i["node_id"]: i["steps"][0] for i in result["invocations"]}
     assert steps[a.node_id]["stdout"] == "fine\n"
-    assert steps[b.node_id]["stderr"].startswith("bad\n")
+    assert steps[b.node_id]["stderr"].startswith("wrong\n")
 
     # A record holds 24,000 characters: the note says where the rest is.
     code, out, _ = corral(
