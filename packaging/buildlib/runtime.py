@@ -220,6 +220,18 @@ def _inside(path: Path | None, root: Path) -> bool:
     return path is not None and path.resolve().is_relative_to(root.resolve())
 
 
+def _staged(python: Path, code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with the staged interpreter, isolated from the build host's Python."""
+    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
+    return subprocess.run(
+        [str(python), "-I", "-B", "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
 _IMPORTED = """
 import json, sys
 sys.path.append(sys.argv[1])
@@ -237,14 +249,7 @@ def idle_tops(python: Path, version: str, imports: tuple[str, ...], source: Path
     codecs nothing loads, so it stays zipped."""
     stdlib = python.parent.parent / "lib" / f"python{version}"
     site = stdlib / "site-packages"
-    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
-    done = subprocess.run(
-        [str(python), "-I", "-B", "-c", _IMPORTED, str(source), *imports],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    done = _staged(python, _IMPORTED, str(source), *imports)
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["?"]
         raise BuildError(f"the staged runtime cannot import the agent: {tail[0]}")
@@ -348,10 +353,7 @@ def check_extensions(python: Path) -> None:
         "    except Exception as e: bad.append(f'{f.name}: {e}')\n"
         "print('\\n'.join(bad)); sys.exit(1 if bad else 0)\n"
     )
-    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
-    done = subprocess.run(
-        [str(python), "-I", "-B", "-c", code], capture_output=True, text=True, env=env, check=False
-    )
+    done = _staged(python, code)
     if done.returncode != 0:
         raise BuildError(f"the staged runtime cannot load: {done.stdout}{done.stderr}".strip())
 
@@ -379,14 +381,7 @@ sys.exit(1 if bad else 0)
 def check_package(python: Path, package: str) -> None:
     """The staged runtime imports every module of ``package`` (those of another OS aside):
     nothing a module needs was trimmed out or left behind."""
-    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
-    done = subprocess.run(
-        [str(python), "-I", "-B", "-c", _IMPORT_ALL, package],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    done = _staged(python, _IMPORT_ALL, package)
     if done.returncode != 0:
         reason = (done.stdout.strip() or done.stderr.strip()).splitlines()[-1:] or ["?"]
         raise BuildError(f"the staged runtime cannot import {package}: {reason[0]}")
@@ -394,14 +389,7 @@ def check_package(python: Path, package: str) -> None:
 
 def check_import(python: Path, module: str) -> None:
     """The staged runtime imports ``module`` by itself (nothing from the build host)."""
-    env = {k: v for k, v in ENV.items() if k not in ("LD_LIBRARY_PATH", "PYTHONHOME")}
-    done = subprocess.run(
-        [str(python), "-I", "-B", "-c", f"import {module}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    done = _staged(python, f"import {module}")
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1:] or ["?"]
         raise BuildError(f"the staged runtime cannot import {module}: {tail[0]}")
