@@ -210,6 +210,44 @@ async def _rewrap(config: Any, ring: Any) -> int:
         await db.close()
 
 
+@cli.group()
+def packages() -> None:
+    """The agent and server packages this server hands out to nodes (docs/install.md)."""
+
+
+@packages.command("list")
+@DATA_DIR
+@click.option("--output", type=click.Choice(["table", "json"]), default="table")
+def packages_list(data_dir: Path, output: str) -> None:
+    """What the signed manifest lists: each package file, its sha256 and size, and the key
+    nodes pin to check it."""
+    from control_plane.config import load_config
+    from control_plane.services.packages.service import PackageService, package_dirs
+
+    config = load_config(data_dir.resolve())
+    service = PackageService(config.data_dir, package_dirs(config.packages_path))
+    files = service.catalog.files()
+    key_id = service.signing_key().key_id
+    if output == "json":
+        listed = {
+            "directories": [str(d) for d in service.catalog.dirs],
+            "signing_key": key_id,
+            "packages": [f.entry() | {"path": str(f.path)} for f in files],
+        }
+        click.echo(json.dumps(listed, indent=2))
+        return
+    where = ", ".join(str(d) for d in service.catalog.dirs)
+    if not files:
+        click.echo(f"no packages in {where}; copy packaging/build's dist/ files there")
+        return
+    click.echo(f"{'FILE':<44} {'VERSION':<12} {'FORMAT':<7} {'ARCH':<8} {'SIZE':>10}  SHA256")
+    for f in files:
+        p = f.package
+        row = f"{p.file:<44} {p.version:<12} {p.format:<7} {p.arch:<8} {f.size:>10}"
+        click.echo(f"{row}  {f.sha256}")
+    click.echo(f"from {where}; signed with {key_id}")
+
+
 def main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:

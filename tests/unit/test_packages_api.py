@@ -336,3 +336,38 @@ def test_an_upgrade_to_a_version_the_server_lacks_is_refused(
         assert (await send("0.10.0")).status_code == 201
 
     run_api(scenario)
+
+
+def test_corral_server_packages_list_shows_what_the_manifest_serves(
+    run_api: RunApi, server_dir: ServerDir
+) -> None:
+    from click.testing import CliRunner
+
+    from control_plane.server_cli import cli
+
+    put(server_dir, "corral-agent_0.10.0_amd64.deb", b"newer")
+    put(server_dir, "corral-agent_0.9.0_amd64.deb", b"older")
+    put(server_dir, "notes.txt", b"never served")
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["packages", "list", "--data-dir", str(server_dir.path)])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == [
+        "corral-agent_0.9.0_amd64.deb",
+        "corral-agent_0.10.0_amd64.deb",
+    ]
+    assert hashlib.sha256(b"older").hexdigest() in lines[1]
+    assert "notes.txt" not in listed.output
+    as_json = runner.invoke(
+        cli, ["packages", "list", "--data-dir", str(server_dir.path), "--output", "json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    listing = json.loads(as_json.output)
+
+    async def scenario(api: Api) -> None:
+        manifest = (await api.client.get("/v1/packages/manifest", headers=api.admin)).json()
+        assert [p["file"] for p in manifest["packages"]] == [p["file"] for p in listing["packages"]]
+        assert manifest["key_id"] == listing["signing_key"]
+        assert lines[-1].endswith(f"signed with {manifest['key_id']}")
+
+    run_api(scenario)
