@@ -76,6 +76,12 @@ async def command_status(api: Api, command_id: str, want: str) -> None:
     await eventually(reached, f"command {command_id} {want}", timeout=10)
 
 
+def writers_waiting(api: Api) -> int:
+    """Transactions queued behind the one writer SQLite allows (Database's write lock)."""
+    waiters = api.cp.db._write_lock._waiters  # type: ignore[attr-defined]
+    return len(waiters or ())
+
+
 class Gate:
     """A handler (for pongs) that records what it is given and can hold the writer inside
     its transaction until released."""
@@ -268,7 +274,10 @@ def test_one_group_commit_handles_each_id_once_in_arrival_order(run_api: RunApi)
         tasks = [
             asyncio.create_task(api.cp.channel.receive(node.node_id, batch)) for batch in batches
         ]
-        await asyncio.sleep(0)  # one turn: the three receives start and queue (not a wait)
+        # One turn of the loop: the three receives start, in this order, and queue behind the
+        # held group; their arrival order is what the test is about.  (Polling until three
+        # writers wait instead made the test sit out SQLite's 10 s busy timeout.)
+        await asyncio.sleep(0)
         gate.open.set()
         await holding
         answers = await asyncio.gather(*tasks)
@@ -294,7 +303,9 @@ def test_nothing_is_acknowledged_before_its_transaction_commits(run_api: RunApi)
         message = pong()
         task = asyncio.create_task(api.cp.channel.receive(node.node_id, [message]))
         await gate.entered.wait()
-        for _ in range(20):  # the writer is held inside its transaction
+        # The writer is held inside its transaction: 20 turns of the loop in which an answer
+        # sent before the commit would arrive (what the test rules out; not a wait).
+        for _ in range(20):
             await asyncio.sleep(0)
         assert not task.done()
         assert message["id"] not in await stored_ids(api)  # not committed, not answered
@@ -345,8 +356,7 @@ def test_acknowledgements_of_the_inbox_ride_the_same_group(run_api: RunApi) -> N
         holding = asyncio.create_task(api.cp.channel.receive(node.node_id, [pong()]))
         await gate.entered.wait()
         acking = asyncio.create_task(api.cp.channel.acknowledge(node.node_id, [ping["id"]]))
-        for _ in range(20):  # turns of the loop in which it must not finish (not a wait)
-            await asyncio.sleep(0)
+        await eventually(lambda: writers_waiting(api) == 1, "the acknowledgement to queue")
         assert not acking.done()
         gate.open.set()
         await asyncio.gather(holding, acking)

@@ -75,6 +75,8 @@ def ping_queue(api: Api, node: Node, sent: list[str]) -> Queue:
 
 
 async def yields(n: int) -> None:
+    """``n`` turns of the event loop: where, among the channel's own steps, the test's next
+    action lands (the interleaving under test, chosen at random; not a wait)."""
     for _ in range(n):
         await asyncio.sleep(0)
 

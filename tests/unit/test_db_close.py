@@ -8,8 +8,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
+from control_plane.store import db as store_db
 from control_plane.store.db import Database
 
 
@@ -56,13 +58,24 @@ def test_close_after_ordinary_use_is_quiet(tmp_path: Path) -> None:
     gc.collect()
 
 
-def test_no_connection_opens_once_closed_and_one_being_opened_is_closed(tmp_path: Path) -> None:
+def test_no_connection_opens_once_closed_and_one_being_opened_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     raw: list[Any] = []
 
     async def main() -> None:
         db = Database(f"sqlite+aiosqlite:///{tmp_path / 'z.db'}")
         await db.ping()
         await db.engine.dispose()  # the pool is empty: the next use opens a connection
+        started, go = asyncio.Event(), asyncio.Event()
+        real_open = store_db._open_sqlite
+
+        async def held_open(path: str) -> Any:  # an opening still under way when close starts
+            started.set()
+            await go.wait()
+            return await real_open(path)
+
+        monkeypatch.setattr(store_db, "_open_sqlite", held_open)
 
         async def late_reader() -> None:  # a request still finishing while the server stops
             async with db.engine.connect() as conn:
@@ -71,8 +84,10 @@ def test_no_connection_opens_once_closed_and_one_being_opened_is_closed(tmp_path
                 await conn.execute(sa.text("SELECT 1"))
 
         opening = asyncio.create_task(late_reader())
-        await asyncio.sleep(0)  # a turn of the loop: the reader's opening has started
-        await db.close()
+        await asyncio.wait_for(started.wait(), 30)
+        closing = asyncio.create_task(db.close())
+        go.set()
+        await closing
         await asyncio.gather(opening, return_exceptions=True)
         assert all(conn._connection is None for conn in raw)
         try:

@@ -28,6 +28,7 @@ from control_plane.store import messages
 from control_plane.store.db import Database
 from control_plane.store.schema import node_inbox
 from tests.unit.conftest import FakeClock, ServerDir
+from tests.unit.test_execution_support import eventually
 
 GRACE = 300.0
 EXECUTION = 600
@@ -132,14 +133,6 @@ def fleet(server_dir: ServerDir, clock: FakeClock) -> Iterator[Callable[..., Any
         asyncio.run(main())
 
     yield run
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
-    """Wait for a condition, with a deadline (never a fixed sleep)."""
-    async with asyncio.timeout(seconds):
-        while not await check():
-            await asyncio.sleep(0.02)
-    assert await check(), what
 
 
 # Rate control ---------------------------------------------------------------------------------
@@ -336,7 +329,7 @@ def test_delivery_timeouts_fire_while_reports_keep_the_loop_busy(fleet: Any) -> 
             loop = tg.create_task(f.dispatcher.run())
             feeder = tg.create_task(reports())
             try:
-                await until(timed_out, "the delivery timeout fired under load")
+                await eventually(timed_out, "the delivery timeout fired under load")
             finally:
                 stop.set()
                 await feeder

@@ -5,8 +5,6 @@ for want of a report is kept, shown with a note and audited, its status unchange
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent import wire
@@ -14,18 +12,10 @@ from control_plane.services.commands.dispatcher import NO_REPORT_GRACE_SECONDS
 from control_plane.services.commands.state import DETAIL_NO_REPORT, DETAIL_NODE_DEREGISTERED
 from control_plane.services.ratelimit import RateLimits
 from tests.unit.conftest import Api, Node, RunApi
+from tests.unit.test_execution_support import eventually
 from tests.unit.test_server_api_messages import poll
 
 TIMEOUT = 30
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not await check():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
 
 
 async def send_command(api: Api, nodes: list[Node], **fields: Any) -> str:
@@ -89,7 +79,7 @@ async def start(api: Api, node: Node, command_id: str) -> None:
         got = await poll(api, node, [], 0.5)
         return any(m["body"].get("command_id") == command_id for m in got)
 
-    await until(delivered, "the command reached the node")
+    await eventually(delivered, "the command reached the node")
     stored = await api.send(node, [update(command_id, wire.ST_IN_PROGRESS)])
     assert stored.status_code == 200, stored.text
 
@@ -111,7 +101,7 @@ def test_deregistering_a_node_ends_its_invocations_and_the_command(run_api: RunA
         async def ended() -> bool:
             return (await command(api, command_id))["completed_at"] is not None
 
-        await until(ended, "the command ended")
+        await eventually(ended, "the command ended")
         shown = await command(api, command_id)
         statuses = {i["node_id"]: (i["status"], i["status_details"]) for i in shown["invocations"]}
         assert statuses == {
@@ -142,7 +132,7 @@ def test_a_late_result_is_kept_shown_and_audited_but_the_status_stays(run_api: R
         async def silent() -> bool:
             return (await invocation(api, command_id, node))["status"] == wire.ST_TIMED_OUT
 
-        await until(silent, "the silent invocation timed out")
+        await eventually(silent, "the silent invocation timed out")
         shown = await invocation(api, command_id, node)
         assert shown["status_details"] == DETAIL_NO_REPORT
         assert shown["late_result_at"] is None and shown["note"] is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -14,16 +14,8 @@ from agent import wire
 from control_plane.services.ratelimit import RateLimits
 from control_plane.services.supervise import Passed, Supervisor
 from tests.unit.conftest import Api, FakeClock, RunApi
+from tests.unit.test_execution_support import eventually
 from tests.unit.test_server_api_messages import poll
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not await check():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"never happened: {what}") from None
 
 
 def quick(clock: Callable[[], float]) -> Supervisor:
@@ -52,7 +44,7 @@ def test_a_loop_that_raises_is_started_again_and_counted(
                 loop = supervisor.loops.get("flaky")
                 return loop is not None and loop.last_pass_at is not None
 
-            await until(healthy, "the loop ran again after its failures")
+            await eventually(healthy, "the loop ran again after its failures")
             task.cancel()  # cancellation ends it (the task group does not see an error)
 
     with caplog.at_level(logging.ERROR, logger="corral.supervise"):
@@ -78,7 +70,7 @@ def test_a_loop_that_keeps_failing_is_reported_until_its_failures_age_out() -> N
             async def failing() -> bool:
                 return bool(supervisor.failing())
 
-            await until(failing, "the loop is reported failing")
+            await eventually(failing, "the loop is reported failing")
             task.cancel()
 
     asyncio.run(main())
@@ -106,7 +98,7 @@ def test_a_loop_that_stops_completing_passes_is_reported() -> None:
                     supervisor.loops["stuck"].last_pass_at is not None
                 )
 
-            await until(started, "the loop made its first pass")
+            await eventually(started, "the loop made its first pass")
             assert supervisor.failing() == []
             clock.advance(31)
             [report] = supervisor.failing()
@@ -140,7 +132,7 @@ def test_a_failing_dispatcher_keeps_the_server_up_and_readyz_names_it(run_api: R
         async def not_ready() -> bool:
             return (await api.client.get("/readyz")).status_code == 503
 
-        await until(not_ready, "readyz reports the failing loop")
+        await eventually(not_ready, "readyz reports the failing loop")
         answer = (await api.client.get("/readyz")).json()
         assert answer["error"]["code"] == "not_ready"
         assert "dispatcher" in answer["error"]["message"]
@@ -155,12 +147,12 @@ def test_a_failing_dispatcher_keeps_the_server_up_and_readyz_names_it(run_api: R
             got = await poll(api, node, [], 0.2)
             return any(m["body"].get("command_id") == command_id for m in got)
 
-        await until(delivered, "the restarted dispatcher sent the command")
+        await eventually(delivered, "the restarted dispatcher sent the command")
 
         async def ready() -> bool:
             return (await api.client.get("/readyz")).status_code == 200
 
-        await until(ready, "readyz is ready again")
+        await eventually(ready, "readyz is ready again")
         shown = await api.client.get(f"/v1/commands/{command_id}", headers=api.admin)
         assert shown.json()["status"] == wire.ST_IN_PROGRESS
 

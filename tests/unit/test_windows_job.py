@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from agent import wire
 from control_plane.store.schema import commands as commands_table
 from tests.unit.conftest import Api, Node, RunApi
-from tests.unit.test_dispatcher import until
+from tests.unit.test_execution_support import eventually
 
 SUNDAY_2AM = "cron(0 2 ? * SUN *)"
 HOUR = 3600.0
@@ -94,7 +94,7 @@ async def report(api: Api, node: Node, command_id: str, status: str = wire.ST_SU
                 )
             return done is not None
 
-        await until(ended, f"command {command_id} ended")
+        await eventually(ended, f"command {command_id} ended")
 
 
 async def command(api: Api, command_id: str) -> dict[str, Any]:
