@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import psutil
@@ -58,6 +58,15 @@ class BenchError(Exception):
 # Signals and deadlines ---------------------------------------------------------------------
 def _exit_on_signal(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
+
+
+def run_main(main: Callable[[], int]) -> NoReturn:
+    """A bench's entry point: its exit code, or a one-line error (exit 1) for a BenchError."""
+    try:
+        sys.exit(main())
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def install_signal_handlers() -> None:

@@ -43,6 +43,7 @@ from _common import (
     print_table,
     process_tree,
     register_agent,
+    run_main,
     running_server,
     tree_cpu_seconds,
     verdict,
@@ -222,8 +223,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -49,6 +49,7 @@ from _common import (
     print_table,
     register_agent,
     run_cli,
+    run_main,
     running_server,
     sample_tree,
     tree_memory,
@@ -60,7 +61,6 @@ from _common import (
 PSS_BUDGET_MB = 25.0
 CPU_BUDGET_PERCENT = 0.05
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+)\s+\|\s+(\d+)\s+\|(\s*)(\S+)\s*$")
-
 
 
 def wait_online_and_answering(server: Server, node_id: str, agent: Proc, timeout: float) -> float:
@@ -224,8 +224,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ from _common import (
     median,
     percentile,
     print_table,
+    run_main,
     running_server,
     verdict,
     workdir,
@@ -455,8 +455,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from _common import (
     BIN,
-    BenchError,
     code_under_test,
     deadline,
     install_signal_handlers,
     median,
     print_table,
+    run_main,
     running_server,
     verdict,
     workdir,
@@ -175,8 +175,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -56,11 +56,11 @@ import sys
 from collections.abc import Iterator
 
 from _common import (
-    BenchError,
     DeadlineExceeded,
     deadline,
     install_signal_handlers,
     raise_open_file_limit,
+    run_main,
     workdir,
 )
 from _fanout_phases import real_phase, sim_phase
@@ -163,8 +163,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -48,6 +48,7 @@ from _common import (
     print_table,
     register_agent,
     run_cli,
+    run_main,
     running_server,
     tree_memory,
     verdict,
@@ -226,8 +227,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)

@@ -52,6 +52,7 @@ from _common import (
     code_under_test,
     install_signal_handlers,
     raise_open_file_limit,
+    run_main,
     running_server,
     tree_cpu_seconds,
     tree_rss,
@@ -434,8 +435,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main)
