@@ -154,6 +154,8 @@ def main() -> int:
     install_signal_handlers()
 
     with deadline(1200), workdir("package", args.keep) as root:
+        if args.deb and not args.deb.is_file():
+            raise BenchError(f"--deb {args.deb}: no such file")
         deb = args.deb.resolve() if args.deb else build_deb(root / "dist")
         deb_size = deb.stat().st_size
         tree = root / "installed"
