@@ -223,11 +223,14 @@ def packages_list(data_dir: Path, output: str) -> None:
     nodes pin to check it."""
     from control_plane.config import load_config
     from control_plane.services.packages.service import PackageService, package_dirs
+    from control_plane.services.packages.signing import KEY_FILE
 
     config = load_config(data_dir.resolve())
     service = PackageService(config.data_dir, package_dirs(config.packages_path))
     files = service.catalog.files()
-    key_id = service.signing_key().key_id
+    # Listing changes nothing: a data dir without the key yet gets it at the server's start.
+    made = (config.data_dir / KEY_FILE).exists()
+    key_id = service.signing_key().key_id if made else None
     if output == "json":
         listed = {
             "directories": [str(d) for d in service.catalog.dirs],
@@ -245,7 +248,8 @@ def packages_list(data_dir: Path, output: str) -> None:
         p = f.package
         row = f"{p.file:<44} {p.version:<12} {p.format:<7} {p.arch:<8} {f.size:>10}"
         click.echo(f"{row}  {f.sha256}")
-    click.echo(f"from {where}; signed with {key_id}")
+    signed = f"signed with {key_id}" if key_id else "no signing key yet (made at start)"
+    click.echo(f"from {where}; {signed}")
 
 
 def main() -> None:
