@@ -22,6 +22,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import heapq
+import math
 from collections.abc import Iterator
 
 from agent.schedules._model import CronSpec
@@ -128,7 +129,11 @@ def walk(spec: CronSpec, start: float, zone: dt.tzinfo, reverse: bool) -> Iterat
         if (start < _EARLIEST) == reverse:
             return
         start = _LATEST if reverse else _EARLIEST
-    wall_start = dt.datetime.fromtimestamp(start, UTC).astimezone(zone).replace(tzinfo=None)
+    # A whole second on the far side of ``start``: datetime rounds a timestamp to the nearest
+    # microsecond, which could move it past a slot just after it (1830297599.9999998 became
+    # 19:00:00.000000 and the 19:00 slot was missed).  What lies between is filtered below.
+    edge = math.ceil(start) if reverse else math.floor(start)
+    wall_start = dt.datetime.fromtimestamp(edge, UTC).astimezone(zone).replace(tzinfo=None)
     if not _quiet(zone, start):  # wall times near a DST change can be on either side of it
         wall_start += _SPAN if reverse else -_SPAN
     walls = _walls(spec, wall_start, reverse)

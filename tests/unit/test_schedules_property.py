@@ -352,3 +352,14 @@ def test_offsets_move_the_walkers_fire_times_by_whole_days(data: st.DataObject) 
             break
     got = fire_times(schedule, after, zone, 3, offset_days=days)
     assert got[: len(expected)] == expected, (cron.text, zone, after, days)
+
+
+def test_a_start_a_hair_before_a_slot_does_not_skip_it() -> None:
+    """Found by the walker comparison: a start 0.2 µs before a slot, rounded by datetime to
+    the slot itself, made the slot look passed."""
+    schedule = parse("cron(0 * ? * * 2025-2027)", "window")
+    after = 1830297599.9999998  # 2027-12-31 19:00 in New York, less 0.2 µs
+    assert fire_times(schedule, after, "America/New_York", 2) == [1830297600.0, 1830301200.0]
+    assert last_fire(schedule, 1830294000.5, 1830297600.0000002, "America/New_York") == (
+        1830297600.0
+    )
